@@ -1,0 +1,3 @@
+from tracardi_systemd.cli import main
+
+main()

@@ -1,0 +1,174 @@
+"""Reading the operator's env file (`.env-docker`).
+
+The same file is read by python-dotenv (here) and by systemd's `EnvironmentFile=` (on the
+host). The two parsers agree only on a common subset of the syntax; anything outside it is
+refused with the line number and the fix, so that what `check` validated is exactly what
+the workers receive.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+
+from tracardi_systemd.problems import Problem, error, warning
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ASSIGNMENT = re.compile(
+    r"\s*(?P<export>export\s+)?(?P<key>[^=]*?)\s*=[ \t]*(?P<raw>.*?)\s*", re.DOTALL
+)
+_INLINE_COMMENT = re.compile(r"\s#")
+
+
+@dataclass
+class EnvFile:
+    path: Path
+    values: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    raw: bytes = b""
+
+    def line_of(self, key: str) -> int | None:
+        return self.lines.get(key)
+
+
+def load_env_file(path: Path) -> EnvFile:
+    """Parse the file; syntax problems are collected in `problems`, never raised."""
+    env = EnvFile(path=path)
+    where = str(path)
+    try:
+        env.raw = path.read_bytes()
+    except OSError as exc:
+        env.problems.append(error(where, None, f"cannot read the env file: {exc.strerror}"))
+        return env
+    text = _decode(env, where)
+    if text is None:
+        return env
+    for binding in parse_stream(io.StringIO(text)):
+        _take(env, where, binding)
+    return env
+
+
+def _decode(env: EnvFile, where: str) -> str | None:
+    data = env.raw
+    if data.startswith(b"\xef\xbb\xbf"):
+        env.problems.append(error(
+            where, 1,
+            "the file starts with a byte-order mark (BOM), which systemd reads as part of "
+            "the first name: save it as UTF-8 without BOM",
+        ))
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        env.problems.append(error(where, line, "the file is not valid UTF-8: re-save it as UTF-8"))
+        return None
+    if "\r" in text:
+        line = text[: text.index("\r")].count("\n") + 1
+        env.problems.append(error(
+            where, line,
+            "the file has Windows (CRLF) line ends, which systemd and dotenv read "
+            f"differently: convert it with  sed -i 's/\\r$//' {where}",
+        ))
+        text = text.replace("\r\n", "\n")
+    return text
+
+
+def _take(env: EnvFile, where: str, binding) -> None:
+    line = binding.original.line
+    source = binding.original.string.rstrip("\n")
+    if binding.error:
+        env.problems.append(error(
+            where, line,
+            "this line cannot be parsed (an unbalanced quote?): write NAME=value, "
+            "NAME='value' or NAME=\"value\"",
+        ))
+        return
+    if binding.key is None:
+        return  # blank line or comment
+    if binding.value is None:
+        env.problems.append(error(
+            where, line,
+            f"{binding.key} has no '=': systemd ignores such a line; write {binding.key}= "
+            "for an empty value, or remove the line",
+        ))
+        return
+    match = _ASSIGNMENT.fullmatch(source)
+    if match is None:  # pragma: no cover - dotenv accepted a shape we do not know
+        env.problems.append(error(where, line, "this line cannot be parsed: write NAME=value"))
+        return
+    key = binding.key
+    problem = _name_problem(key, match["export"]) or _value_problem(key, match["raw"])
+    if problem:
+        env.problems.append(error(where, line, problem))
+        return
+    if key in env.values:
+        env.problems.append(warning(
+            where, line, f"{key} is set again (first on line {env.lines[key]}); the last one wins",
+        ))
+    env.values[key] = binding.value
+    env.lines[key] = line
+
+
+def _name_problem(key: str, export: str | None) -> str | None:
+    if export:
+        return (
+            f"'export {key}=...': systemd does not understand the 'export ' prefix; "
+            f"remove it (write {key}=...)"
+        )
+    if not _NAME.fullmatch(key):
+        return (
+            f"{key!r} is not a valid variable name for systemd: use letters, digits and "
+            "underscores, not starting with a digit"
+        )
+    return None
+
+
+def _value_problem(key: str, raw: str) -> str | None:
+    if "\n" in raw:
+        return (
+            f"the value of {key} spans several lines, which systemd and dotenv read "
+            "differently: put it on one line"
+        )
+    if any(unicodedata.category(c) == "Cc" for c in raw):
+        return f"the value of {key} holds a control character (tab or other): remove it"
+    if "${" in raw and not raw.startswith("'"):
+        return (
+            f"the value of {key} uses ${{...}}: dotenv expands it, systemd does not; "
+            "write the value out literally"
+        )
+    quote = raw[:1]
+    if quote in ("'", '"'):
+        if len(raw) < 2 or raw[-1] != quote:
+            return (
+                f"the value of {key} has text after its closing quote (a comment?), which "
+                "systemd keeps as part of the value: remove it or put the comment on its own line"
+            )
+        if "\\" in raw:
+            return (
+                f"the value of {key} holds a backslash inside quotes, which systemd and "
+                "dotenv unescape differently: remove it"
+            )
+        return None
+    if "\\" in raw:
+        return (
+            f"the value of {key} holds a backslash, which systemd removes and dotenv keeps: "
+            "put the value in single quotes"
+        )
+    if _INLINE_COMMENT.search(raw):
+        return (
+            f"the value of {key} has a ' #' comment after it: dotenv drops it, systemd keeps "
+            "it as part of the value; put the comment on its own line"
+        )
+    if "'" in raw or '"' in raw:
+        return (
+            f"the value of {key} holds a quote character inside an unquoted value: "
+            "quote the whole value"
+        )
+    return None

@@ -1,0 +1,178 @@
+"""Rendering: one deterministic, pure function from settings to unit files.
+
+`render(settings)` returns `{filename: text}` and never touches the host. Every value
+reaches the templates through the escaping filters of `escape`; input that is not safe or
+not known is refused with UnsafeValue before anything is rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from tracardi_systemd import escape
+from tracardi_systemd.catalog import Worker
+from tracardi_systemd.escape import UnsafeValue
+from tracardi_systemd.secrets import LICENSE_NAMES
+
+DEFAULT_ENV_FILE = "/etc/tracardi/.env-docker"
+DEFAULT_DOCKER = "/usr/bin/docker"
+DEFAULT_TOOL = "/usr/bin/tracardi-systemd"
+TARGET = "tracardi.target"
+AGENT_UNIT = "tracardi-agent.service"
+LABEL_MANAGED = "tracardi.managed"
+LABEL_WORKER = "tracardi.worker"
+LABEL_UNIT = "tracardi.unit"
+# Settings the tool itself reads and the workers never need (the registry token of `login`).
+TOOL_ONLY_SETTINGS = ("TRACARDI_REGISTRY_TOKEN", "TRACARDI_REGISTRY_USER")
+# Workers get SAVE_LOGS=no unless the env file says otherwise: with Tracardi's default
+# (yes) a worker buffers log records in memory that nothing ever drains.
+WORKER_DEFAULT_ENV = {"SAVE_LOGS": "no"}
+# The commercial containers read the license from LICENSE; operators keep it as
+# API_LICENSE (Tracardi's compose maps one to the other). This fixed script does that
+# mapping inside the unit's environment, so the value never appears in any argv.
+LICENSE_MAPPING_SCRIPT = 'export LICENSE="${LICENSE:-$API_LICENSE}"; exec "$0" "$@"'
+
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    version: str
+    workers: tuple[Worker, ...]
+    env_keys: tuple[str, ...] = ()
+    env_file: str = DEFAULT_ENV_FILE
+    image_tag: str | None = None
+    network: str | None = None
+    replicas: dict[str, int] = field(default_factory=dict)
+    worker_env: dict[str, str] = field(default_factory=dict)
+    docker: str = DEFAULT_DOCKER
+    tool: str = DEFAULT_TOOL
+    agent_args: tuple[str, ...] = ()
+    stop_timeout: int = 10
+    restart_sec: str = "100ms"
+    start_limit_burst: int = 5
+    start_limit_interval: str = "60s"
+    watchdog_sec: int = 30
+
+    @property
+    def tag(self) -> str:
+        return self.image_tag or self.version
+
+
+@dataclass(frozen=True)
+class WorkerUnit:
+    """One worker's unit file: a plain service, or a template when it has replicas."""
+
+    worker: Worker
+    replicas: int
+
+    @property
+    def is_template(self) -> bool:
+        return self.replicas > 1
+
+    @property
+    def filename(self) -> str:
+        return f"{self.worker.unit}@.service" if self.is_template else f"{self.worker.unit}.service"
+
+    @property
+    def instances(self) -> tuple[str, ...]:
+        """The unit names to enable and start."""
+        if self.is_template:
+            return tuple(f"{self.worker.unit}@{i}.service" for i in range(1, self.replicas + 1))
+        return (self.filename,)
+
+
+def worker_units(settings: RenderSettings) -> tuple[WorkerUnit, ...]:
+    return tuple(WorkerUnit(w, settings.replicas.get(w.name, 1)) for w in settings.workers)
+
+
+def render(settings: RenderSettings) -> dict[str, str]:
+    """All unit files for the settings, as {filename: text}. Writes nothing."""
+    _check(settings)
+    env = _jinja()
+    files = {}
+    for unit in worker_units(settings):
+        files[unit.filename] = env.get_template("worker.service.j2").render(
+            unit=unit,
+            worker=unit.worker,
+            settings=settings,
+            instance="-%i" if unit.is_template else "",
+            run_args=_docker_run_args(unit.worker, settings),
+            env_defaults=WORKER_DEFAULT_ENV | settings.worker_env,
+            license_script=LICENSE_MAPPING_SCRIPT,
+        )
+    files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings)
+    files[AGENT_UNIT] = env.get_template("agent.service.j2").render(
+        settings=settings,
+        agent_args=["agent", "--env-file", settings.env_file, *settings.agent_args],
+    )
+    return files
+
+
+def container_env_names(worker: Worker, settings: RenderSettings) -> list[str]:
+    """Names passed with `-e NAME`: docker takes each value from the unit's environment."""
+    passed = set(settings.env_keys) | set(WORKER_DEFAULT_ENV) | set(settings.worker_env)
+    passed -= set(LICENSE_NAMES) | set(TOOL_ONLY_SETTINGS)
+    if worker.commercial:
+        passed.add("LICENSE")
+    return sorted(passed)
+
+
+def _docker_run_args(worker: Worker, settings: RenderSettings) -> list[list[str]]:
+    """The arguments after `docker run --rm --name NAME`, one line's worth per group."""
+    groups = [["--init", "--log-driver", "none"]]
+    if settings.network:
+        groups.append(["--network", settings.network])
+    groups.append(["--label", f"{LABEL_MANAGED}=true", "--label", f"{LABEL_WORKER}={worker.name}"])
+    groups += [["-e", name] for name in container_env_names(worker, settings)]
+    groups.append([f"{worker.image}:{settings.tag}"])
+    return groups
+
+
+def _check(settings: RenderSettings) -> None:
+    """Refuse what docker or systemd would not take, naming the option to fix."""
+    if not _IMAGE_TAG.fullmatch(settings.tag):
+        raise UnsafeValue(
+            f"--image-tag {settings.tag!r} is not a docker tag: use letters, digits, '_', "
+            "'.' and '-' (at most 128, not starting with '.' or '-')"
+        )
+    if settings.network is not None and not _NETWORK.fullmatch(settings.network):
+        raise UnsafeValue(
+            f"--network {settings.network!r} is not a docker network name: use letters, "
+            "digits, '_', '.' and '-', starting with a letter or digit"
+        )
+    known = {w.name for w in settings.workers}
+    for name, count in settings.replicas.items():
+        if name not in known:
+            raise UnsafeValue(f"--replicas {name}={count}: {name!r} is not a selected worker")
+        if not 1 <= count <= 1000:
+            raise UnsafeValue(f"--replicas {name}={count}: the count must be 1 to 1000")
+    if settings.stop_timeout < 1:
+        raise UnsafeValue("the stop timeout must be at least 1 second")
+
+
+def _jinja() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(escape.FILTERS)
+    return env
+
+
+def templates_dir() -> Path:
+    """The unit templates: inside the installed wheel, or `units/` of a source checkout."""
+    packaged = Path(str(resources.files("tracardi_systemd"))) / "units"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "units"

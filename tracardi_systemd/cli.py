@@ -16,15 +16,29 @@ from tracardi_systemd.catalog import DEFAULT_VERSION, CatalogError, select_worke
 from tracardi_systemd.envfile import EnvFile, load_env_file
 from tracardi_systemd.escape import UnsafeValue
 from tracardi_systemd.files import write_atomic
+from tracardi_systemd.host import CommandError, Docker, Systemctl, systemd_is_running
+from tracardi_systemd.install import (
+    InstallRequest,
+    apply_files,
+    manifest_for,
+    plan_install,
+    units_no_longer_wanted,
+)
+from tracardi_systemd.manifest import ManifestError, load_manifest, manifest_path, save_manifest
 from tracardi_systemd.problems import Problem, Severity, has_errors
 from tracardi_systemd.render import (
+    AGENT_UNIT,
     DEFAULT_DOCKER,
     DEFAULT_ENV_FILE,
     DEFAULT_TOOL,
+    TARGET,
     RenderSettings,
     render,
+    worker_units,
 )
 from tracardi_systemd.secrets import is_secret
+from tracardi_systemd.status import collect, format_table
+from tracardi_systemd.table import columns
 from tracardi_systemd.validate import validate
 
 
@@ -199,10 +213,7 @@ def workers(tracardi_version: str, as_json: bool) -> None:
          "yes" if w.commercial else "no")
         for w in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        click.echo("  ".join(cells).rstrip())
+    click.echo(columns(table))
 
 
 @main.command()
@@ -238,3 +249,221 @@ def render_command(env_file: Path, out: Path, tracardi_version: str, workers: tu
     for name, text in sorted(files.items()):
         write_atomic(out / name, text.encode())
         click.echo(str(out / name))
+
+
+def _require_root(action: str) -> None:
+    if os.geteuid() != 0:
+        _fail(f"{action} changes the system and needs root: run it with sudo "
+              "(or use --root DIR to prepare an offline root)")
+
+
+def _require_live_host(docker_path: str) -> None:
+    if not systemd_is_running():
+        _fail("systemd is not running on this host (no /run/systemd/system): install needs a "
+              "running systemd, or use --root DIR to prepare an offline root")
+    if not Path(docker_path).exists():
+        _fail(f"the docker client {docker_path} is missing: install Docker "
+              "(apt-get install docker.io) or pass --docker PATH")
+
+
+root_option = click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path),
+    help="Work on an offline root directory (an image being built), like systemctl --root: "
+    "no systemctl call touches the live system.",
+)
+
+
+@main.command()
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The operator's settings file; it is copied to --installed-env-file "
+              "(root-owned, mode 0600). Default: the installed env file itself.")
+@click.option("--unit-dir", default="/etc/systemd/system", show_default=True,
+              type=click.Path(path_type=Path), help="Where to write the unit files.")
+@root_option
+@click.option("--no-enable", is_flag=True, help="Write the units but do not enable them.")
+@click.option("--start", is_flag=True, help="Start the workers and the agent afterwards.")
+@click.option("--pull", is_flag=True, help="Pull the worker images first (docker pull).")
+@click.option("--dry-run", is_flag=True, help="Show what would change, as a diff; write nothing.")
+@click.option("--force", is_flag=True,
+              help="Replace unit files the tool did not write or that were edited.")
+@render_options
+def install(env_file: Path | None, unit_dir: Path, root: Path | None, no_enable: bool,
+            start: bool, pull: bool, dry_run: bool, force: bool, tracardi_version: str,
+            workers: tuple[str, ...], **options) -> None:
+    """Validate, render and install the worker units, then enable them.
+
+    Nothing on disk changes when the env file has an error or a unit file would be
+    overwritten that the tool did not write (unless --force). Running it again with the
+    same inputs changes nothing and says so. Drop-ins (*.service.d/) are never touched.
+    """
+    if not unit_dir.is_absolute():
+        raise click.BadParameter(f"{unit_dir} must be an absolute path", param_hint="--unit-dir")
+    kwargs = render_kwargs(**options)
+    env_target = Path(kwargs["env_file"])
+    live = root is None
+    if not dry_run:
+        if live:
+            _require_root("install")
+        if live:
+            _require_live_host(kwargs["docker"])
+    target_root = root or Path("/")
+    env_source = env_file or target_root / env_target.relative_to("/")
+    loaded = load_and_validate(env_source, tracardi_version, workers, tool=default_tool_path(),
+                               **kwargs)
+    files = render_files(loaded)
+    units = [TARGET, AGENT_UNIT, *(i for u in worker_units(loaded.settings) for i in u.instances)]
+    try:
+        previous = load_manifest(target_root)
+    except ManifestError as exc:
+        _fail(str(exc))
+    request = InstallRequest(
+        root=target_root, unit_dir=unit_dir, env_source=env_source, env_target=env_target,
+        rendered=files, units=units, force=force,
+        manifest_fields={},
+    )
+    plan = plan_install(request, previous)
+    if plan.refusals:
+        for refusal in plan.refusals:
+            click.echo(f"{unit_dir}/{refusal}", err=True)
+        _fail("refused to overwrite the files above; nothing was changed")
+    if dry_run:
+        lines = plan.describe(with_diff=True)
+        click.echo("\n".join(lines) if lines else "nothing to change")
+        return
+    docker = Docker(kwargs["docker"])
+    systemctl = Systemctl(root)
+    try:
+        if pull:
+            for worker in loaded.settings.workers:
+                docker.pull(f"{worker.image}:{loaded.settings.tag}")
+        stale = units_no_longer_wanted(previous, units)
+        if stale and live:
+            systemctl.disable(stale, now=True)
+        apply_files(plan, request.on_disk(unit_dir))
+        manifest = manifest_for(
+            plan, unit_dir=str(unit_dir), env_file=str(env_target),
+            tracardi_version=tracardi_version, workers=[w.name for w in loaded.settings.workers],
+            units=units, options={k: v for k, v in options.items() if v not in (None, (), {})},
+        )
+        if previous is None or manifest.to_json() != previous.to_json():
+            save_manifest(target_root, manifest)
+        if plan.nothing_to_change:
+            click.echo("nothing to change")
+        else:
+            click.echo("\n".join(plan.describe(with_diff=False)))
+            systemctl.daemon_reload()
+        if not no_enable:
+            systemctl.enable(units)
+        if start:
+            systemctl.start(units)
+    except CommandError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.option("--purge", is_flag=True, help="Also remove the installed env file.")
+@root_option
+def uninstall(purge: bool, root: Path | None) -> None:
+    """Stop, disable and remove what install wrote (never operator drop-ins).
+
+    The installed env file is kept unless --purge is given.
+    """
+    live = root is None
+    if live:
+        _require_root("uninstall")
+    target_root = root or Path("/")
+    try:
+        manifest = load_manifest(target_root)
+    except ManifestError as exc:
+        _fail(str(exc))
+    if manifest is None:
+        click.echo("nothing to uninstall: tracardi-systemd has installed nothing here")
+        return
+    systemctl = Systemctl(root)
+    try:
+        systemctl.disable(manifest.units, now=True)
+    except CommandError as exc:
+        click.echo(f"warning: {exc}", err=True)
+    unit_dir = target_root / Path(manifest.unit_dir).relative_to("/")
+    for name in sorted(manifest.files):
+        (unit_dir / name).unlink(missing_ok=True)
+        click.echo(f"removed {unit_dir / name}")
+    env_file = target_root / Path(manifest.env_file).relative_to("/")
+    if purge:
+        env_file.unlink(missing_ok=True)
+        click.echo(f"removed {env_file}")
+    else:
+        click.echo(f"kept {env_file} (use --purge to remove it)")
+    manifest_path(target_root).unlink()
+    try:
+        systemctl.daemon_reload()
+        if live:
+            systemctl("reset-failed", *manifest.units)
+    except CommandError as exc:
+        click.echo(f"warning: {exc}", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--docker", "docker_path", default=DEFAULT_DOCKER, show_default=True,
+              help="The docker client to ask.")
+def status(as_json: bool, docker_path: str) -> None:
+    """Show each installed worker: unit and container state, uptime, restarts, memory.
+
+    Also shows the agent and its view of each worker. Exits 0 when every worker unit is
+    active with its container running and the agent is running, 1 otherwise.
+    """
+    try:
+        manifest = load_manifest(Path("/"))
+    except ManifestError as exc:
+        _fail(str(exc))
+    if manifest is None:
+        _fail("nothing is installed: run  sudo tracardi-systemd install --env-file FILE")
+    try:
+        report = collect(manifest, Systemctl(), Docker(docker_path))
+    except CommandError as exc:
+        _fail(str(exc))
+    click.echo(report.to_json() if as_json else format_table(report))
+    sys.exit(0 if report.healthy else 1)
+
+
+@main.command()
+@click.option("--username", help="Registry user (default: TRACARDI_REGISTRY_USER from the "
+              "env file).")
+@click.option("--registry", help="Registry host (default: Docker Hub).")
+@click.option("--token-file", type=click.File("r"),
+              help="Read the token from this file ('-' for standard input).")
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=DEFAULT_ENV_FILE, show_default=True,
+              help="Env file that may hold TRACARDI_REGISTRY_USER / TRACARDI_REGISTRY_TOKEN.")
+@click.option("--docker", "docker_path", default=DEFAULT_DOCKER, show_default=True,
+              help="The docker client to log in with.")
+def login(username: str | None, registry: str | None, token_file, env_file: Path,
+          docker_path: str) -> None:
+    """Log Docker in to the registry of the commercial worker images.
+
+    The token comes from --token-file, else TRACARDI_REGISTRY_TOKEN in the env file, else
+    standard input (asked for without echo on a terminal). It reaches docker through
+    --password-stdin: never on a command line, never printed.
+    """
+    settings = load_env_file(env_file).values if env_file.exists() else {}
+    username = username or settings.get("TRACARDI_REGISTRY_USER")
+    if not username:
+        raise click.UsageError("no user: pass --username or set TRACARDI_REGISTRY_USER "
+                               f"in {env_file}")
+    if token_file is not None:
+        token = token_file.read()
+    elif settings.get("TRACARDI_REGISTRY_TOKEN"):
+        token = settings["TRACARDI_REGISTRY_TOKEN"]
+    elif sys.stdin.isatty():
+        token = click.prompt("Registry token", hide_input=True)
+    else:
+        token = sys.stdin.read()
+    token = token.strip()
+    if not token:
+        _fail("the registry token is empty")
+    try:
+        Docker(docker_path).login(registry, username, token)
+    except CommandError as exc:
+        _fail(str(exc).replace(token, "<token>"))
+    click.echo(f"logged in to {registry or 'Docker Hub'} as {username}")

@@ -1,0 +1,111 @@
+"""Adapters for the host: `systemctl` and the `docker` client, and nothing else.
+
+Policy code takes these as parameters, so tests can hand it fakes; these classes stay thin
+wrappers that build an argv and parse what comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+SYSTEMD_RUNNING_MARKER = Path("/run/systemd/system")
+
+
+class CommandError(Exception):
+    """A host command failed; the message says which and what it printed."""
+
+
+def run(argv: Sequence[str], *, input: str | None = None, capture: bool = True,
+        timeout: float = 120, check: bool = True) -> str:
+    try:
+        result = subprocess.run(
+            list(argv), input=input, text=True, timeout=timeout, check=False,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+        )
+    except FileNotFoundError:
+        raise CommandError(f"{argv[0]} not found") from None
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"{' '.join(argv[:3])} did not finish in {timeout:.0f} s") from None
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout or "").strip()
+        raise CommandError(
+            f"{' '.join(argv[:4])} failed (exit status {result.returncode})"
+            + (f": {detail}" if detail else "")
+        )
+    return result.stdout or ""
+
+
+def systemd_is_running() -> bool:
+    return SYSTEMD_RUNNING_MARKER.is_dir()
+
+
+class Systemctl:
+    """`systemctl`, against the live system or, with `root`, an offline root directory."""
+
+    def __init__(self, root: Path | None = None, program: str = "systemctl"):
+        self.argv = [program] + ([f"--root={root}"] if root else [])
+        self.offline = root is not None
+
+    def __call__(self, *args: str) -> str:
+        return run([*self.argv, *args])
+
+    def daemon_reload(self) -> None:
+        if not self.offline:
+            self("daemon-reload")
+
+    def enable(self, units: Iterable[str]) -> None:
+        self("enable", "--quiet", *units)
+
+    def disable(self, units: Iterable[str], now: bool = False) -> None:
+        self("disable", "--quiet", *(["--now"] if now and not self.offline else []), *units)
+
+    def start(self, units: Iterable[str]) -> None:
+        self("start", *units)
+
+    def show(self, units: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Properties of many units with one call: {unit: {property: value}}."""
+        if not units:
+            return {}
+        output = self("show", "--property", ",".join(["Id", *properties]), "--", *units)
+        return parse_show(output)
+
+
+def parse_show(output: str) -> dict[str, dict[str, str]]:
+    """`systemctl show` prints one blank-line separated block of NAME=value per unit."""
+    result = {}
+    for block in output.strip("\n").split("\n\n"):
+        props = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "Id" in props:
+            result[props["Id"]] = props
+    return result
+
+
+class Docker:
+    def __init__(self, program: str = "/usr/bin/docker"):
+        self.program = program
+
+    def __call__(self, *args: str, input: str | None = None, capture: bool = True) -> str:
+        return run([self.program, *args], input=input, capture=capture)
+
+    def inspect_labelled(self, label: str) -> list[dict]:
+        """`docker inspect` of every container (any state) carrying `label`: two calls."""
+        ids = self("ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}").split()
+        if not ids:
+            return []
+        # A container may vanish between the two calls: inspect still prints the others.
+        output = run([self.program, "inspect", "--type", "container", *ids], check=False)
+        return json.loads(output or "[]")
+
+    def pull(self, image: str) -> None:
+        self("pull", image, capture=False)
+
+    def remove(self, container: str) -> None:
+        self("rm", "--force", container)
+
+    def login(self, registry: str | None, username: str, token: str) -> str:
+        args = ["login", "--username", username, "--password-stdin"]
+        return self(*args, *([registry] if registry else []), input=token)

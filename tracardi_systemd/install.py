@@ -1,0 +1,184 @@
+"""Installing rendered units: plan first (pure), then write, then tell systemd.
+
+The planner decides, from the rendered files, what is on disk and the manifest of the last
+install, what to create, update, keep and remove, and what to refuse (files the tool did
+not write, or that an operator edited). Nothing is written unless the whole plan is
+accepted, so a refused or failed validation leaves the host as it was.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from tracardi_systemd.files import write_atomic
+from tracardi_systemd.manifest import Manifest, digest
+
+ENV_FILE_MODE = 0o600
+UNIT_FILE_MODE = 0o644
+
+
+class Action(Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    KEEP = "keep"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class FileChange:
+    name: str
+    action: Action
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class EnvFileCopy:
+    source: Path
+    target: Path
+    needed: bool  # content differs (or the target is missing)
+    fix_mode: bool  # content is right but owner or permissions are not
+
+
+@dataclass
+class Plan:
+    changes: list[FileChange] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+    env: EnvFileCopy | None = None
+
+    @property
+    def file_changes(self) -> list[FileChange]:
+        return [c for c in self.changes if c.action is not Action.KEEP]
+
+    @property
+    def removed(self) -> list[str]:
+        return [c.name for c in self.changes if c.action is Action.REMOVE]
+
+    @property
+    def nothing_to_change(self) -> bool:
+        env_change = self.env is not None and (self.env.needed or self.env.fix_mode)
+        return not self.file_changes and not env_change
+
+    def describe(self, with_diff: bool) -> list[str]:
+        """What the plan does, one line per change; unified diffs of unit files if asked."""
+        lines = []
+        if self.env and self.env.needed:
+            lines.append(f"copy env file {self.env.source} -> {self.env.target} (mode 0600; "
+                         "content not shown: it holds secrets)")
+        elif self.env and self.env.fix_mode:
+            lines.append(f"set owner root and mode 0600 on {self.env.target}")
+        for change in self.file_changes:
+            lines.append(f"{change.action.value} {change.name}")
+            if with_diff:
+                lines += difflib.unified_diff(
+                    (change.old or "").splitlines(), (change.new or "").splitlines(),
+                    f"a/{change.name}", f"b/{change.name}", lineterm="",
+                )
+        return lines
+
+
+def plan_units(rendered: dict[str, str], current: dict[str, str | None],
+               manifest: Manifest | None, force: bool) -> Plan:
+    """Decide each unit file's fate. `current` maps file names to their text on disk."""
+    recorded = manifest.files if manifest else {}
+    plan = Plan()
+    for name in sorted(rendered.keys() | recorded.keys()):
+        old, new = current.get(name), rendered.get(name)
+        ours = old is not None and recorded.get(name) == digest(old.encode())
+        if old is None:
+            if new is not None:
+                plan.changes.append(FileChange(name, Action.CREATE, None, new))
+            continue
+        if old == new:
+            plan.changes.append(FileChange(name, Action.KEEP, old, new))
+            continue
+        if not ours and not force:
+            why = ("was edited since tracardi-systemd wrote it" if name in recorded
+                   else "was not written by tracardi-systemd")
+            plan.refusals.append(
+                f"{name} {why}: move local changes to a drop-in (systemctl edit {name}) "
+                "and run again with --force to replace it"
+            )
+            continue
+        action = Action.REMOVE if new is None else Action.UPDATE
+        plan.changes.append(FileChange(name, action, old, new))
+    return plan
+
+
+def read_current(unit_dir: Path, names: set[str]) -> dict[str, str | None]:
+    current: dict[str, str | None] = {}
+    for name in names:
+        try:
+            current[name] = (unit_dir / name).read_text()
+        except FileNotFoundError:
+            current[name] = None
+    return current
+
+
+def plan_env_copy(source: Path, target: Path) -> EnvFileCopy:
+    try:
+        same = source.resolve() == target.resolve() or source.samefile(target)
+    except FileNotFoundError:
+        same = False
+    try:
+        stat = target.stat()
+        wrong_mode = (stat.st_mode & 0o777) != ENV_FILE_MODE or stat.st_uid != os.geteuid()
+        needed = not same and target.read_bytes() != source.read_bytes()
+    except FileNotFoundError:
+        return EnvFileCopy(source, target, needed=True, fix_mode=False)
+    return EnvFileCopy(source, target, needed=needed, fix_mode=wrong_mode)
+
+
+def apply_files(plan: Plan, unit_dir: Path) -> None:
+    """Write the plan to disk: env file, then each unit file atomically."""
+    if plan.env and plan.env.needed:
+        plan.env.target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        write_atomic(plan.env.target, plan.env.source.read_bytes(), ENV_FILE_MODE)
+    elif plan.env and plan.env.fix_mode:
+        os.chown(plan.env.target, os.geteuid(), os.getegid())
+        os.chmod(plan.env.target, ENV_FILE_MODE)
+    unit_dir.mkdir(parents=True, exist_ok=True)
+    for change in plan.file_changes:
+        path = unit_dir / change.name
+        if change.action is Action.REMOVE:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomic(path, change.new.encode(), UNIT_FILE_MODE)
+
+
+def manifest_for(plan: Plan, **fields) -> Manifest:
+    """The manifest after applying `plan`: hashes of every file the tool now owns."""
+    files = {c.name: digest(c.new.encode()) for c in plan.changes if c.new is not None}
+    return Manifest(files=files, **fields)
+
+
+@dataclass(frozen=True)
+class InstallRequest:
+    root: Path  # "/" for the live system
+    unit_dir: Path  # as seen on the target system, e.g. /etc/systemd/system
+    env_source: Path
+    env_target: Path  # as seen on the target system
+    rendered: dict[str, str]
+    units: list[str]  # what to enable and start: target, agent, worker instances
+    force: bool
+    manifest_fields: dict
+
+    def on_disk(self, path: Path) -> Path:
+        return self.root / path.relative_to("/")
+
+
+def plan_install(request: InstallRequest, previous: Manifest | None) -> Plan:
+    unit_dir = request.on_disk(request.unit_dir)
+    names = request.rendered.keys() | (previous.files.keys() if previous else set())
+    plan = plan_units(request.rendered, read_current(unit_dir, set(names)), previous,
+                      request.force)
+    plan.env = plan_env_copy(request.env_source, request.on_disk(request.env_target))
+    return plan
+
+
+def units_no_longer_wanted(previous: Manifest | None, units: list[str]) -> list[str]:
+    return [u for u in (previous.units if previous else []) if u not in units]

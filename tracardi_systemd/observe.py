@@ -1,0 +1,119 @@
+"""What the host says about the managed workers, read with a fixed number of calls.
+
+`status` and the agent both look through here: one `systemctl show` for every unit, and
+`docker ps` plus one `docker inspect` for every labelled container, however many there are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psutil
+
+from tracardi_systemd.host import Docker, Systemctl
+from tracardi_systemd.render import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
+
+UNIT_PROPERTIES = (
+    "LoadState", "ActiveState", "SubState", "Result", "NRestarts", "MainPID",
+    "ActiveEnterTimestampMonotonic", "UnitFileState",
+)
+
+
+@dataclass(frozen=True)
+class UnitState:
+    name: str
+    load_state: str
+    active_state: str
+    sub_state: str
+    result: str
+    restarts: int
+    main_pid: int
+    active_since_usec: int  # CLOCK_MONOTONIC, microseconds; 0 when never active
+    enabled: str
+
+    @property
+    def start_limit_hit(self) -> bool:
+        return self.active_state == "failed" and self.result == "start-limit-hit"
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    name: str
+    unit: str
+    worker: str
+    status: str  # docker's State.Status: running, exited, created, ...
+    pid: int
+    started_at: str
+    image: str
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+def read_units(systemctl: Systemctl, units: list[str]) -> dict[str, UnitState]:
+    shown = systemctl.show(units, UNIT_PROPERTIES)
+    return {name: _unit_state(name, shown.get(name, {})) for name in units}
+
+
+def _unit_state(name: str, props: dict[str, str]) -> UnitState:
+    def number(key: str) -> int:
+        value = props.get(key, "")
+        return int(value) if value.isdigit() else 0
+
+    return UnitState(
+        name=name,
+        load_state=props.get("LoadState", "not-found"),
+        active_state=props.get("ActiveState", "inactive"),
+        sub_state=props.get("SubState", "dead"),
+        result=props.get("Result", ""),
+        restarts=number("NRestarts"),
+        main_pid=number("MainPID"),
+        active_since_usec=number("ActiveEnterTimestampMonotonic"),
+        enabled=props.get("UnitFileState", ""),
+    )
+
+
+def read_containers(docker: Docker) -> list[ContainerState]:
+    return [_container_state(c) for c in docker.inspect_labelled(f"{LABEL_MANAGED}=true")]
+
+
+def _container_state(data: dict) -> ContainerState:
+    labels = data.get("Config", {}).get("Labels") or {}
+    state = data.get("State", {})
+    return ContainerState(
+        id=data.get("Id", ""),
+        name=data.get("Name", "").lstrip("/"),
+        unit=labels.get(LABEL_UNIT, ""),
+        worker=labels.get(LABEL_WORKER, ""),
+        status=state.get("Status", "unknown"),
+        pid=state.get("Pid", 0) or 0,
+        started_at=state.get("StartedAt", ""),
+        image=data.get("Config", {}).get("Image", ""),
+    )
+
+
+def memory_bytes(pid: int) -> int | None:
+    """Resident memory of a container's process tree (its init and all descendants)."""
+    if pid <= 0:
+        return None
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+        return sum(p.memory_info().rss for p in processes)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def uptime_seconds(started_at: str, now: datetime) -> float | None:
+    """Seconds since docker's StartedAt (RFC 3339 with nanoseconds, UTC)."""
+    if not started_at or started_at.startswith("0001-"):
+        return None
+    trimmed = started_at.rstrip("Z").split(".")[0]
+    try:
+        started = datetime.fromisoformat(trimmed + "+00:00")
+    except ValueError:
+        return None
+    return max(0.0, (now - started).total_seconds())

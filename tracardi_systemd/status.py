@@ -1,0 +1,113 @@
+"""`status`: one row per managed worker unit, from systemd, Docker and the agent's report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tracardi_systemd.host import Docker, Systemctl
+from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.observe import (
+    memory_bytes,
+    read_containers,
+    read_units,
+    uptime_seconds,
+)
+from tracardi_systemd.render import AGENT_UNIT, TARGET
+from tracardi_systemd.table import columns
+
+AGENT_STATE_FILE = Path("/run/tracardi-systemd/agent-state.json")
+
+
+@dataclass
+class WorkerRow:
+    unit: str
+    unit_state: str  # ActiveState/SubState, e.g. active/running
+    container: str  # docker's status, or "missing"
+    uptime_seconds: float | None
+    restarts: int
+    memory_bytes: int | None
+    image: str
+    agent_state: str
+    last_reason: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.unit_state == "active/running" and self.container == "running"
+
+
+@dataclass
+class Status:
+    workers: list[WorkerRow]
+    agent: str
+
+    @property
+    def healthy(self) -> bool:
+        return self.agent == "active/running" and all(w.healthy for w in self.workers)
+
+    def to_json(self) -> str:
+        rows = [asdict(w) | {"healthy": w.healthy} for w in self.workers]
+        return json.dumps({"healthy": self.healthy, "agent": self.agent, "workers": rows},
+                          indent=2)
+
+
+def collect(manifest: Manifest, systemctl: Systemctl, docker: Docker,
+            agent_state_file: Path = AGENT_STATE_FILE) -> Status:
+    worker_units = [u for u in manifest.units if u not in (TARGET, AGENT_UNIT)]
+    units = read_units(systemctl, [*worker_units, AGENT_UNIT])
+    containers = {c.unit: c for c in read_containers(docker)}
+    agent_view = _agent_view(agent_state_file)
+    now = datetime.now(UTC)
+    rows = []
+    for name in worker_units:
+        unit, container = units[name], containers.get(name)
+        seen = agent_view.get(name, {})
+        rows.append(WorkerRow(
+            unit=name,
+            unit_state=f"{unit.active_state}/{unit.sub_state}",
+            container=container.status if container else "missing",
+            uptime_seconds=uptime_seconds(container.started_at, now) if container else None,
+            restarts=unit.restarts,
+            memory_bytes=memory_bytes(container.pid) if container else None,
+            image=container.image if container else "",
+            agent_state=seen.get("state", ""),
+            last_reason=seen.get("last_reason", ""),
+        ))
+    agent = units[AGENT_UNIT]
+    return Status(rows, f"{agent.active_state}/{agent.sub_state}")
+
+
+def _agent_view(path: Path) -> dict[str, dict]:
+    """The agent's published per-unit view; empty when the agent has not written one."""
+    try:
+        return json.loads(path.read_text()).get("workers", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def format_table(status: Status) -> str:
+    header = ("UNIT", "STATE", "CONTAINER", "UPTIME", "RESTARTS", "MEMORY", "AGENT", "IMAGE")
+    rows = [header] + [
+        (w.unit, w.unit_state, w.container, _duration(w.uptime_seconds), str(w.restarts),
+         _size(w.memory_bytes), w.agent_state or "-", w.image or "-")
+        for w in status.workers
+    ]
+    verdict = "healthy" if status.healthy else "NOT healthy"
+    return f"{columns(rows)}\nagent: tracardi-agent.service {status.agent}\n{verdict}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _size(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}MiB"

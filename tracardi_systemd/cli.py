@@ -12,7 +12,9 @@ from pathlib import Path
 import click
 
 from tracardi_systemd import __version__
+from tracardi_systemd.agent import Agent, describe_cycle, stop_on_signals
 from tracardi_systemd.catalog import DEFAULT_VERSION, CatalogError, select_workers, workers_for
+from tracardi_systemd.dependencies import probe
 from tracardi_systemd.envfile import EnvFile, load_env_file
 from tracardi_systemd.escape import UnsafeValue
 from tracardi_systemd.files import write_atomic
@@ -24,7 +26,9 @@ from tracardi_systemd.install import (
     plan_install,
     units_no_longer_wanted,
 )
+from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import ManifestError, load_manifest, manifest_path, save_manifest
+from tracardi_systemd.policy import Config
 from tracardi_systemd.problems import Problem, Severity, has_errors
 from tracardi_systemd.render import (
     AGENT_UNIT,
@@ -67,6 +71,20 @@ def _replicas(ctx: click.Context, param: click.Parameter, values: tuple[str, ...
             raise click.BadParameter(f"{name}={count}: N must be a number", param_hint="--replicas")
         counts[name.removeprefix("tracardi-")] = int(count)
     return counts
+
+
+DEFAULT_MEMORY_LIMIT_MIB = 2048
+
+
+def _memory_limits(ctx: click.Context, param: click.Parameter,
+                   values: tuple[str, ...]) -> tuple[str, ...]:
+    """Check each `[WORKER=]MIB`; keep them as text for the agent's command line."""
+    for value in values:
+        mib = value.partition("=")[2] if "=" in value else value
+        if not mib.isdigit() or int(mib) < 16:
+            raise click.BadParameter(f"{value!r}: write MIB or WORKER=MIB, at least 16 MiB",
+                                     param_hint="--memory-limit")
+    return values
 
 
 def _worker_env(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
@@ -116,6 +134,12 @@ def render_options(command):
                      help="The docker client the units run."),
         click.option("--stop-timeout", default=10, show_default=True, type=click.IntRange(1),
                      help="Seconds `docker stop` waits before killing a worker."),
+        click.option("--agent-interval", default=5, show_default=True,
+                     type=click.IntRange(1, 60), help="Seconds between the agent's cycles."),
+        click.option("--memory-limit", "memory_limits", multiple=True,
+                     metavar="[WORKER=]MIB", callback=_memory_limits,
+                     help="Memory (MiB) past which the agent restarts a worker: a default "
+                     f"for all (default {DEFAULT_MEMORY_LIMIT_MIB}) or WORKER=MIB (repeatable)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -158,8 +182,12 @@ def load_and_validate(env_path: Path, tracardi_version: str, workers: tuple[str,
 
 
 def render_kwargs(image_tag, network, replicas, worker_env, installed_env_file, docker_path,
-                  stop_timeout) -> dict:
+                  stop_timeout, agent_interval, memory_limits) -> dict:
+    agent_args = ["--interval", str(agent_interval), "--docker", docker_path]
+    for limit in memory_limits:
+        agent_args += ["--memory-limit", limit]
     return {
+        "agent_args": tuple(agent_args),
         "image_tag": image_tag,
         "network": network,
         "replicas": replicas,
@@ -467,3 +495,67 @@ def login(username: str | None, registry: str | None, token_file, env_file: Path
     except CommandError as exc:
         _fail(str(exc).replace(token, "<token>"))
     click.echo(f"logged in to {registry or 'Docker Hub'} as {username}")
+
+
+@main.command()
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=DEFAULT_ENV_FILE, show_default=True,
+              help="Where to read REDIS_HOST, REDIS_PORT and ELASTIC_HOST from.")
+@click.option("--once", is_flag=True, help="Run one cycle, print what it saw and did, exit.")
+@click.option("--dry-run", is_flag=True, help="With --once: decide but do nothing.")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds between cycles.")
+@click.option("--backoff-initial", default=10.0, show_default=True, type=click.FloatRange(0),
+              help="First delay (s) before re-arming a unit systemd gave up on; doubles.")
+@click.option("--backoff-max", default=300.0, show_default=True, type=click.FloatRange(0),
+              help="Cap (s) of the re-arm delay.")
+@click.option("--stable-after", default=300.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds of running that reset the backoff.")
+@click.option("--grace", default=15.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds an active unit's container may be missing before a restart.")
+@click.option("--memory-limit", "memory_limits", multiple=True, metavar="[WORKER=]MIB",
+              callback=_memory_limits,
+              help=f"Restart a worker above this memory (default {DEFAULT_MEMORY_LIMIT_MIB} MiB).")
+@click.option("--memory-cycles", default=3, show_default=True, type=click.IntRange(1),
+              help="Consecutive cycles over the limit before the restart.")
+@click.option("--docker", "docker_path", default=DEFAULT_DOCKER, show_default=True,
+              help="The docker client to use.")
+def agent(env_file: Path, once: bool, dry_run: bool, interval: float, backoff_initial: float,
+          backoff_max: float, stable_after: float, grace: float, memory_limits: tuple[str, ...],
+          memory_cycles: int, docker_path: str) -> None:
+    """The watchdog agent (run by tracardi-agent.service, Type=notify).
+
+    Each cycle it reads every installed unit and every labelled container, then re-arms
+    units systemd gave up on (with exponential backoff), restarts units whose container is
+    gone or over its memory limit, removes orphan containers, and holds restarts while
+    Redis or Elasticsearch is unreachable. Every action is a structured journal entry.
+    """
+    if dry_run and not once:
+        raise click.UsageError("--dry-run needs --once")
+    try:
+        manifest = load_manifest(Path("/"))
+    except ManifestError as exc:
+        _fail(str(exc))
+    if manifest is None:
+        _fail("nothing is installed: run  sudo tracardi-systemd install --env-file FILE")
+    values = load_env_file(env_file).values
+    default_mib, per_worker = DEFAULT_MEMORY_LIMIT_MIB, {}
+    for limit in memory_limits:
+        name, _, mib = limit.rpartition("=")
+        if name:
+            per_worker[name.removeprefix("tracardi-")] = int(mib) * 2**20
+        else:
+            default_mib = int(mib)
+    config = Config(backoff_initial=backoff_initial, backoff_max=backoff_max,
+                    stable_after=stable_after, grace=grace, memory_limits=per_worker,
+                    default_memory_limit=default_mib * 2**20, memory_cycles=memory_cycles)
+    watchdog = Agent(manifest, Systemctl(), Docker(docker_path),
+                     lambda wanted: probe(values, wanted), Journal(), config)
+    if not once:
+        watchdog.run(interval, stop_on_signals())
+        return
+    try:
+        observation, decision = watchdog.cycle(dry_run=dry_run)
+    except CommandError as exc:
+        _fail(str(exc))
+    click.echo(describe_cycle(observation, decision, dry_run))

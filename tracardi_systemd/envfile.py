@@ -93,10 +93,11 @@ def _take(env: EnvFile, where: str, binding) -> None:
     if binding.key is None:
         return  # blank line or comment
     if binding.value is None:
+        # The line is not repeated: a line without '=' may be a pasted license.
         env.problems.append(error(
             where, line,
-            f"{binding.key} has no '=': systemd ignores such a line; write {binding.key}= "
-            "for an empty value, or remove the line",
+            "this line has no '=': systemd ignores such a line; write NAME= for an empty "
+            "value, or remove the line",
         ))
         return
     match = _ASSIGNMENT.fullmatch(source)
@@ -150,7 +151,8 @@ def _value_problem(key: str, raw: str) -> str | None:
                 f"the value of {key} has text after its closing quote (a comment?), which "
                 "systemd keeps as part of the value: remove it or put the comment on its own line"
             )
-        if "\\" in raw:
+        # In single quotes both keep a backslash, except that dotenv unescapes \\ and \'.
+        if (quote == '"' and "\\" in raw) or "\\\\" in raw or "\\'" in raw[1:-1]:
             return (
                 f"the value of {key} holds a backslash inside quotes, which systemd and "
                 "dotenv unescape differently: remove it"

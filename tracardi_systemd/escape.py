@@ -37,9 +37,15 @@ def check_value(value: str | int, what: str = "value") -> str:
                 f"{what} {value!r} contains a newline or control character ({char!r}), "
                 "which a unit file cannot hold"
             )
-        if category == "Cs":
+        if category == "Cs" or _is_noncharacter(char):
             raise UnsafeValue(f"{what} {value!r} is not valid UTF-8")
     return value
+
+
+def _is_noncharacter(char: str) -> bool:
+    """Code points systemd's UTF-8 check refuses (it ignores the whole line holding one)."""
+    code = ord(char)
+    return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
 
 
 def _specifiers(value: str) -> str:
@@ -94,6 +100,10 @@ def unit_path(value: str) -> str:
         raise UnsafeValue(
             f"path {value!r} is not normalized: write it without '//', '/./', '/../' "
             "or a trailing '/'"
+        )
+    if len(value.encode()) >= 4096 or any(len(part.encode()) > 255 for part in value.split("/")):
+        raise UnsafeValue(
+            f"path {value!r} is too long for systemd (a name over 255 bytes or the path over 4095)"
         )
     return _specifiers(value)
 

@@ -25,7 +25,7 @@ from tracardi_systemd.files import write_atomic
 from tracardi_systemd.host import CommandError, Docker, Systemctl
 from tracardi_systemd.journal import ERROR, Journal
 from tracardi_systemd.manifest import Manifest
-from tracardi_systemd.observe import memory_bytes, read_containers, read_units
+from tracardi_systemd.observe import by_unit, memory_bytes, read_containers, read_units
 from tracardi_systemd.policy import (
     Action,
     Config,
@@ -79,10 +79,10 @@ class Agent:
     def observe(self) -> Observation:
         units = read_units(self.systemctl, self.units)
         containers = read_containers(self.docker)
-        by_unit = {c.unit: c for c in containers}
+        owned = by_unit(containers)
         views = {}
         for name in self.units:
-            container = by_unit.get(name)
+            container = owned.get(name)
             worker = self.workers[name]
             views[name] = WorkerView(
                 unit=units[name],

@@ -365,8 +365,8 @@ def install(env_file: Path | None, unit_dir: Path, root: Path | None, no_enable:
             for worker in loaded.settings.workers:
                 docker.pull(f"{worker.image}:{loaded.settings.tag}")
         stale = units_no_longer_wanted(previous, units)
-        if stale and live:
-            systemctl.disable(stale, now=True)
+        if stale:
+            systemctl.disable(stale, now=live)
         apply_files(plan, request.on_disk(unit_dir))
         manifest = manifest_for(
             plan, unit_dir=str(unit_dir), env_file=str(env_target),

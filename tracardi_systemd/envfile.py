@@ -81,8 +81,9 @@ def _decode(env: EnvFile, where: str) -> str | None:
 
 
 def _take(env: EnvFile, where: str, binding) -> None:
-    line = binding.original.line
     source = binding.original.string.rstrip("\n")
+    # dotenv's line is where the blank lines before the binding start: skip those.
+    line = binding.original.line + source[: len(source) - len(source.lstrip())].count("\n")
     if binding.error:
         env.problems.append(error(
             where, line,
@@ -123,10 +124,10 @@ def _name_problem(key: str, export: str | None) -> str | None:
             f"'export {key}=...': systemd does not understand the 'export ' prefix; "
             f"remove it (write {key}=...)"
         )
-    if not _NAME.fullmatch(key):
+    if not _NAME.fullmatch(key):  # not repeated: it may be a pasted license
         return (
-            f"{key!r} is not a valid variable name for systemd: use letters, digits and "
-            "underscores, not starting with a digit"
+            "the name before '=' is not a valid variable name for systemd: use letters, "
+            "digits and underscores, not starting with a digit"
         )
     return None
 

@@ -52,6 +52,20 @@ class ContainerState:
     def running(self) -> bool:
         return self.status == "running"
 
+    @property
+    def is_units_own(self) -> bool:
+        """Started by its unit (named as the unit names it), not by hand with its label."""
+        return self.name == container_name(self.unit)
+
+
+def container_name(unit: str) -> str:
+    """The container a unit runs: tracardi-scheduler@2.service runs tracardi-scheduler-2."""
+    return unit.removesuffix(".service").replace("@", "-")
+
+
+def by_unit(containers: list[ContainerState]) -> dict[str, ContainerState]:
+    return {c.unit: c for c in containers if c.is_units_own}
+
 
 def read_units(systemctl: Systemctl, units: list[str]) -> dict[str, UnitState]:
     shown = systemctl.show(units, UNIT_PROPERTIES)

@@ -65,7 +65,9 @@ class Config:
         return self.memory_limits.get(worker, self.default_memory_limit)
 
     def backoff(self, attempts: int, random: float) -> float:
-        base = min(self.backoff_max, self.backoff_initial * 2**attempts)
+        # Bounded exponent: 2**attempts past ~1024 no longer fits a float (OverflowError),
+        # and a worker failing for days reaches that; the cap was hit long before anyway.
+        base = min(self.backoff_max, self.backoff_initial * 2.0 ** min(attempts, 1000))
         return base * (1 + self.jitter * random)
 
 
@@ -98,6 +100,7 @@ class WorkerHistory:
     over_memory: int = 0
     agent_restarts: int = 0
     last_reason: str = ""
+    failed_last_cycle: bool = False
 
 
 @dataclass
@@ -181,8 +184,14 @@ class _Decider:
         past = self.history.workers.setdefault(unit, WorkerHistory(since=self.now))
         fields = {"TRACARDI_UNIT": unit, "TRACARDI_WORKER": view.worker}
         state = view.unit.active_state
-        if state == "failed":
+        # A failing unit passes through `failed` for a moment before systemd schedules its
+        # restart: only a start limit hit, or a second failed cycle, means systemd gave up.
+        gave_up = state == "failed" and (view.unit.start_limit_hit or past.failed_last_cycle)
+        past.failed_last_cycle = state == "failed"
+        if gave_up:
             self._failed(unit, view, past, fields)
+        elif state == "failed":
+            return
         elif state in ("active", "activating", "reloading"):
             self._active(unit, view, past, fields)
         else:
@@ -286,7 +295,8 @@ class _Decider:
     def orphans(self) -> None:
         owned = {name for name, view in self.obs.workers.items()
                  if view.unit.active_state in OWNING_STATES}
-        orphans = {c.id: c for c in self.obs.containers if c.unit not in owned}
+        orphans = {c.id: c for c in self.obs.containers
+                   if c.unit not in owned or not c.is_units_own}
         for cid, container in sorted(orphans.items()):
             if cid in self.history.orphans_seen:
                 self.actions.append(Action("remove", cid, "orphan container"))

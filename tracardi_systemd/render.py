@@ -7,6 +7,7 @@ not known is refused with UnsafeValue before anything is rendered.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -38,6 +39,7 @@ WORKER_DEFAULT_ENV = {"SAVE_LOGS": "no"}
 LICENSE_MAPPING_SCRIPT = 'export LICENSE="${LICENSE:-$API_LICENSE}"; exec "$0" "$@"'
 
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -153,10 +155,14 @@ def _check(settings: RenderSettings) -> None:
             raise UnsafeValue(f"--replicas {name}={count}: {name!r} is not a selected worker")
         if not 1 <= count <= 1000:
             raise UnsafeValue(f"--replicas {name}={count}: the count must be 1 to 1000")
+    for name in settings.env_keys:
+        if not _ENV_NAME.fullmatch(name):
+            raise UnsafeValue(f"{name!r} is not a valid environment variable name")
     if settings.stop_timeout < 1:
         raise UnsafeValue("the stop timeout must be at least 1 second")
 
 
+@functools.cache
 def _jinja() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),

@@ -28,8 +28,10 @@ def _without_credentials(url: str) -> str:
     try:
         parts = urlsplit(url.strip())
     except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+        parts = None
+    if parts is not None and parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+    if "@" in url:  # user:password@host without a scheme, or a URL urlsplit refuses
+        return "***@" + url.rpartition("@")[2]
+    return url

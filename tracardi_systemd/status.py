@@ -10,6 +10,7 @@ from pathlib import Path
 from tracardi_systemd.host import Docker, Systemctl
 from tracardi_systemd.manifest import Manifest
 from tracardi_systemd.observe import (
+    by_unit,
     memory_bytes,
     read_containers,
     read_units,
@@ -31,6 +32,7 @@ class WorkerRow:
     memory_bytes: int | None
     image: str
     agent_state: str
+    agent_restarts: int
     last_reason: str
 
     @property
@@ -57,7 +59,7 @@ def collect(manifest: Manifest, systemctl: Systemctl, docker: Docker,
             agent_state_file: Path = AGENT_STATE_FILE) -> Status:
     worker_units = [u for u in manifest.units if u not in (TARGET, AGENT_UNIT)]
     units = read_units(systemctl, [*worker_units, AGENT_UNIT])
-    containers = {c.unit: c for c in read_containers(docker)}
+    containers = by_unit(read_containers(docker))
     agent_view = _agent_view(agent_state_file)
     now = datetime.now(UTC)
     rows = []
@@ -72,8 +74,9 @@ def collect(manifest: Manifest, systemctl: Systemctl, docker: Docker,
             restarts=unit.restarts,
             memory_bytes=memory_bytes(container.pid) if container else None,
             image=container.image if container else "",
-            agent_state=seen.get("state", ""),
-            last_reason=seen.get("last_reason", ""),
+            agent_state=str(seen.get("state", "")),
+            agent_restarts=int(seen.get("restarts", 0) or 0),
+            last_reason=str(seen.get("last_reason", "")),
         ))
     agent = units[AGENT_UNIT]
     return Status(rows, f"{agent.active_state}/{agent.sub_state}")
@@ -82,16 +85,21 @@ def collect(manifest: Manifest, systemctl: Systemctl, docker: Docker,
 def _agent_view(path: Path) -> dict[str, dict]:
     """The agent's published per-unit view; empty when the agent has not written one."""
     try:
-        return json.loads(path.read_text()).get("workers", {})
+        workers = json.loads(path.read_text()).get("workers", {})
     except (OSError, ValueError, AttributeError):
         return {}
+    if not isinstance(workers, dict):
+        return {}
+    return {unit: seen for unit, seen in workers.items() if isinstance(seen, dict)}
 
 
 def format_table(status: Status) -> str:
-    header = ("UNIT", "STATE", "CONTAINER", "UPTIME", "RESTARTS", "MEMORY", "AGENT", "IMAGE")
+    header = ("UNIT", "STATE", "CONTAINER", "UPTIME", "RESTARTS", "MEMORY", "AGENT",
+              "AGENT RESTARTS", "LAST REASON", "IMAGE")
     rows = [header] + [
         (w.unit, w.unit_state, w.container, _duration(w.uptime_seconds), str(w.restarts),
-         _size(w.memory_bytes), w.agent_state or "-", w.image or "-")
+         _size(w.memory_bytes), w.agent_state or "-", str(w.agent_restarts),
+         w.last_reason or "-", w.image or "-")
         for w in status.workers
     ]
     verdict = "healthy" if status.healthy else "NOT healthy"

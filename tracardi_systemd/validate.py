@@ -101,6 +101,12 @@ class _Checker:
                 "tunnel if Redis must be reached over TLS"
             ))
         bare = host.split("://", 1)[-1]
+        if "@" in bare:  # never repeat it: the part before '@' is a password
+            self._error("REDIS_HOST", (
+                "REDIS_HOST holds credentials (...@host), which Tracardi does not read from "
+                "there: write only the host in REDIS_HOST and the password in REDIS_PASSWORD"
+            ))
+            return
         name, _, host_port = bare.partition(":")
         if host_port and not host_port.isdigit():
             self._error("REDIS_HOST", f"REDIS_HOST={shown('REDIS_HOST', host)}: "

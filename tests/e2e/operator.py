@@ -1,0 +1,85 @@
+"""What an operator does on a sandbox host: write an env file, run the tool, look around."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from pathlib import Path
+
+from .sandbox import Sandbox
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+TOOL = str(CHECKOUT / ".venv" / "bin" / "tracardi-systemd")
+ENV_SOURCE = "/root/env-docker"
+INSTALLED_ENV = "/etc/tracardi/.env-docker"
+LICENSE = "LIC-e2e-7f3a9c-do-not-leak-31337"
+ELASTIC_PASSWORD = "pw-e2e-elastic-4b1d-do-not-leak"
+WORKER_UNITS = [
+    "tracardi-update.service",
+    "tracardi-segmentation.service",
+    "tracardi-scheduler.service",
+    "tracardi-post-collection.service",
+    "tracardi-trigger.service",
+]
+BASE_SETTINGS = {
+    "ELASTIC_HOST": "http://127.0.0.1:9200",
+    "ELASTIC_HTTP_AUTH_USERNAME": "elastic",
+    "ELASTIC_HTTP_AUTH_PASSWORD": ELASTIC_PASSWORD,
+    "REDIS_HOST": "127.0.0.1",
+    "LOGGING_LEVEL": "INFO",
+    "API_LICENSE": LICENSE,
+}
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write_env(host: Sandbox, path: str = ENV_SOURCE, **settings: str) -> None:
+    values = BASE_SETTINGS | settings
+    text = "".join(f"{k}={v}\n" for k, v in values.items() if v is not None)
+    host.run(f"install -m 600 /dev/null {path} && cat > {path}", input=text)
+
+
+def tool(host: Sandbox, args: str, check: bool = True, timeout: float = 120):
+    return host.run(f"{TOOL} {args}", check=check, timeout=timeout)
+
+
+def install(host: Sandbox, extra: str = "", check: bool = True):
+    return tool(host, f"install --env-file {ENV_SOURCE} --network host {extra}", check=check)
+
+
+def uninstall_everything(host: Sandbox) -> None:
+    """Leave the host as the session found it, whatever a test did."""
+    tool(host, "uninstall --purge", check=False)
+    host.run(
+        "systemctl reset-failed 'tracardi-*' 2>/dev/null; "
+        "ids=$(docker ps -aq --filter label=tracardi.managed=true); "
+        '[ -z "$ids" ] || docker rm -f $ids >/dev/null',
+        check=False,
+    )
+
+
+def container(host: Sandbox, name: str) -> dict | None:
+    result = host.run(f"docker inspect --type container {shlex.quote(name)}", check=False)
+    return json.loads(result.stdout)[0] if result.returncode == 0 else None
+
+
+def wait_running(host: Sandbox, name: str, timeout: float = 30, other_than: str = "") -> str:
+    """Wait until container `name` runs (a new one when `other_than` is its old id)."""
+    host.wait_until(
+        f"id=$(docker inspect -f '{{{{if .State.Running}}}}{{{{.Id}}}}{{{{end}}}}' {name}) "
+        f'&& [ -n "$id" ] && [ "$id" != \'{other_than}\' ]',
+        timeout=timeout,
+    )
+    return container(host, name)["Id"]
+
+
+def journal(host: Sandbox, *args: str) -> str:
+    return host.run("journalctl --no-pager -o cat " + " ".join(args)).stdout
+
+
+def labelled_containers(host: Sandbox) -> list[str]:
+    out = host.run("docker ps -a --filter label=tracardi.managed=true --format '{{.Names}}'")
+    return out.stdout.split()

@@ -1,0 +1,303 @@
+"""A throw-away host with a real systemd (PID 1 of its own PID namespace) and a real dockerd.
+
+Recipe and pitfalls: /work/shared/e2e-sandbox.md (design notes of the project). The host's
+root filesystem is the read-only lower layer of an overlay; every write lands in an upper
+dir on disk under /var/tmp. Deviations from the recipe, each for a reason:
+
+- pivot_root instead of chroot: the kernel refuses user namespaces to a chrooted process,
+  so any unit with PrivateUsers= (Debian's redis-server.service has it) fails with
+  status 217/USER under chroot.
+- A cgroup namespace of its own, rooted at a fresh cgroup per sandbox, and a private tmpfs
+  at /sys/fs/cgroup: with the host's /sys/fs/cgroup (recipe) systemd takes over the host's
+  root cgroups (two sandboxes at once share system.slice/docker.service), creates
+  directories in the host's /sys/fs/cgroup and remounts it read-only for the whole host.
+- A network namespace of its own (only `lo`): 127.0.0.1 ports never collide with the
+  host's, and containers run with `--network host` see the sandbox's loopback.
+- The machine's /usr/local/bin/docker (a newer client) is hidden, so that `docker` means
+  Debian's client inside, as on a Debian host with docker.io (systemd's default PATH puts
+  /usr/local/bin first).
+- Docker's and containerd's storage are directories on disk beside the overlay (not
+  tmpfs), so that a persistent host keeps its images over a reboot; overlay2 works there
+  because they are not on the overlay.
+- The machine's console is replaced by a file, and its gettys are masked.
+
+Layout of the sandbox's directory: upper/ work/ (the overlay), root/ (its mount point),
+docker/ containerd/, boot.log, console.log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+DOCKER = "/usr/bin/docker"
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+# Units of the machine not wanted inside: the gettys would open the machine's console.
+MASKED_UNITS = ("getty.target", "console-getty.service", "postgresql.service")
+
+# The environment of every command run inside (not the test runner's).
+INSIDE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+}
+
+BOOT_SCRIPT = """
+set -eu
+D={dir}; R=$D/root
+mkdir -p $D/upper $D/work $D/docker $D/containerd $R
+touch $D/console.log
+mount -t overlay overlay -o lowerdir=/,upperdir=$D/upper,workdir=$D/work $R
+mount -t proc proc $R/proc
+mount --rbind /sys $R/sys
+# In the new cgroup namespace these show only this sandbox's subtree.
+mount -t tmpfs -o mode=755 tmpfs $R/sys/fs/cgroup
+{cgroup_mounts}
+mount --rbind /dev $R/dev
+mount --bind $D/console.log $R/dev/console
+for d in run tmp; do mount -t tmpfs tmpfs $R/$d; done
+for d in docker containerd; do
+    mkdir -p $R/var/lib/$d; mount --bind $D/$d $R/var/lib/$d; done
+# The checkout at the same path inside, after the tmpfs mounts (it may live under /tmp).
+mkdir -p $R{checkout}; mount --bind {checkout} $R{checkout}
+mkdir -p $R/etc/docker
+echo '{{"bridge":"none","iptables":false,"ip6tables":false}}' > $R/etc/docker/daemon.json
+for u in {masked}; do ln -sf /dev/null $R/etc/systemd/system/$u; done
+rm -f $R/usr/local/bin/docker
+ip link set lo up
+cd $R; mkdir -p oldroot; pivot_root . oldroot; cd /; umount -l /oldroot
+exec env -i container=other /lib/systemd/systemd --system
+"""
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def _cgroup_mounts() -> list[tuple[str, str, str]]:
+    """(mount point, fstype, super options) of the machine's cgroup hierarchies."""
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, rest = line.partition(" - ")
+        fstype, _, superopts = rest.split()
+        if fstype in ("cgroup", "cgroup2"):
+            mounts.append((fields.split()[4], fstype, superopts))
+    return mounts
+
+
+def _own_cgroup(mountpoint: str, fstype: str, superopts: str) -> Path:
+    """Our current cgroup in one hierarchy, as a directory under its mount point."""
+    wanted = set(superopts.split(","))
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (fstype == "cgroup2" and not controllers) or (
+            controllers and set(controllers.split(",")) <= wanted
+        ):
+            return Path(mountpoint + path)
+    return Path(mountpoint)
+
+
+def _pid_children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (2nd field) may contain spaces: parse after its ')'.
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+class Sandbox:
+    def __init__(self, directory: Path, owns_dir: bool) -> None:
+        self.dir = directory
+        self._owns_dir = owns_dir
+        self._cgroups: list[Path] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+
+    @classmethod
+    def boot(cls, persistent_dir: Path | None = None, timeout: float = 120) -> Sandbox:
+        """Boot a sandbox; with persistent_dir, booting again on it is a reboot of that host."""
+        if persistent_dir is None:
+            sandbox = cls(Path(tempfile.mkdtemp(prefix="tracardi-e2e-", dir="/var/tmp")), True)
+        else:
+            persistent_dir.mkdir(parents=True, exist_ok=True)
+            sandbox = cls(persistent_dir.resolve(), False)
+        try:
+            sandbox._start()
+            sandbox._wait_until_up(timeout)
+        except BaseException:
+            sandbox.shutdown()
+            raise
+        return sandbox
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    def _start(self) -> None:
+        name = self.dir.name
+        moves, mounts = [], []
+        for mountpoint, fstype, superopts in _cgroup_mounts():
+            cgroup = _own_cgroup(mountpoint, fstype, superopts) / f"sandbox-{name}"
+            cgroup.mkdir(exist_ok=True)
+            self._cgroups.append(cgroup)
+            if (cgroup / "cpuset.cpus").exists():  # a v1 cpuset takes no task until set
+                for knob in ("cpuset.cpus", "cpuset.mems"):
+                    (cgroup / knob).write_text((cgroup.parent / knob).read_text())
+            moves.append(f"echo $$ > {shlex.quote(str(cgroup / 'cgroup.procs'))}")
+            inside = f'"$R"{shlex.quote(mountpoint)}'
+            options = "" if fstype == "cgroup2" else f"-o {shlex.quote(superopts)}"
+            mounts.append(f"mkdir -p {inside}; mount -t {fstype} {options} {fstype} {inside}")
+        boot = BOOT_SCRIPT.format(
+            dir=shlex.quote(str(self.dir)),
+            checkout=shlex.quote(str(CHECKOUT)),
+            cgroup_mounts="\n".join(mounts),
+            masked=" ".join(MASKED_UNITS),
+        )
+        unshare = "unshare --pid --fork --mount --net --cgroup --propagation private"
+        # The shell joins the fresh cgroups, then becomes `unshare`, whose new cgroup
+        # namespace is rooted there; start_new_session is the recipe's setsid.
+        command = "; ".join([*moves, f"exec {unshare} bash -c {shlex.quote(boot)}"])
+        with open(self.dir / "boot.log", "ab") as log:
+            self._proc = subprocess.Popen(
+                ["sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=INSIDE_ENV,
+            )
+
+    def _wait_until_up(self, timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        # The sandbox's PID 1, seen from outside, is the child `unshare` forked.
+        while not self.pid:
+            if self._proc.poll() is not None:
+                raise SandboxError(f"boot failed:\n{self.boot_log()}")
+            if time.monotonic() > deadline:
+                raise SandboxError(f"systemd did not start:\n{self.boot_log()}")
+            for child in _pid_children(self._proc.pid):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
+                        self.pid = child
+            time.sleep(0.05)
+        # Until systemd's control socket exists, systemctl prints nothing (error on stderr).
+        state = ""
+        while state in ("", "offline") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            state = self.run(
+                "systemctl is-system-running --wait",
+                check=False,
+                timeout=deadline - time.monotonic(),
+            ).stdout.strip()
+        if state == "degraded":
+            print(self.run("systemctl --failed --no-pager", check=False).stdout)
+        elif state != "running":
+            raise SandboxError(f"system state {state!r}:\n{self.boot_log()}")
+        # docker.service may be socket-activated: start it, then wait for the API.
+        self.run(
+            f"systemctl start docker.service; until {DOCKER} info >/dev/null 2>&1; "
+            "do sleep 0.2; done",
+            timeout=max(deadline - time.monotonic(), 5),
+        )
+
+    def boot_log(self) -> str:
+        return (self.dir / "boot.log").read_text(errors="replace")[-5000:]
+
+    def run(
+        self,
+        cmd: str,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `bash -c cmd` inside the sandbox (as root, cwd /)."""
+        argv = ["nsenter", "-t", str(self.pid), "-m", "-p", "-r", "-w", "-n", "-C"]
+        argv += ["bash", "-c", cmd]
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=INSIDE_ENV,
+            start_new_session=True,  # so a timeout kills nsenter's child too
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                stdout, stderr = proc.communicate(timeout=10)
+                raise SandboxError(
+                    f"timed out after {timeout:.0f} s: {cmd}\n"
+                    f"--- stdout:\n{stdout}--- stderr:\n{stderr}"
+                ) from None
+        result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+        if check and result.returncode != 0:
+            raise SandboxError(
+                f"exit status {result.returncode}: {cmd}\n"
+                f"--- stdout:\n{stdout}--- stderr:\n{stderr}"
+            )
+        return result
+
+    def wait_until(self, cmd: str, timeout: float = 30) -> str:
+        """Run cmd inside until it succeeds; its stdout, or an error with its last output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.run(cmd, check=False, timeout=timeout)
+            if result.returncode == 0:
+                return result.stdout
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"still failing after {timeout:.0f} s: {cmd}\n"
+                    f"--- stdout:\n{result.stdout}--- stderr:\n{result.stderr}"
+                )
+            time.sleep(0.2)
+
+    def shutdown(self, timeout: float = 60) -> None:
+        """Power off (kill after timeout), then remove what the sandbox left on the machine."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            if self.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGRTMIN + 4)  # systemd's power-off request
+            try:
+                proc.wait(timeout if self.pid else 0)
+            except subprocess.TimeoutExpired:
+                # When the PID namespace's init dies, the kernel kills every process in it.
+                for pid in [*_pid_children(proc.pid), proc.pid]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                proc.wait(10)
+        self._remove_cgroups()
+        if self._owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _remove_cgroups(self) -> None:
+        # Processes of a dead namespace take a moment to go; a cgroup in use is EBUSY.
+        deadline = time.monotonic() + 10
+        while self._cgroups and time.monotonic() < deadline:
+            for cgroup in list(self._cgroups):
+                try:
+                    for sub, _, _ in os.walk(cgroup, topdown=False):
+                        os.rmdir(sub)
+                    self._cgroups.remove(cgroup)
+                except FileNotFoundError:
+                    self._cgroups.remove(cgroup)
+                except OSError:
+                    time.sleep(0.1)

@@ -1,0 +1,115 @@
+"""Stand-in Tracardi worker images, built inside a sandbox (no registry is reachable).
+
+Each image is busybox plus /standin.sh, imported with `docker import` under a real image
+name. What the script prints and the environment variables that steer it are described in
+STANDIN_SH; tests put those variables in the operator's env file, which the units pass
+into the container by name.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+from .sandbox import DOCKER, Sandbox
+
+TRACARDI_TAG = "0.8.1"
+TRACARDI_081_IMAGES = [
+    "tracardi/update-worker",
+    "tracardi/com-tracardi-segmentation-worker",
+    "tracardi/com-tracardi-scheduler-worker",
+    "tracardi/com-tracardi-coping-worker",
+    "tracardi/com-tracardi-trigger-worker",
+]
+# Worker names that do not follow from the image name.
+WORKER_OF_IMAGE = {"tracardi/com-tracardi-coping-worker": "post-collection"}
+
+STANDIN_SH = r"""#!/bin/sh
+# Stand-in for a Tracardi worker. W is the worker in upper case: STANDIN_FAIL_SCHEDULER,
+# STANDIN_ALLOC_MB_POST_COLLECTION.
+worker=${STANDIN_WORKER:-$(cat /standin-worker)}
+W=$(echo "$worker" | tr 'a-z-' 'A-Z_')
+echo "standin start $(cat /standin-image) worker=$worker"
+
+names=$(env | sed -n 's/^\([A-Z][A-Z0-9_]*\)=.*/\1/p' |
+    grep -vxE 'PATH|HOME|HOSTNAME|PWD|SHLVL|TERM' | sort -u | xargs)
+echo "env-names: $names"
+for name in $names; do
+    case $name in
+    LICENSE | API_LICENSE | *PASSWORD* | *TOKEN*)
+        eval "value=\$$name"
+        echo "secret-sha256 $name $(printf %s "$value" | sha256sum | cut -d' ' -f1)"
+        ;;
+    esac
+done
+
+eval "fail=\${STANDIN_FAIL_$W:-}"
+if [ "$fail" = 1 ]; then
+    echo "standin failing"
+    exit 3
+fi
+
+# Like Tracardi's core config: no scheme, nothing after ':', the port from REDIS_PORT.
+host=${REDIS_HOST:-127.0.0.1}
+host=${host#redis://}
+host=${host#rediss://}
+host=${host%%:*}
+port=${REDIS_PORT:-6379}
+if printf 'PING\r\nQUIT\r\n' | nc -w 2 "$host" "$port" 2>/dev/null | grep -q '^+PONG'; then
+    echo "redis ok $host:$port"
+else
+    echo "redis unreachable $host:$port"
+    if [ "${STANDIN_REQUIRE_REDIS:-}" = 1 ]; then
+        exit 1
+    fi
+fi
+
+eval "alloc=\${STANDIN_ALLOC_MB_$W:-}"
+if [ -n "$alloc" ]; then
+    ballast=$(head -c $((alloc * 1048576)) /dev/zero | tr '\0' x)
+    echo "standin holding $alloc MB (${#ballast} bytes)"
+fi
+
+# A Python worker dies of SIGTERM, which docker-init reports as 143. `sleep & wait`
+# lets the trap run at once.
+trap 'kill $! 2>/dev/null; echo "standin stopped by SIGTERM"; exit 143' TERM
+if [ -n "${STANDIN_EXIT_AFTER:-}" ]; then
+    sleep "$STANDIN_EXIT_AFTER" &
+    wait $!
+    echo "standin exiting 0 after $STANDIN_EXIT_AFTER s"
+    exit 0
+fi
+while :; do
+    echo "standin alive"
+    sleep 5 &
+    wait $!
+done
+"""
+
+
+def worker_of(image: str) -> str:
+    """tracardi/com-tracardi-scheduler-worker -> scheduler."""
+    if image in WORKER_OF_IMAGE:
+        return WORKER_OF_IMAGE[image]
+    name = image.rsplit("/", 1)[-1]
+    return name.removeprefix("com-tracardi-").removesuffix("-worker")
+
+
+def build_standin_images(
+    sandbox: Sandbox, images: Iterable[str] = TRACARDI_081_IMAGES, tag: str = TRACARDI_TAG
+) -> None:
+    """Build one stand-in image per name, tagged `<image>:<tag>`, in the sandbox's docker."""
+    root = "/tmp/standin-rootfs"
+    sandbox.run(
+        f"rm -rf {root} && mkdir -p {root}/bin {root}/tmp && cp /bin/busybox {root}/bin/ && "
+        f"for a in $(busybox --list | grep -vx busybox); do ln -s busybox {root}/bin/$a; done && "
+        f"cat > {root}/standin.sh && chmod 755 {root}/standin.sh",
+        input=STANDIN_SH,
+    )
+    for image in images:
+        ref = shlex.quote(f"{image}:{tag}")
+        sandbox.run(
+            f"echo {shlex.quote(worker_of(image))} > {root}/standin-worker && "
+            f"echo {ref} > {root}/standin-image && "
+            f"tar -C {root} -c . | {DOCKER} import -c 'CMD [\"/standin.sh\"]' - {ref}"
+        )

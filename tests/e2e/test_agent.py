@@ -1,0 +1,195 @@
+"""The watchdog agent on a real host: what it repairs, what it leaves alone, how it reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from .operator import (
+    INSTALLED_ENV,
+    WORKER_UNITS,
+    container,
+    install,
+    uninstall_everything,
+    wait_running,
+    write_env,
+)
+from .sandbox import Sandbox
+
+# The agent's cycle; install writes it into tracardi-agent.service.
+INTERVAL = 2
+WATCHDOG_SEC = 30
+
+
+@dataclass
+class AgentHost:
+    host: Sandbox
+    since: str  # the session's journal is shared: read only what this test caused
+
+    def entries(self, *matches: str) -> list[dict]:
+        out = self.host.run(
+            f"journalctl --no-pager -o json --since @{self.since} " + " ".join(matches), check=False
+        ).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_for_entry(self, *matches: str, timeout: float) -> None:
+        self.host.wait_until(
+            f"journalctl -q --since @{self.since} {' '.join(matches)} | grep -q .", timeout=timeout
+        )
+
+
+def set_installed(host, name: str, value: str) -> None:
+    """An operator fixing (or breaking) a setting in the installed env file."""
+    host.run(f"sed -i '/^{name}=/d' {INSTALLED_ENV} && echo '{name}={value}' >> {INSTALLED_ENV}")
+
+
+@pytest.fixture
+def agent_host(sandbox):
+    """All workers and the agent running; a TCP listener stands in for Elasticsearch."""
+    sandbox.run(
+        "systemctl is-active -q fake-elasticsearch || systemd-run -q "
+        "--unit=fake-elasticsearch /usr/bin/python3 -m http.server 9200 "
+        "--bind 127.0.0.1"
+    )
+    since = sandbox.run("date +%s").stdout.strip()
+    time.sleep(1)  # --since has a resolution of one second
+    yield AgentHost(sandbox, since)
+    uninstall_everything(sandbox)
+    sandbox.run("systemctl start redis-server")
+
+
+def gave_up_on(unit: str, host: Sandbox) -> None:
+    """Wait until systemd's start limit stopped the unit's restarts (252 keeps the
+    Result of the last exit, e.g. exit-code, rather than start-limit-hit)."""
+    host.wait_until(f"systemctl is-failed -q {unit} && journalctl -u {unit} -o cat "
+                    "| grep -q 'Start request repeated too quickly'", timeout=60)
+
+
+def start_everything(host, extra: str = "") -> dict[str, str]:
+    install(host, f"--agent-interval {INTERVAL} {extra}")
+    host.run("systemctl start tracardi.target")
+    ids = {u: wait_running(host, u.removesuffix(".service")) for u in WORKER_UNITS}
+    host.wait_until("systemctl is-active -q tracardi-agent", timeout=30)
+    return ids
+
+
+def test_agent_rearms_a_unit_systemd_gave_up_on(agent_host):
+    host = agent_host.host
+    write_env(host, STANDIN_FAIL_SCHEDULER="1")
+    install(host, f"--agent-interval {INTERVAL}")
+    host.run("systemctl start tracardi.target")
+    gave_up_on("tracardi-scheduler", host)
+    agent_host.wait_for_entry("TRACARDI_ACTION=rearm", timeout=40)
+
+    set_installed(host, "STANDIN_FAIL_SCHEDULER", "0")
+    wait_running(host, "tracardi-scheduler", timeout=120)
+
+    unit = "TRACARDI_UNIT=tracardi-scheduler.service"
+    gave_up = agent_host.entries("TRACARDI_ACTION=gave_up", unit)
+    rearms = agent_host.entries("TRACARDI_ACTION=rearm", unit)
+    assert gave_up and rearms
+    assert gave_up[0]["PRIORITY"] == "3" and float(gave_up[0]["TRACARDI_BACKOFF_SEC"]) >= 10
+    assert rearms[0]["TRACARDI_WORKER"] == "scheduler"
+    assert rearms[0]["PRIORITY"] == "4"
+    assert rearms[0]["_SYSTEMD_UNIT"] == "tracardi-agent.service"
+    assert len({e["MESSAGE_ID"] for e in rearms}) == 1
+
+
+def test_restarts_are_held_while_redis_is_down(agent_host):
+    host = agent_host.host
+    write_env(host, STANDIN_REQUIRE_REDIS="1")
+    start_everything(host)
+
+    host.run("systemctl stop redis-server")
+    host.run("docker kill tracardi-update")  # its restarts now fail: no Redis
+    gave_up_on("tracardi-update", host)
+    time.sleep(4 * INTERVAL)
+    assert agent_host.entries("TRACARDI_ACTION=rearm") == []
+    assert host.run("systemctl is-failed -q tracardi-update", check=False).returncode == 0
+
+    host.run("systemctl start redis-server")
+    wait_running(host, "tracardi-update", timeout=60)
+
+    down = agent_host.entries("TRACARDI_ACTION=unreachable", "TRACARDI_DEPENDENCY=redis")
+    up = agent_host.entries("TRACARDI_ACTION=reachable", "TRACARDI_DEPENDENCY=redis")
+    assert len(down) == 1 and len(up) == 1
+    assert agent_host.entries("TRACARDI_ACTION=held", "TRACARDI_UNIT=tracardi-update.service")
+
+
+def test_removed_container_and_orphan_are_repaired_within_two_cycles(agent_host):
+    host = agent_host.host
+    ids = start_everything(host)
+
+    host.run("docker rm -f tracardi-scheduler")
+    host.run(
+        "docker run -d --name ghost --network host --label tracardi.managed=true "
+        "--label tracardi.worker=scheduler --label tracardi.unit=tracardi-ghost.service "
+        "tracardi/com-tracardi-scheduler-worker:0.8.1"
+    )
+    started = time.monotonic()
+
+    wait_running(
+        host,
+        "tracardi-scheduler",
+        timeout=2 * INTERVAL + 10,
+        other_than=ids["tracardi-scheduler.service"],
+    )
+    host.wait_until("! docker inspect ghost >/dev/null 2>&1", timeout=3 * INTERVAL + 10)
+    assert time.monotonic() - started < 3 * INTERVAL + 10
+    removed = agent_host.entries("TRACARDI_ACTION=orphan_removed")
+    assert removed and removed[0]["TRACARDI_CONTAINER"] == "ghost"
+
+
+def test_worker_over_its_memory_limit_is_restarted(agent_host):
+    host = agent_host.host
+    write_env(host, STANDIN_ALLOC_MB_SEGMENTATION="96")
+    ids = start_everything(host, "--memory-limit segmentation=48")
+
+    agent_host.wait_for_entry(
+        "TRACARDI_ACTION=restart", "'TRACARDI_REASON=memory limit'", timeout=60
+    )
+    wait_running(
+        host, "tracardi-segmentation", timeout=30, other_than=ids["tracardi-segmentation.service"]
+    )
+
+    restart = agent_host.entries("TRACARDI_ACTION=restart")[0]
+    assert restart["TRACARDI_UNIT"] == "tracardi-segmentation.service"
+    assert int(restart["TRACARDI_MEMORY_BYTES"]) > 48 * 2**20
+    assert "MiB" in restart["MESSAGE"]
+
+
+def test_frozen_agent_is_killed_by_the_watchdog_and_workers_are_untouched(agent_host):
+    host = agent_host.host
+    ids = start_everything(host)
+    pid = host.run("systemctl show -p MainPID --value tracardi-agent").stdout.strip()
+    host.wait_until("systemctl show -p StatusText --value tracardi-agent | grep -q running")
+
+    host.run(f"kill -STOP {pid}")
+    started = time.monotonic()
+    host.wait_until(
+        f"new=$(systemctl show -p MainPID --value tracardi-agent); "
+        f'[ "$new" != {pid} ] && [ "$new" != 0 ] && '
+        "systemctl is-active -q tracardi-agent",
+        timeout=WATCHDOG_SEC + 30,
+    )
+
+    assert time.monotonic() - started <= WATCHDOG_SEC + 2 * INTERVAL + 5
+    log = host.run(f"journalctl -u tracardi-agent --no-pager --since @{agent_host.since}").stdout
+    assert "Watchdog timeout" in log
+    for unit, old in ids.items():
+        assert container(host, unit.removesuffix(".service"))["Id"] == old
+
+
+def test_stopping_the_agent_leaves_every_worker_running(agent_host):
+    host = agent_host.host
+    ids = start_everything(host)
+
+    host.run("systemctl stop tracardi-agent")
+
+    assert host.run("systemctl is-active tracardi-agent", check=False).stdout.strip() == "inactive"
+    for unit, old in ids.items():
+        assert host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
+        assert container(host, unit.removesuffix(".service"))["Id"] == old

@@ -1,0 +1,80 @@
+"""Fake host adapters for the agent and `status`: duck-typed stand-ins for `Systemctl` and
+`Docker` that answer from dictionaries and record every call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tracardi_systemd.render import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
+
+
+def unit_props(active: str = "active", sub: str = "running", result: str = "success",
+               restarts: int = 0) -> dict[str, str]:
+    return {"LoadState": "loaded", "ActiveState": active, "SubState": sub, "Result": result,
+            "NRestarts": str(restarts), "MainPID": "4242" if active == "active" else "0",
+            "ActiveEnterTimestampMonotonic": "123456", "UnitFileState": "enabled"}
+
+
+class FakeSystemctl:
+    """`show` answers from `units` ({unit: properties}); other calls are only recorded."""
+
+    def __init__(self, units: dict[str, dict[str, str]] | None = None):
+        self.units = units or {}
+        self.shows: list[tuple[list[str], list[str]]] = []
+        self.calls: list[tuple[str, ...]] = []
+
+    def show(self, units: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, str]]:
+        self.shows.append((list(units), list(properties)))
+        return {u: dict(self.units[u], Id=u) for u in units if u in self.units}
+
+    def __call__(self, *args: str) -> str:
+        self.calls.append(args)
+        return ""
+
+
+def inspected(unit: str, status: str = "running", pid: int = 0, cid: str | None = None,
+              image: str | None = None,
+              started_at: str = "2024-05-01T10:00:00.123456789Z") -> dict:
+    """A `docker inspect` entry of a managed worker container."""
+    name = unit.removesuffix(".service").replace("@", "-")
+    worker = unit.removeprefix("tracardi-").split("@")[0].removesuffix(".service")
+    return {
+        "Id": cid or f"{name}-id",
+        "Name": f"/{name}",
+        "Config": {
+            "Image": image or f"tracardi/{worker}:0.8.1",
+            "Labels": {LABEL_MANAGED: "true", LABEL_UNIT: unit, LABEL_WORKER: worker},
+        },
+        "State": {"Status": status, "Pid": pid, "StartedAt": started_at},
+    }
+
+
+class FakeDocker:
+    def __init__(self, containers: list[dict] | None = None):
+        self.containers = containers or []
+        self.inspections: list[str] = []
+        self.removed: list[str] = []
+        self.calls: list[tuple[str, ...]] = []
+
+    def inspect_labelled(self, label: str) -> list[dict]:
+        self.inspections.append(label)
+        return list(self.containers)
+
+    def remove(self, container: str) -> None:
+        self.removed.append(container)
+        self.containers = [c for c in self.containers if c["Id"] != container]
+
+    def __call__(self, *args: str, **_: object) -> str:
+        self.calls.append(args)
+        return ""
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -1,0 +1,270 @@
+"""The agent's loop with fake systemctl and docker: a fixed number of host calls per cycle,
+the actions carried out, the journal entries, the published state file, dry runs."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from fakes import FakeClock, FakeDocker, FakeSystemctl, inspected, unit_props
+
+from tracardi_systemd import agent as agent_module
+from tracardi_systemd.agent import Agent, describe_cycle, needs_of, worker_of
+from tracardi_systemd.catalog import workers_for
+from tracardi_systemd.host import CommandError
+from tracardi_systemd.journal import Journal
+from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.policy import Config, EventKind, History, State
+from tracardi_systemd.render import AGENT_UNIT, LABEL_MANAGED, TARGET
+
+FIVE = [f"tracardi-{w.name}.service" for w in workers_for("0.8.1")]
+SCHEDULER = "tracardi-scheduler.service"
+MIB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def quiet_host(monkeypatch):
+    """The real host's memory and disk must not leak into the decisions."""
+    monkeypatch.setattr(agent_module.psutil, "virtual_memory",
+                        lambda: type("Memory", (), {"percent": 30.0})())
+    monkeypatch.setattr(agent_module, "_disk_percent", lambda path: 40.0)
+    monkeypatch.setattr(agent_module, "memory_bytes", lambda pid: 64 * MIB if pid > 0 else None)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, units: list[str], config: Config | None = None,
+                 unit_state: dict[str, dict[str, str]] | None = None,
+                 containers: list[dict] | None = None):
+        self.manifest = Manifest(
+            unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
+            tracardi_version="0.8.1", workers=sorted({u.split("@")[0] for u in units}),
+            units=[TARGET, AGENT_UNIT, *units],
+        )
+        self.systemctl = FakeSystemctl(
+            unit_state if unit_state is not None else {u: unit_props() for u in units})
+        self.docker = FakeDocker(
+            containers if containers is not None else [inspected(u, pid=10) for u in units])
+        self.probed: list[set[str]] = []
+        self.dependencies = {"redis": True, "elasticsearch": True}
+        self.stderr = io.StringIO()
+        self.journal = Journal(socket_path=str(tmp_path / "no-journal-socket"),
+                               fallback=self.stderr)
+        self.clock = FakeClock()
+        self.state_file = tmp_path / "run" / "agent-state.json"
+        self.agent = Agent(self.manifest, self.systemctl, self.docker, self.probe, self.journal,
+                           config or Config(), state_file=self.state_file, clock=self.clock)
+
+    def probe(self, wanted: set[str]) -> dict[str, bool]:
+        self.probed.append(set(wanted))
+        return {name: up for name, up in self.dependencies.items() if name in wanted}
+
+    def state(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+
+@pytest.mark.parametrize("count", [5, 200])
+def test_healthy_cycle_makes_a_fixed_number_of_calls_and_acts_on_nothing(tmp_path, count):
+    units = FIVE if count == 5 else [f"tracardi-scheduler@{i}.service" for i in range(count)]
+    rig = Rig(tmp_path, units)
+    observation, decision = rig.agent.cycle()
+
+    assert len(rig.systemctl.shows) == 1
+    shown_units, properties = rig.systemctl.shows[0]
+    assert shown_units == units  # every worker unit, not the target nor the agent
+    assert "ActiveState" in properties
+    assert rig.docker.inspections == [f"{LABEL_MANAGED}=true"]
+    assert rig.probed == [{"redis", "elasticsearch"}]
+    assert rig.systemctl.calls == []
+    assert rig.docker.removed == []
+    assert rig.docker.calls == []
+    assert decision.actions == []
+    assert decision.events == []
+    assert rig.stderr.getvalue() == ""
+    assert len(observation.workers) == count
+    assert all(v.memory == 64 * MIB for v in observation.workers.values())
+
+    rig.clock.advance(5)
+    rig.agent.cycle()
+    assert len(rig.systemctl.shows) == 2
+    assert len(rig.docker.inspections) == 2
+    assert rig.systemctl.calls == []
+    state = rig.state()
+    assert state["summary"].startswith(f"{count}/{count} workers running")
+    assert {u: w["state"] for u, w in state["workers"].items()} == dict.fromkeys(units, "running")
+
+
+def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
+    states = {u: unit_props() for u in FIVE}
+    states[SCHEDULER] = unit_props("failed", "failed", "start-limit-hit", restarts=5)
+    containers = [inspected(u, pid=10) for u in FIVE if u != SCHEDULER]
+    rig = Rig(tmp_path, FIVE, unit_state=states, containers=containers)
+
+    _, decision = rig.agent.cycle()
+    assert [e.kind for e in decision.events] == [EventKind.GAVE_UP]
+    assert rig.systemctl.calls == []
+    assert rig.stderr.getvalue().startswith(f"<3>systemd gave up on {SCHEDULER}")
+    state = rig.state()["workers"][SCHEDULER]
+    assert state == {"state": "backoff", "restarts": 0, "last_reason": "start-limit-hit"}
+
+    rig.clock.advance(9.9)  # the first backoff is at least 10 s
+    rig.agent.cycle()
+    assert rig.systemctl.calls == []
+
+    rig.clock.advance(2.2)  # and at most 12 s with 20 % jitter
+    _, decision = rig.agent.cycle()
+    assert rig.systemctl.calls == [("reset-failed", SCHEDULER),
+                                   ("start", "--no-block", SCHEDULER)]
+    assert [e.kind for e in decision.events] == [EventKind.REARM]
+    assert f"<4>re-arming {SCHEDULER}" in rig.stderr.getvalue()
+    assert rig.state()["workers"][SCHEDULER] == {
+        "state": "restarting", "restarts": 1, "last_reason": "start-limit-hit"}
+
+    # systemd has it running again
+    rig.systemctl.units[SCHEDULER] = unit_props()
+    rig.docker.containers.append(inspected(SCHEDULER, pid=10))
+    rig.clock.advance(5)
+    rig.agent.cycle()
+    assert len(rig.systemctl.calls) == 2
+    assert rig.state()["workers"][SCHEDULER]["state"] == "running"
+    assert rig.state()["summary"] == "5/5 workers running; elasticsearch ok; redis ok"
+
+
+def test_state_file_is_json_with_each_units_view(tmp_path):
+    rig = Rig(tmp_path, FIVE)
+    rig.agent.cycle()
+    state = rig.state()
+    assert set(state) == {"summary", "workers"}
+    assert sorted(state["workers"]) == sorted(FIVE)
+    for entry in state["workers"].values():
+        assert entry == {"state": "running", "restarts": 0, "last_reason": ""}
+
+
+def test_dry_run_observes_only_and_keeps_no_history(tmp_path):
+    states = {SCHEDULER: unit_props("failed", "failed", "start-limit-hit")}
+    rig = Rig(tmp_path, [SCHEDULER], unit_state=states, containers=[])
+
+    _, decision = rig.agent.cycle(dry_run=True)
+    assert [e.kind for e in decision.events] == [EventKind.GAVE_UP]  # it decided...
+    assert rig.agent.history == History()  # ...but remembers nothing
+    assert not rig.state_file.exists()
+    assert rig.stderr.getvalue() == ""
+    assert rig.systemctl.calls == []
+
+    rig.agent.cycle()  # a real cycle: backoff starts
+    published = rig.state_file.read_bytes()
+    remembered = rig.agent.history
+    rig.clock.advance(60)
+    observation, decision = rig.agent.cycle(dry_run=True)
+    assert [(a.kind, a.target) for a in decision.actions] == [("rearm", SCHEDULER)]
+    assert rig.systemctl.calls == []
+    assert rig.agent.history is remembered
+    assert rig.agent.history.workers[SCHEDULER].state is State.BACKOFF
+    assert rig.state_file.read_bytes() == published
+    text = describe_cycle(observation, decision, dry_run=True)
+    assert f"would rearm {SCHEDULER}: start-limit-hit" in text
+    assert "failed/failed" in text
+
+    rig.agent.cycle()
+    assert rig.systemctl.calls == [("reset-failed", SCHEDULER),
+                                   ("start", "--no-block", SCHEDULER)]
+
+
+def test_orphan_container_is_removed_on_the_second_cycle(tmp_path):
+    states = {SCHEDULER: unit_props("inactive", "dead")}
+    orphan = inspected(SCHEDULER, cid="orphan-id", pid=10)
+    rig = Rig(tmp_path, [SCHEDULER], unit_state=states, containers=[orphan])
+    rig.agent.cycle()
+    assert rig.docker.removed == []
+    rig.clock.advance(5)
+    rig.agent.cycle()
+    assert rig.docker.removed == ["orphan-id"]
+    assert "<4>removing container tracardi-scheduler" in rig.stderr.getvalue()
+
+
+def test_worker_over_its_memory_limit_is_restarted(tmp_path):
+    config = Config(memory_limits={"scheduler": 32 * MIB}, memory_cycles=2)
+    rig = Rig(tmp_path, FIVE, config=config)  # every container reads 64 MiB
+    rig.agent.cycle()
+    assert rig.systemctl.calls == []
+    rig.clock.advance(5)
+    _, decision = rig.agent.cycle()
+    assert rig.systemctl.calls == [("restart", "--no-block", SCHEDULER)]
+    event = decision.events[0]
+    assert event.fields["TRACARDI_MEMORY_BYTES"] == str(64 * MIB)
+    assert rig.state()["workers"][SCHEDULER]["last_reason"] == "memory limit"
+
+
+def test_failed_host_command_is_reported_and_the_cycle_completes(tmp_path):
+    class FailingSystemctl(FakeSystemctl):
+        def __call__(self, *args: str) -> str:
+            super().__call__(*args)
+            raise CommandError(f"systemctl {args[0]} failed (exit status 1)")
+
+    states = {SCHEDULER: unit_props("failed", "failed", "start-limit-hit")}
+    rig = Rig(tmp_path, [SCHEDULER], unit_state=states, containers=[])
+    rig.agent.systemctl = FailingSystemctl(states)
+    rig.agent.cycle()
+    rig.clock.advance(60)
+    rig.agent.cycle()
+    assert rig.agent.systemctl.calls == [("reset-failed", SCHEDULER)]
+    assert "<3>rearm tracardi-scheduler.service failed: systemctl reset-failed failed" in (
+        rig.stderr.getvalue())
+    assert rig.state()["workers"][SCHEDULER]["state"] == "restarting"
+
+
+def test_dependency_down_holds_and_is_reported_once(tmp_path):
+    states = {u: unit_props() for u in FIVE}
+    states[SCHEDULER] = unit_props("failed", "failed", "start-limit-hit")
+    containers = [inspected(u, pid=10) for u in FIVE if u != SCHEDULER]
+    rig = Rig(tmp_path, FIVE, unit_state=states, containers=containers)
+    rig.dependencies["redis"] = False
+    for _ in range(10):
+        rig.agent.cycle()
+        rig.clock.advance(30)
+    assert rig.systemctl.calls == []
+    assert rig.stderr.getvalue().count("<3>redis is unreachable") == 1
+    assert rig.stderr.getvalue().count(f"<4>{SCHEDULER} failed while redis is unreachable") == 1
+    assert rig.state()["workers"][SCHEDULER]["state"] == "held"
+    assert "redis unreachable" in rig.state()["summary"]
+
+    rig.dependencies["redis"] = True
+    rig.agent.cycle()
+    assert rig.systemctl.calls == [("reset-failed", SCHEDULER),
+                                   ("start", "--no-block", SCHEDULER)]
+    assert rig.stderr.getvalue().count("redis is reachable again") == 1
+
+
+def test_describe_cycle_of_a_healthy_host(tmp_path):
+    rig = Rig(tmp_path, FIVE)
+    observation, decision = rig.agent.cycle()
+    text = describe_cycle(observation, decision, dry_run=False)
+    lines = text.splitlines()
+    assert lines[0].split() == ["UNIT", "SYSTEMD", "CONTAINER", "MEMORY", "AGENT", "STATE"]
+    assert any(SCHEDULER in line and "active/running" in line and "64MiB" in line
+               and "running" in line for line in lines)
+    assert lines[-2] == "5/5 workers running; elasticsearch ok; redis ok"
+    assert lines[-1] == "nothing to do"
+
+
+@pytest.mark.parametrize(("unit", "worker"), [
+    ("tracardi-scheduler@2.service", "scheduler"),
+    ("tracardi-scheduler.service", "scheduler"),
+    ("tracardi-post-collection.service", "post-collection"),
+    ("tracardi-post-collection@10.service", "post-collection"),
+    ("tracardi-update.service", "update"),
+    ("tracardi-agent.service", None),
+    ("tracardi-nonsense.service", None),
+])
+def test_worker_of(unit, worker):
+    catalog = {w.name: w for w in workers_for("0.8.1")}
+    found = worker_of(unit, catalog)
+    assert (found.name if found else None) == worker
+
+
+def test_needs_of():
+    catalog = {w.name: w for w in workers_for("0.8.1")}
+    assert needs_of(catalog["update"]) == {"redis"}
+    assert needs_of(catalog["scheduler"]) == {"redis", "elasticsearch"}
+    assert needs_of(None) == frozenset()

@@ -1,0 +1,194 @@
+"""`status`: rows from (fake) systemctl and docker and the agent's state file; the verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fakes import FakeDocker, FakeSystemctl, inspected, unit_props
+
+from tracardi_systemd.catalog import workers_for
+from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.render import AGENT_UNIT, TARGET
+from tracardi_systemd.status import Status, WorkerRow, collect, format_table
+
+FIVE = [f"tracardi-{w.name}.service" for w in workers_for("0.8.1")]
+SCHEDULER = "tracardi-scheduler.service"
+TRIGGER = "tracardi-trigger.service"
+STARTED = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+
+
+def manifest(units: list[str]) -> Manifest:
+    return Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
+                    tracardi_version="0.8.1", workers=[], units=[TARGET, AGENT_UNIT, *units])
+
+
+class Host:
+    """A healthy host by default; tests break it where they need."""
+
+    def __init__(self, tmp_path, units: list[str] = FIVE):
+        self.units = units
+        self.systemctl = FakeSystemctl({u: unit_props(restarts=i) for i, u in enumerate(units)}
+                                       | {AGENT_UNIT: unit_props()})
+        self.docker = FakeDocker([inspected(u, pid=os.getpid(), started_at=STARTED)
+                                  for u in units])
+        self.state_file = tmp_path / "agent-state.json"
+
+    def collect(self) -> Status:
+        return collect(manifest(self.units), self.systemctl, self.docker, self.state_file)
+
+    def drop_container(self, unit: str) -> None:
+        self.docker.containers = [c for c in self.docker.containers
+                                  if c["Config"]["Labels"]["tracardi.unit"] != unit]
+
+
+def row(status: Status, unit: str) -> WorkerRow:
+    return next(w for w in status.workers if w.unit == unit)
+
+
+def test_healthy_host(tmp_path):
+    host = Host(tmp_path)
+    status = host.collect()
+    assert status.healthy
+    assert [w.unit for w in status.workers] == FIVE  # the target and the agent are no rows
+    assert status.agent == "active/running"
+    assert len(host.systemctl.shows) == 1
+    assert host.systemctl.shows[0][0] == [*FIVE, AGENT_UNIT]
+    assert len(host.docker.inspections) == 1
+    scheduler = row(status, SCHEDULER)
+    assert scheduler.unit_state == "active/running"
+    assert scheduler.container == "running"
+    assert scheduler.image == "tracardi/scheduler:0.8.1"
+    assert scheduler.restarts == FIVE.index(SCHEDULER)
+    assert scheduler.memory_bytes is not None and scheduler.memory_bytes > 0
+    assert 29 * 60 <= scheduler.uptime_seconds <= 31 * 60
+    table = format_table(status)
+    assert table.splitlines()[-1] == "healthy"
+    assert "NOT healthy" not in table
+    assert "30m" in table
+
+
+def test_missing_container_makes_it_unhealthy(tmp_path):
+    host = Host(tmp_path)
+    host.drop_container(SCHEDULER)
+    status = host.collect()
+    assert not status.healthy
+    scheduler = row(status, SCHEDULER)
+    assert (scheduler.container, scheduler.memory_bytes, scheduler.image,
+            scheduler.uptime_seconds) == ("missing", None, "", None)
+    assert not scheduler.healthy
+    assert row(status, TRIGGER).healthy
+    table = format_table(status)
+    assert table.splitlines()[-1] == "NOT healthy"
+    line = next(x for x in table.splitlines() if x.startswith(SCHEDULER))
+    assert "missing" in line
+    # no memory, no agent state, no agent restarts, no reason, no image
+    assert line.split()[-5:] == ["-", "-", "0", "-", "-"]
+
+
+@pytest.mark.parametrize(("unit_state", "container_status"), [
+    (("failed", "failed"), None),
+    (("activating", "auto-restart"), None),
+    (("inactive", "dead"), None),
+    (("active", "running"), "exited"),
+    (("active", "running"), "created"),
+])
+def test_any_worker_not_running_makes_it_unhealthy(tmp_path, unit_state, container_status):
+    host = Host(tmp_path)
+    host.systemctl.units[SCHEDULER] = unit_props(*unit_state)
+    if container_status is None:
+        host.drop_container(SCHEDULER)
+    else:
+        host.drop_container(SCHEDULER)
+        host.docker.containers.append(inspected(SCHEDULER, status=container_status))
+    status = host.collect()
+    assert not status.healthy
+    assert [w.unit for w in status.workers if not w.healthy] == [SCHEDULER]
+    assert row(status, SCHEDULER).unit_state == "/".join(unit_state)
+    if container_status:
+        assert row(status, SCHEDULER).container == container_status
+        assert row(status, SCHEDULER).memory_bytes is None  # no process to measure
+    assert "NOT healthy" in format_table(status)
+
+
+@pytest.mark.parametrize("agent", [("inactive", "dead"), ("failed", "failed"),
+                                   ("activating", "start")])
+def test_agent_not_running_makes_it_unhealthy(tmp_path, agent):
+    host = Host(tmp_path)
+    host.systemctl.units[AGENT_UNIT] = unit_props(*agent)
+    status = host.collect()
+    assert all(w.healthy for w in status.workers)
+    assert status.agent == "/".join(agent)
+    assert not status.healthy
+    assert f"agent: tracardi-agent.service {'/'.join(agent)}" in format_table(status)
+    assert format_table(status).endswith("NOT healthy")
+
+
+def test_agent_not_installed_makes_it_unhealthy(tmp_path):
+    host = Host(tmp_path)
+    del host.systemctl.units[AGENT_UNIT]
+    status = host.collect()
+    assert status.agent == "inactive/dead"
+    assert not status.healthy
+
+
+def test_agent_state_file_values_appear(tmp_path):
+    host = Host(tmp_path)
+    host.state_file.write_text(json.dumps({
+        "summary": "4/5 workers running",
+        "workers": {SCHEDULER: {"state": "backoff", "restarts": 3,
+                                "last_reason": "start-limit-hit"}},
+    }))
+    status = host.collect()
+    scheduler = row(status, SCHEDULER)
+    assert (scheduler.agent_state, scheduler.last_reason) == ("backoff", "start-limit-hit")
+    assert (row(status, TRIGGER).agent_state, row(status, TRIGGER).last_reason) == ("", "")
+    line = next(x for x in format_table(status).splitlines() if x.startswith(SCHEDULER))
+    assert "backoff" in line
+    shown = json.loads(status.to_json())
+    assert shown["workers"][FIVE.index(SCHEDULER)]["last_reason"] == "start-limit-hit"
+
+
+def test_agent_restart_count_appears(tmp_path):
+    host = Host(tmp_path)
+    host.state_file.write_text(json.dumps({"workers": {SCHEDULER: {
+        "state": "restarting", "restarts": 7, "last_reason": "container missing"}}}))
+    shown = json.loads(host.collect().to_json())
+    scheduler = shown["workers"][FIVE.index(SCHEDULER)]
+    assert scheduler["agent_restarts"] == 7
+    assert scheduler["last_reason"] == "container missing"
+
+
+@pytest.mark.parametrize("content", [
+    "", "not json", "[1, 2]", '{"summary": "x"}',
+    '{"workers": 3}', '{"workers": {"tracardi-scheduler.service": 3}}',
+])
+def test_unreadable_agent_state_file_is_ignored(tmp_path, content):
+    host = Host(tmp_path)
+    host.state_file.write_text(content)
+    status = host.collect()
+    assert status.healthy
+    assert all(w.agent_state == "" for w in status.workers)
+
+
+def test_to_json_round_trips(tmp_path):
+    host = Host(tmp_path)
+    host.drop_container(TRIGGER)
+    host.state_file.write_text(json.dumps({"workers": {TRIGGER: {
+        "state": "starting", "restarts": 0, "last_reason": ""}}}))
+    status = host.collect()
+    data = json.loads(status.to_json())
+    assert data["healthy"] is False
+    assert data["agent"] == "active/running"
+    rows = []
+    for entry in data["workers"]:
+        healthy = entry.pop("healthy")
+        rebuilt = WorkerRow(**entry)
+        assert healthy == rebuilt.healthy
+        rows.append(rebuilt)
+    assert Status(rows, data["agent"]) == status
+    assert [asdict(r) for r in rows] == [asdict(w) for w in status.workers]
+    assert row(status, TRIGGER).agent_state == "starting"

@@ -18,7 +18,10 @@ from tracardi_systemd.status import Status, WorkerRow, collect, format_table
 FIVE = [f"tracardi-{w.name}.service" for w in workers_for("0.8.1")]
 SCHEDULER = "tracardi-scheduler.service"
 TRIGGER = "tracardi-trigger.service"
-STARTED = (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+
+
+def thirty_minutes_ago() -> str:
+    return (datetime.now(UTC) - timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
 
 
 def manifest(units: list[str]) -> Manifest:
@@ -33,7 +36,7 @@ class Host:
         self.units = units
         self.systemctl = FakeSystemctl({u: unit_props(restarts=i) for i, u in enumerate(units)}
                                        | {AGENT_UNIT: unit_props()})
-        self.docker = FakeDocker([inspected(u, pid=os.getpid(), started_at=STARTED)
+        self.docker = FakeDocker([inspected(u, pid=os.getpid(), started_at=thirty_minutes_ago())
                                   for u in units])
         self.state_file = tmp_path / "agent-state.json"
 

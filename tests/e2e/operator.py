@@ -67,13 +67,17 @@ def container(host: Sandbox, name: str) -> dict | None:
 
 
 def wait_running(host: Sandbox, name: str, timeout: float = 30, other_than: str = "") -> str:
-    """Wait until container `name` runs (a new one when `other_than` is its old id)."""
-    host.wait_until(
-        f"id=$(docker inspect -f '{{{{if .State.Running}}}}{{{{.Id}}}}{{{{end}}}}' {name}) "
-        f'&& [ -n "$id" ] && [ "$id" != \'{other_than}\' ]',
+    """Wait until container `name` keeps running (a new one when `other_than` is its old id).
+
+    Running means the same container is up in two looks half a second apart: a stand-in
+    told to fail is up for a few milliseconds before it exits.
+    """
+    look = f"docker inspect -f '{{{{if .State.Running}}}}{{{{.Id}}}}{{{{end}}}}' {name}"
+    return host.wait_until(
+        f"a=$({look}) && sleep 0.5 && b=$({look}) && [ -n \"$a\" ] && [ \"$a\" = \"$b\" ] "
+        f"&& [ \"$a\" != '{other_than}' ] && echo $a",
         timeout=timeout,
-    )
-    return container(host, name)["Id"]
+    ).strip()
 
 
 def journal(host: Sandbox, *args: str) -> str:

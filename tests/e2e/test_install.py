@@ -40,8 +40,10 @@ def test_scheduler_runs_the_real_image_with_its_settings_and_logs_once(host):
     assert container(host, "tracardi-scheduler")["Config"]["Image"] == (
         "tracardi/com-tracardi-scheduler-worker:0.8.1"
     )
-    host.wait_until("journalctl -u tracardi-scheduler -o cat | grep -q '^redis ok'")
-    log = journal(host, "-u", "tracardi-scheduler")
+    # This run of the unit only: the session's journal holds other tests' runs too.
+    run = host.run("systemctl show -p InvocationID --value tracardi-scheduler").stdout.strip()
+    host.wait_until(f"journalctl _SYSTEMD_INVOCATION_ID={run} -o cat | grep -q '^redis ok'")
+    log = journal(host, f"_SYSTEMD_INVOCATION_ID={run}")
     names = next(line for line in log.splitlines() if line.startswith("env-names:")).split()[1:]
     for needed in ("REDIS_HOST", "ELASTIC_HOST", "LOGGING_LEVEL", "LICENSE", "SAVE_LOGS"):
         assert needed in names

@@ -206,7 +206,7 @@ def request(tmp_path: Path, env_source: Path, rendered: dict[str, str],
     return InstallRequest(
         root=tmp_path / "root", unit_dir=Path("/etc/systemd/system"),
         env_source=env_source, env_target=Path("/etc/tracardi/.env-docker"),
-        rendered=rendered, units=sorted(rendered), force=force, manifest_fields={},
+        rendered=rendered, units=sorted(rendered), force=force,
     )
 
 

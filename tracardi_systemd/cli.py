@@ -27,7 +27,13 @@ from tracardi_systemd.install import (
     units_no_longer_wanted,
 )
 from tracardi_systemd.journal import Journal
-from tracardi_systemd.manifest import ManifestError, load_manifest, manifest_path, save_manifest
+from tracardi_systemd.manifest import (
+    Manifest,
+    ManifestError,
+    load_manifest,
+    manifest_path,
+    save_manifest,
+)
 from tracardi_systemd.policy import Config
 from tracardi_systemd.problems import Problem, Severity, has_errors
 from tracardi_systemd.render import (
@@ -329,11 +335,9 @@ def install(env_file: Path | None, unit_dir: Path, root: Path | None, no_enable:
     kwargs = render_kwargs(**options)
     env_target = Path(kwargs["env_file"])
     live = root is None
-    if not dry_run:
-        if live:
-            _require_root("install")
-        if live:
-            _require_live_host(kwargs["docker"])
+    if live and not dry_run:
+        _require_root("install")
+        _require_live_host(kwargs["docker"])
     target_root = root or Path("/")
     env_source = env_file or target_root / env_target.relative_to("/")
     loaded = load_and_validate(env_source, tracardi_version, workers, tool=default_tool_path(),
@@ -347,7 +351,6 @@ def install(env_file: Path | None, unit_dir: Path, root: Path | None, no_enable:
     request = InstallRequest(
         root=target_root, unit_dir=unit_dir, env_source=env_source, env_target=env_target,
         rendered=files, units=units, force=force,
-        manifest_fields={},
     )
     plan = plan_install(request, previous)
     if plan.refusals:
@@ -431,6 +434,16 @@ def uninstall(purge: bool, root: Path | None) -> None:
         click.echo(f"warning: {exc}", err=True)
 
 
+def _installed_manifest() -> Manifest:
+    try:
+        manifest = load_manifest(Path("/"))
+    except ManifestError as exc:
+        _fail(str(exc))
+    if manifest is None:
+        _fail("nothing is installed: run  sudo tracardi-systemd install --env-file FILE")
+    return manifest
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--docker", "docker_path", default=DEFAULT_DOCKER, show_default=True,
@@ -441,12 +454,7 @@ def status(as_json: bool, docker_path: str) -> None:
     Also shows the agent and its view of each worker. Exits 0 when every worker unit is
     active with its container running and the agent is running, 1 otherwise.
     """
-    try:
-        manifest = load_manifest(Path("/"))
-    except ManifestError as exc:
-        _fail(str(exc))
-    if manifest is None:
-        _fail("nothing is installed: run  sudo tracardi-systemd install --env-file FILE")
+    manifest = _installed_manifest()
     try:
         report = collect(manifest, Systemctl(), Docker(docker_path))
     except CommandError as exc:
@@ -532,12 +540,7 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, backoff_in
     """
     if dry_run and not once:
         raise click.UsageError("--dry-run needs --once")
-    try:
-        manifest = load_manifest(Path("/"))
-    except ManifestError as exc:
-        _fail(str(exc))
-    if manifest is None:
-        _fail("nothing is installed: run  sudo tracardi-systemd install --env-file FILE")
+    manifest = _installed_manifest()
     values = load_env_file(env_file).values
     default_mib, per_worker = DEFAULT_MEMORY_LIMIT_MIB, {}
     for limit in memory_limits:

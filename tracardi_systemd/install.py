@@ -165,7 +165,6 @@ class InstallRequest:
     rendered: dict[str, str]
     units: list[str]  # what to enable and start: target, agent, worker instances
     force: bool
-    manifest_fields: dict
 
     def on_disk(self, path: Path) -> Path:
         return self.root / path.relative_to("/")

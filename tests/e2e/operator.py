@@ -87,3 +87,9 @@ def journal(host: Sandbox, *args: str) -> str:
 def labelled_containers(host: Sandbox) -> list[str]:
     out = host.run("docker ps -a --filter label=tracardi.managed=true --format '{{.Names}}'")
     return out.stdout.split()
+
+
+def start_all(host: Sandbox) -> dict[str, str]:
+    """Start tracardi.target; the running container id of each worker unit."""
+    host.run("systemctl start tracardi.target")
+    return {unit: wait_running(host, unit.removesuffix(".service")) for unit in WORKER_UNITS}

@@ -10,9 +10,9 @@ import pytest
 
 from .operator import (
     INSTALLED_ENV,
-    WORKER_UNITS,
     container,
     install,
+    start_all,
     uninstall_everything,
     wait_running,
     write_env,
@@ -70,8 +70,7 @@ def gave_up_on(unit: str, host: Sandbox) -> None:
 
 def start_everything(host, extra: str = "") -> dict[str, str]:
     install(host, f"--agent-interval {INTERVAL} {extra}")
-    host.run("systemctl start tracardi.target")
-    ids = {u: wait_running(host, u.removesuffix(".service")) for u in WORKER_UNITS}
+    ids = start_all(host)
     host.wait_until("systemctl is-active -q tracardi-agent", timeout=30)
     return ids
 

@@ -16,6 +16,7 @@ from .operator import (
     journal,
     labelled_containers,
     sha256,
+    start_all,
     tool,
     uninstall_everything,
     wait_running,
@@ -56,9 +57,7 @@ def test_scheduler_runs_the_real_image_with_its_settings_and_logs_once(host):
 
 def test_target_starts_all_workers_and_stop_leaves_no_container(host):
     install(host)
-    host.run("systemctl start tracardi.target")
-    for unit in WORKER_UNITS:
-        wait_running(host, unit.removesuffix(".service"))
+    start_all(host)
 
     host.run("systemctl stop tracardi.target", timeout=120)
 
@@ -81,8 +80,7 @@ def test_killed_container_is_replaced_without_name_conflict(host):
 
 def test_workers_come_back_after_docker_restarts(host):
     install(host)
-    host.run("systemctl start tracardi.target")
-    before = {u: wait_running(host, u.removesuffix(".service")) for u in WORKER_UNITS}
+    before = start_all(host)
 
     host.run("systemctl restart docker", timeout=120)
 
@@ -93,9 +91,7 @@ def test_workers_come_back_after_docker_restarts(host):
 
 def test_secrets_appear_nowhere_while_workers_run(host):
     install(host)
-    host.run("systemctl start tracardi.target")
-    for unit in WORKER_UNITS:
-        wait_running(host, unit.removesuffix(".service"))
+    start_all(host)
     host.wait_until("journalctl -u tracardi-trigger -o cat | grep -q '^secret-sha256 LICENSE'")
 
     places = {
@@ -159,9 +155,7 @@ def test_uninstall_removes_what_install_wrote_and_keeps_dropins_and_env_file(hos
 
 def test_status_json_matches_systemctl_and_docker(host):
     install(host)
-    host.run("systemctl start tracardi.target")
-    for unit in WORKER_UNITS:
-        wait_running(host, unit.removesuffix(".service"))
+    start_all(host)
     host.run("systemctl stop tracardi-update")
 
     report = json.loads(tool(host, "status --json", check=False).stdout)

@@ -617,3 +617,17 @@ def test_summary_counts_running_workers_and_names_each_dependency():
                               dependencies=ALL_UP)
     assert summary(observation, sim.history) == (
         "3/5 workers running; elasticsearch ok; redis ok")
+
+
+def test_summary_says_since_when_a_dependency_is_down():
+    views = {SCHEDULER: healthy(SCHEDULER)}
+    history = History()
+    for now, clock, redis in ((0.0, "12:03", False), (5.0, "12:04", False)):
+        observation = Observation(now=now, workers=views, containers=[],
+                                  dependencies={"redis": redis}, clock_time=clock)
+        history = decide(observation, history, Config(), lambda: HALF).history
+    assert summary(observation, history) == "1/1 workers running; redis unreachable since 12:03"
+    back = Observation(now=10.0, workers=views, containers=[], dependencies={"redis": True},
+                       clock_time="12:05")
+    history = decide(back, history, Config(), lambda: HALF).history
+    assert summary(back, history) == "1/1 workers running; redis ok"

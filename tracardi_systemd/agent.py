@@ -99,6 +99,7 @@ class Agent:
             dependencies=self.probe(wanted),
             host_memory_percent=psutil.virtual_memory().percent,
             docker_disk_percent=_disk_percent(DOCKER_DATA_DIR),
+            clock_time=time.strftime("%H:%M"),
         )
 
     def cycle(self, dry_run: bool = False) -> tuple[Observation, Decision]:

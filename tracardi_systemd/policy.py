@@ -88,6 +88,7 @@ class Observation:
     dependencies: dict[str, bool]  # name -> reachable
     host_memory_percent: float = 0.0
     docker_disk_percent: float = 0.0
+    clock_time: str = ""  # the wall clock as HH:MM, for messages such as "down since 12:03"
 
 
 @dataclass
@@ -107,6 +108,7 @@ class WorkerHistory:
 class History:
     workers: dict[str, WorkerHistory] = field(default_factory=dict)
     down_since: dict[str, float] = field(default_factory=dict)
+    down_at: dict[str, str] = field(default_factory=dict)  # HH:MM of going down
     orphans_seen: set[str] = field(default_factory=set)
     last_host_warning: dict[str, float] = field(default_factory=dict)
 
@@ -167,11 +169,13 @@ class _Decider:
             down = name in self.history.down_since
             if not reachable and not down:
                 self.history.down_since[name] = self.now
+                self.history.down_at[name] = self.obs.clock_time
                 self._event(EventKind.UNREACHABLE, ERROR,
                             f"{name} is unreachable: holding restarts of the workers that need it",
                             TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} unreachable")
             elif reachable and down:
                 seconds = self.now - self.history.down_since.pop(name)
+                self.history.down_at.pop(name, None)
                 self._event(EventKind.REACHABLE, NOTICE,
                             f"{name} is reachable again after {seconds:.0f} s",
                             TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} reachable")
@@ -327,5 +331,9 @@ def summary(observation: Observation, history: History) -> str:
     running = sum(1 for h in history.workers.values() if h.state is State.RUNNING)
     parts = [f"{running}/{len(observation.workers)} workers running"]
     for name, reachable in sorted(observation.dependencies.items()):
-        parts.append(f"{name} ok" if reachable else f"{name} unreachable")
+        since = history.down_at.get(name)
+        if reachable:
+            parts.append(f"{name} ok")
+        else:
+            parts.append(f"{name} unreachable since {since}" if since else f"{name} unreachable")
     return "; ".join(parts)

@@ -243,16 +243,17 @@ def test_rpm_installs_into_a_scratch_root_and_its_cli_runs_there(builds, rpm_too
     # The venv's interpreter (a link to the host's python3.11) runs the CLI from the root.
     python = root / PREFIX.lstrip("/") / "bin" / "python"
     run = subprocess.run(
-        [str(python), "-c", "import sys, tracardi_systemd.cli as c; sys.argv[0] = "
+        [str(python), "-I", "-c", "import sys, tracardi_systemd.cli as c; sys.argv[0] = "
          f"'{PACKAGE}'; print(c.__file__); c.main()", "--version"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, cwd=root,
     )
     assert run.stdout.splitlines() == [
         f"{root}{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/cli.py",
         f"{PACKAGE}, version {builds.v1.version}",
     ]
-    help_text = subprocess.run([str(python), str(root / PREFIX.lstrip("/") / "bin" / PACKAGE),
-                                "--help"], capture_output=True, text=True, check=True).stdout
+    help_text = subprocess.run([str(python), "-I", str(root / PREFIX.lstrip("/") / "bin" / PACKAGE),
+                                "--help"], capture_output=True, text=True, check=True,
+                               cwd=root).stdout
     assert "install" in help_text and "agent" in help_text
 
     subprocess.run([rpm_tool, "--root", str(root), "-e", PACKAGE], check=True)

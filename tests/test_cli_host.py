@@ -1,0 +1,105 @@
+"""Commands that touch the host: refusals before anything changes, and `login`'s token path.
+
+A fake docker client (a script recording its argv and standard input) stands in for the
+real one; the policy under test is the CLI's own code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import CLEAN_ENV
+
+from tracardi_systemd import cli as cli_module
+from tracardi_systemd.cli import main
+
+TOKEN = "dckr_pat_SECRET-TOKEN-3a7f"
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path) -> Path:
+    script = tmp_path / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$@" > {tmp_path}/argv\n'
+        f"cat > {tmp_path}/stdin\n"
+        'if [ -n "$FAIL_WITH" ]; then echo "$FAIL_WITH" >&2; exit 1; fi\n'
+        "echo 'Login Succeeded'\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def invoke(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):
+    return CliRunner().invoke(main, list(args), input=stdin, env=env, catch_exceptions=False)
+
+
+def test_login_passes_the_token_on_stdin_only(fake_docker, tmp_path, write_env):
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    result = invoke("login", "--username", "tracardi", "--token-file", str(token_file),
+                    "--docker", str(fake_docker), "--env-file", str(tmp_path / "none"))
+    assert result.exit_code == 0, result.output
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv == ["login", "--username", "tracardi", "--password-stdin"]
+    assert (tmp_path / "stdin").read_text() == TOKEN
+    assert TOKEN not in result.output
+
+
+def test_login_reads_the_token_and_user_from_the_env_file(fake_docker, tmp_path, write_env):
+    env = write_env(CLEAN_ENV + f"TRACARDI_REGISTRY_USER=ops\nTRACARDI_REGISTRY_TOKEN={TOKEN}\n")
+    result = invoke("login", "--registry", "registry.example", "--docker", str(fake_docker),
+                    "--env-file", str(env))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "argv").read_text().split() == [
+        "login", "--username", "ops", "--password-stdin", "registry.example"]
+    assert (tmp_path / "stdin").read_text() == TOKEN
+
+
+def test_login_failure_never_repeats_the_token(fake_docker, tmp_path):
+    result = invoke("login", "--username", "u", "--docker", str(fake_docker),
+                    "--env-file", str(tmp_path / "none"), stdin=TOKEN,
+                    env={"FAIL_WITH": f"denied for {TOKEN}"})
+    assert result.exit_code == 1
+    assert TOKEN not in result.output
+    assert "denied for <token>" in result.output
+
+
+def test_login_without_a_user_says_how_to_give_one(fake_docker, tmp_path):
+    result = invoke("login", "--docker", str(fake_docker), "--env-file", str(tmp_path / "x"),
+                    stdin=TOKEN)
+    assert result.exit_code == 2
+    assert "--username" in result.output and "TRACARDI_REGISTRY_USER" in result.output
+
+
+def test_install_needs_root(monkeypatch, write_env):
+    monkeypatch.setattr(cli_module.os, "geteuid", lambda: 1000)
+    result = invoke("install", "--env-file", str(write_env(CLEAN_ENV)))
+    assert result.exit_code == 1
+    assert "needs root" in result.output and "sudo" in result.output
+
+
+def test_install_needs_a_running_systemd(monkeypatch, write_env):
+    monkeypatch.setattr(cli_module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(cli_module, "systemd_is_running", lambda: False)
+    result = invoke("install", "--env-file", str(write_env(CLEAN_ENV)))
+    assert result.exit_code == 1
+    assert "systemd is not running" in result.output and "--root" in result.output
+
+
+def test_install_needs_the_docker_client(monkeypatch, write_env, tmp_path):
+    monkeypatch.setattr(cli_module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(cli_module, "systemd_is_running", lambda: True)
+    missing = tmp_path / "no-docker"
+    result = invoke("install", "--env-file", str(write_env(CLEAN_ENV)), "--docker", str(missing))
+    assert result.exit_code == 1
+    assert f"{missing} is missing" in result.output and "docker.io" in result.output
+
+
+def test_status_without_an_installation_says_what_to_run(monkeypatch, tmp_path):
+    monkeypatch.setattr(cli_module, "load_manifest", lambda root: None)
+    result = invoke("status")
+    assert result.exit_code == 1
+    assert "tracardi-systemd install" in result.output

@@ -12,9 +12,7 @@ from pathlib import Path
 import click
 
 from tracardi_systemd import __version__
-from tracardi_systemd.agent import Agent, describe_cycle, stop_on_signals
 from tracardi_systemd.catalog import DEFAULT_VERSION, CatalogError, select_workers, workers_for
-from tracardi_systemd.dependencies import probe
 from tracardi_systemd.envfile import EnvFile, load_env_file
 from tracardi_systemd.escape import UnsafeValue
 from tracardi_systemd.files import write_atomic
@@ -26,7 +24,6 @@ from tracardi_systemd.install import (
     plan_install,
     units_no_longer_wanted,
 )
-from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import (
     Manifest,
     ManifestError,
@@ -34,7 +31,6 @@ from tracardi_systemd.manifest import (
     manifest_path,
     save_manifest,
 )
-from tracardi_systemd.policy import Config
 from tracardi_systemd.problems import Problem, Severity, has_errors
 from tracardi_systemd.render import (
     AGENT_UNIT,
@@ -47,7 +43,6 @@ from tracardi_systemd.render import (
     worker_units,
 )
 from tracardi_systemd.secrets import is_secret
-from tracardi_systemd.status import collect, format_table
 from tracardi_systemd.table import columns
 from tracardi_systemd.validate import validate
 
@@ -454,6 +449,8 @@ def status(as_json: bool, docker_path: str) -> None:
     Also shows the agent and its view of each worker. Exits 0 when every worker unit is
     active with its container running and the agent is running, 1 otherwise.
     """
+    from tracardi_systemd.status import collect, format_table  # psutil: only when needed
+
     manifest = _installed_manifest()
     try:
         report = collect(manifest, Systemctl(), Docker(docker_path))
@@ -538,6 +535,13 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, backoff_in
     gone or over its memory limit, removes orphan containers, and holds restarts while
     Redis or Elasticsearch is unreachable. Every action is a structured journal entry.
     """
+    # Imported here, not at the top: they load psutil and sdnotify, which every other
+    # command (and --help) would otherwise pay for at start-up.
+    from tracardi_systemd.agent import Agent, describe_cycle, stop_on_signals
+    from tracardi_systemd.dependencies import probe
+    from tracardi_systemd.journal import Journal
+    from tracardi_systemd.policy import Config
+
     if dry_run and not once:
         raise click.UsageError("--dry-run needs --once")
     manifest = _installed_manifest()

@@ -12,13 +12,15 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from tracardi_systemd import escape
 from tracardi_systemd.catalog import Worker
 from tracardi_systemd.escape import UnsafeValue
 from tracardi_systemd.secrets import LICENSE_NAMES
+
+if TYPE_CHECKING:
+    import jinja2
 
 DEFAULT_ENV_FILE = "/etc/tracardi/.env-docker"
 DEFAULT_DOCKER = "/usr/bin/docker"
@@ -164,6 +166,8 @@ def _check(settings: RenderSettings) -> None:
 
 @functools.cache
 def _jinja() -> jinja2.Environment:
+    import jinja2  # here, not at the top: commands that render nothing start faster
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,

@@ -117,9 +117,9 @@ def test_deb_installs_runs_the_workers_and_leaves_nothing_after_removal(deb_host
     assert host.run(f"{CLI} --version").stdout.split()[-1] == builds.v1.version
     # The package enables nothing by itself: the agent is `install`'s to enable.
     assert host.run(f"systemctl is-enabled {AGENT}", check=False).stdout.strip() == "disabled"
-    assert host.run(f"systemctl show -p FragmentPath --value {AGENT}").stdout.strip() == (
-        f"/usr/lib/systemd/system/{AGENT}"
-    )
+    # (systemd names it /lib/...: Debian 12 has merged /usr, /lib is a link to usr/lib.)
+    fragment = host.run(f"realpath $(systemctl show -p FragmentPath --value {AGENT})").stdout
+    assert fragment.strip() == f"/usr/lib/systemd/system/{AGENT}"
     install_workers(host)
     # install's copy shadows the package's and runs the packaged CLI too.
     unit = host.run(f"systemctl cat {AGENT}").stdout
@@ -262,7 +262,6 @@ def test_rpm_installs_into_a_scratch_root_and_its_cli_runs_there(builds, rpm_too
 
 
 def test_lintian_and_rpmlint_find_nothing_unexplained(builds):
-    for build_ in (builds.v1,):
-        result = subprocess.run([str(CHECKOUT / "packaging" / "lint"), str(build_.deb.parent)],
-                                capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stdout + result.stderr
+    result = subprocess.run([str(CHECKOUT / "packaging" / "lint"), str(builds.v1.deb.parent)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -378,6 +378,9 @@ def install(env_file: Path | None, unit_dir: Path, root: Path | None, no_enable:
         else:
             click.echo("\n".join(plan.describe(with_diff=False)))
             systemctl.daemon_reload()
+            if live:
+                click.echo("workers already running keep their old settings until restarted: "
+                           "systemctl restart tracardi.target")
         if not no_enable:
             systemctl.enable(units)
         if start:

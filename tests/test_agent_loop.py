@@ -30,7 +30,8 @@ def quiet_host(monkeypatch):
     monkeypatch.setattr(agent_module.psutil, "virtual_memory",
                         lambda: type("Memory", (), {"percent": 30.0})())
     monkeypatch.setattr(agent_module, "_disk_percent", lambda path: 40.0)
-    monkeypatch.setattr(agent_module, "memory_bytes", lambda pid: 64 * MIB if pid > 0 else None)
+    monkeypatch.setattr(agent_module, "tree_memory",
+                        lambda pids: {pid: 64 * MIB for pid in pids if pid > 0})
 
 
 class Rig:

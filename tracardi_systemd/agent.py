@@ -25,7 +25,7 @@ from tracardi_systemd.files import write_atomic
 from tracardi_systemd.host import CommandError, Docker, Systemctl
 from tracardi_systemd.journal import ERROR, Journal
 from tracardi_systemd.manifest import Manifest
-from tracardi_systemd.observe import by_unit, memory_bytes, read_containers, read_units
+from tracardi_systemd.observe import by_unit, read_containers, read_units, tree_memory
 from tracardi_systemd.policy import (
     Action,
     Config,
@@ -80,6 +80,7 @@ class Agent:
         units = read_units(self.systemctl, self.units)
         containers = read_containers(self.docker)
         owned = by_unit(containers)
+        memory = tree_memory(c.pid for c in owned.values() if c.running)
         views = {}
         for name in self.units:
             container = owned.get(name)
@@ -88,7 +89,7 @@ class Agent:
                 unit=units[name],
                 worker=worker.name if worker else "",
                 container=container,
-                memory=memory_bytes(container.pid) if container and container.running else None,
+                memory=memory.get(container.pid) if container and container.running else None,
                 needs=needs_of(worker),
             )
         wanted = set().union(*(v.needs for v in views.values()))

@@ -135,7 +135,7 @@ def render_options(command):
                      help="The docker client the units run."),
         click.option("--stop-timeout", default=10, show_default=True, type=click.IntRange(1),
                      help="Seconds `docker stop` waits before killing a worker."),
-        click.option("--agent-interval", default=5, show_default=True,
+        click.option("--agent-interval", default=10, show_default=True,
                      type=click.IntRange(1, 60), help="Seconds between the agent's cycles."),
         click.option("--memory-limit", "memory_limits", multiple=True,
                      metavar="[WORKER=]MIB", callback=_memory_limits,
@@ -511,7 +511,7 @@ def login(username: str | None, registry: str | None, token_file, env_file: Path
               help="Where to read REDIS_HOST, REDIS_PORT and ELASTIC_HOST from.")
 @click.option("--once", is_flag=True, help="Run one cycle, print what it saw and did, exit.")
 @click.option("--dry-run", is_flag=True, help="With --once: decide but do nothing.")
-@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1),
+@click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds between cycles.")
 @click.option("--backoff-initial", default=10.0, show_default=True, type=click.FloatRange(0),
               help="First delay (s) before re-arming a unit systemd gave up on; doubles.")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -109,16 +110,34 @@ def _container_state(data: dict) -> ContainerState:
     )
 
 
-def memory_bytes(pid: int) -> int | None:
-    """Resident memory of a container's process tree (its init and all descendants)."""
-    if pid <= 0:
-        return None
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-        return sum(p.memory_info().rss for p in processes)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
+def tree_memory(roots: Iterable[int]) -> dict[int, int]:
+    """Resident memory of each root's process tree (a container's init and descendants).
+
+    One scan of the process table serves every container: asking psutil for each
+    container's children would rescan all of /proc per container (4 s a cycle at 200).
+    Roots that no longer exist are left out.
+    """
+    wanted = [pid for pid in roots if pid > 0]
+    if not wanted:
+        return {}
+    children: dict[int, list[int]] = {}
+    for process in psutil.process_iter(["ppid"]):
+        children.setdefault(process.info["ppid"], []).append(process.pid)
+    return {root: total for root in wanted if (total := _tree_rss(root, children)) is not None}
+
+
+def _tree_rss(root: int, children: dict[int, list[int]]) -> int | None:
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            if pid == root:
+                return None
+            continue
+        pending.extend(children.get(pid, ()))
+    return total
 
 
 def uptime_seconds(started_at: str, now: datetime) -> float | None:

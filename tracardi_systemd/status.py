@@ -11,9 +11,9 @@ from tracardi_systemd.host import Docker, Systemctl
 from tracardi_systemd.manifest import Manifest
 from tracardi_systemd.observe import (
     by_unit,
-    memory_bytes,
     read_containers,
     read_units,
+    tree_memory,
     uptime_seconds,
 )
 from tracardi_systemd.render import AGENT_UNIT, TARGET
@@ -60,6 +60,7 @@ def collect(manifest: Manifest, systemctl: Systemctl, docker: Docker,
     worker_units = [u for u in manifest.units if u not in (TARGET, AGENT_UNIT)]
     units = read_units(systemctl, [*worker_units, AGENT_UNIT])
     containers = by_unit(read_containers(docker))
+    memory = tree_memory(c.pid for c in containers.values())
     agent_view = _agent_view(agent_state_file)
     now = datetime.now(UTC)
     rows = []
@@ -72,7 +73,7 @@ def collect(manifest: Manifest, systemctl: Systemctl, docker: Docker,
             container=container.status if container else "missing",
             uptime_seconds=uptime_seconds(container.started_at, now) if container else None,
             restarts=unit.restarts,
-            memory_bytes=memory_bytes(container.pid) if container else None,
+            memory_bytes=memory.get(container.pid) if container else None,
             image=container.image if container else "",
             agent_state=str(seen.get("state", "")),
             agent_restarts=int(seen.get("restarts", 0) or 0),

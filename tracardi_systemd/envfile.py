@@ -14,8 +14,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv.parser import parse_stream
-
 from tracardi_systemd.problems import Problem, error, warning
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -49,6 +47,8 @@ def load_env_file(path: Path) -> EnvFile:
     text = _decode(env, where)
     if text is None:
         return env
+    from dotenv.parser import parse_stream  # here: --help need not load all of dotenv
+
     for binding in parse_stream(io.StringIO(text)):
         _take(env, where, binding)
     return env

@@ -8,7 +8,6 @@ accepted, so a refused or failed validation leaves the host as it was.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from enum import Enum
@@ -65,6 +64,8 @@ class Plan:
 
     def describe(self, with_diff: bool) -> list[str]:
         """What the plan does, one line per change; unified diffs of unit files if asked."""
+        import difflib  # only --dry-run shows diffs; every other command starts faster
+
         lines = []
         if self.env and self.env.needed:
             lines.append(f"copy env file {self.env.source} -> {self.env.target} (mode 0600; "

@@ -11,19 +11,30 @@ ELASTICSEARCH = "elasticsearch"
 DEFAULT_REDIS_PORT = 6379
 
 
+def split_redis_host(host: str) -> tuple[str, str]:
+    """REDIS_HOST as Tracardi splits it: the scheme stripped, then name and text after ':'."""
+    name, _, after = host.split("://", 1)[-1].partition(":")
+    return name, after
+
+
+def elastic_urls(value: str) -> list[str]:
+    """ELASTIC_HOST: a comma-separated list of URLs."""
+    return [url.strip() for url in value.split(",") if url.strip()]
+
+
 def redis_address(values: dict[str, str]) -> tuple[str, int] | None:
     """Core config: the scheme is stripped, anything after ':' dropped, port from REDIS_PORT."""
     host = values.get("REDIS_HOST", "").strip()
     if not host:
         return None
-    name = host.split("://", 1)[-1].split(":", 1)[0]
+    name, _ = split_redis_host(host)
     port = values.get("REDIS_PORT", "").strip()
     return name, int(port) if port.isdigit() else DEFAULT_REDIS_PORT
 
 
 def elastic_addresses(values: dict[str, str]) -> list[tuple[str, int]]:
     addresses = []
-    for url in filter(None, (u.strip() for u in values.get("ELASTIC_HOST", "").split(","))):
+    for url in elastic_urls(values.get("ELASTIC_HOST", "")):
         try:
             parts = urlsplit(url)
             port = parts.port or 9200  # the Elasticsearch client's default for both schemes

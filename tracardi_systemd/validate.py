@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from tracardi_systemd.catalog import Worker
+from tracardi_systemd.dependencies import DEFAULT_REDIS_PORT, elastic_urls, split_redis_host
 from tracardi_systemd.envfile import EnvFile
 from tracardi_systemd.problems import Problem, error, warning
 from tracardi_systemd.secrets import LICENSE_NAMES, is_secret, shown
 
-DEFAULT_REDIS_PORT = "6379"
 LOGGING_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
@@ -100,27 +100,27 @@ class _Checker:
                 "connects in plain TCP without TLS: write the bare host name, and use a TLS "
                 "tunnel if Redis must be reached over TLS"
             ))
-        bare = host.split("://", 1)[-1]
-        if "@" in bare:  # never repeat it: the part before '@' is a password
+        name, host_port = split_redis_host(host)
+        if "@" in name + host_port:  # never repeat it: the part before '@' is a password
             self._error("REDIS_HOST", (
                 "REDIS_HOST holds credentials (...@host), which Tracardi does not read from "
                 "there: write only the host in REDIS_HOST and the password in REDIS_PASSWORD"
             ))
             return
-        name, _, host_port = bare.partition(":")
         if host_port and not host_port.isdigit():
             self._error("REDIS_HOST", f"REDIS_HOST={shown('REDIS_HOST', host)}: "
                         f"{host_port!r} after ':' is not a port number")
             return
         port_readers = {w.redis_port_from for w in workers if w.needs_redis}
-        effective_port = port or DEFAULT_REDIS_PORT
+        default_port = str(DEFAULT_REDIS_PORT)
+        effective_port = port or default_port
         if host_port and "REDIS_PORT" in port_readers and host_port != effective_port:
             self._error("REDIS_HOST", (
                 f"REDIS_HOST has port {host_port}, but Tracardi's core config drops "
                 f"everything after ':' and takes the port from REDIS_PORT "
                 f"(now {effective_port}): set REDIS_PORT={host_port}"
             ))
-        if "REDIS_HOST" in port_readers and not host_port and effective_port != DEFAULT_REDIS_PORT:
+        if "REDIS_HOST" in port_readers and not host_port and effective_port != default_port:
             self._error("REDIS_HOST", (
                 f"the update worker (0.8.1) takes the Redis port only from REDIS_HOST and "
                 f"ignores REDIS_PORT={effective_port}: write REDIS_HOST={name}:{effective_port} "
@@ -128,8 +128,7 @@ class _Checker:
             ))
 
     def elastic(self) -> None:
-        hosts = self.values.get("ELASTIC_HOST", "").strip()
-        for url in filter(None, (part.strip() for part in hosts.split(","))):
+        for url in elastic_urls(self.values.get("ELASTIC_HOST", "")):
             try:
                 parts = urlsplit(url)
                 valid = parts.scheme in ("http", "https") and bool(parts.hostname)

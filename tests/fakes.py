@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tracardi_systemd.render import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
+from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
 
 
 def unit_props(active: str = "active", sub: str = "running", result: str = "success",

@@ -11,13 +11,13 @@ import pytest
 from fakes import FakeClock, FakeDocker, FakeSystemctl, inspected, unit_props
 
 from tracardi_systemd import agent as agent_module
-from tracardi_systemd.agent import Agent, describe_cycle, needs_of, worker_of
+from tracardi_systemd.agent import Agent, InputFiles, describe_cycle, needs_of, worker_of
 from tracardi_systemd.catalog import workers_for
 from tracardi_systemd.host import CommandError
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, LABEL_MANAGED, TARGET
 from tracardi_systemd.policy import Config, EventKind, History, State
-from tracardi_systemd.render import AGENT_UNIT, LABEL_MANAGED, TARGET
 
 FIVE = [f"tracardi-{w.name}.service" for w in workers_for("0.8.1")]
 SCHEDULER = "tracardi-scheduler.service"
@@ -40,11 +40,15 @@ class Rig:
                  containers: list[dict] | None = None):
         self.manifest = Manifest(
             unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
-            tracardi_version="0.8.1", workers=sorted({u.split("@")[0] for u in units}),
-            units=[TARGET, AGENT_UNIT, *units],
+            tracardi_version="0.8.1", units=[TARGET, AGENT_UNIT, *units],
         )
-        self.systemctl = FakeSystemctl(
-            unit_state if unit_state is not None else {u: unit_props() for u in units})
+        self.manifest_file = tmp_path / "manifest.json"
+        self.manifest_file.write_text(self.manifest.to_json())
+        self.env_file = tmp_path / "env"
+        self.env_file.write_text("REDIS_HOST=127.0.0.1\n")
+        states = unit_state if unit_state is not None else {u: unit_props() for u in units}
+        self.systemctl = FakeSystemctl({DOCKER_UNIT: unit_props(), TARGET: unit_props(),
+                                        **states})
         self.docker = FakeDocker(
             containers if containers is not None else [inspected(u, pid=10) for u in units])
         self.probed: list[set[str]] = []
@@ -54,10 +58,11 @@ class Rig:
                                fallback=self.stderr)
         self.clock = FakeClock()
         self.state_file = tmp_path / "run" / "agent-state.json"
-        self.agent = Agent(self.manifest, self.systemctl, self.docker, self.probe, self.journal,
-                           config or Config(), state_file=self.state_file, clock=self.clock)
+        self.agent = Agent(InputFiles(self.manifest_file, self.env_file), self.systemctl,
+                           self.docker, self.probe, self.journal, config or Config(),
+                           state_file=self.state_file, clock=self.clock)
 
-    def probe(self, wanted: set[str]) -> dict[str, bool]:
+    def probe(self, settings: dict[str, str], wanted: set[str]) -> dict[str, bool]:
         self.probed.append(set(wanted))
         return {name: up for name, up in self.dependencies.items() if name in wanted}
 
@@ -73,7 +78,8 @@ def test_healthy_cycle_makes_a_fixed_number_of_calls_and_acts_on_nothing(tmp_pat
 
     assert len(rig.systemctl.shows) == 1
     shown_units, properties = rig.systemctl.shows[0]
-    assert shown_units == units  # every worker unit, not the target nor the agent
+    # every worker unit, docker's and the target's: not the agent's own
+    assert shown_units == [*units, DOCKER_UNIT, TARGET]
     assert "ActiveState" in properties
     assert rig.docker.inspections == [f"{LABEL_MANAGED}=true"]
     assert rig.probed == [{"redis", "elasticsearch"}]
@@ -158,7 +164,7 @@ def test_dry_run_observes_only_and_keeps_no_history(tmp_path):
     remembered = rig.agent.history
     rig.clock.advance(60)
     observation, decision = rig.agent.cycle(dry_run=True)
-    assert [(a.kind, a.target) for a in decision.actions] == [("rearm", SCHEDULER)]
+    assert [(a.kind.value, a.target) for a in decision.actions] == [("rearm", SCHEDULER)]
     assert rig.systemctl.calls == []
     assert rig.agent.history is remembered
     assert rig.agent.history.workers[SCHEDULER].state is State.BACKOFF
@@ -205,7 +211,7 @@ def test_failed_host_command_is_reported_and_the_cycle_completes(tmp_path):
 
     states = {SCHEDULER: unit_props("failed", "failed", "start-limit-hit")}
     rig = Rig(tmp_path, [SCHEDULER], unit_state=states, containers=[])
-    rig.agent.systemctl = FailingSystemctl(states)
+    rig.agent.systemctl = FailingSystemctl(rig.systemctl.units)
     rig.agent.cycle()
     rig.clock.advance(60)
     rig.agent.cycle()
@@ -232,8 +238,17 @@ def test_dependency_down_holds_and_is_reported_once(tmp_path):
 
     rig.dependencies["redis"] = True
     rig.agent.cycle()
+    # The held unit at once; of the four that ran through the outage (0.8.1 workers do not
+    # recover from one by themselves), one restart per cycle.
+    running = sorted(u for u in FIVE if u != SCHEDULER)
     assert rig.systemctl.calls == [("reset-failed", SCHEDULER),
-                                   ("start", "--no-block", SCHEDULER)]
+                                   ("start", "--no-block", SCHEDULER),
+                                   ("restart", "--no-block", running[0])]
+    for _ in range(5):
+        rig.clock.advance(30)
+        rig.agent.cycle()
+    restarted = [call[2] for call in rig.systemctl.calls if call[0] == "restart"]
+    assert restarted == running
     assert rig.stderr.getvalue().count("redis is reachable again") == 1
 
 

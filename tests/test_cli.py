@@ -64,7 +64,7 @@ def test_workers_prints_a_table_of_the_catalog(cli):
     header, *rows = result.output.splitlines()
     assert header.split() == ["UNIT", "IMAGE", "NEEDS", "COMMERCIAL"]
     assert [row.split() for row in rows] == [
-        [w.unit, w.image, ",".join(w.needs) + (",license" if w.commercial else ""),
+        [w.unit_base, w.image, ",".join(w.needs) + (",license" if w.commercial else ""),
          "yes" if w.commercial else "no"]
         for w in workers_for("0.8.1")
     ]
@@ -74,7 +74,7 @@ def test_workers_json(cli):
     result = cli("workers", "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert [d["unit"] for d in data] == [f"{w.unit}.service" for w in workers_for("0.8.1")]
+    assert [d["unit"] for d in data] == [f"{w.unit_base}.service" for w in workers_for("0.8.1")]
     assert data[0] == {
         "name": "update", "unit": "tracardi-update.service", "image": "tracardi/update-worker",
         "description": "Tracardi update worker", "needs": ["REDIS_HOST"], "commercial": False,
@@ -143,7 +143,7 @@ def test_render_writes_the_unit_files(cli, write_env, tmp_path):
     out = tmp_path / "units"
     result = cli("render", "--env-file", write_env(CLEAN_ENV), "--out", out)
     assert result.exit_code == 0, result.output
-    expected = sorted([f"{w.unit}.service" for w in workers_for("0.8.1")]
+    expected = sorted([f"{w.unit_base}.service" for w in workers_for("0.8.1")]
                       + ["tracardi.target", "tracardi-agent.service"])
     assert sorted(p.name for p in out.iterdir()) == expected
     assert result.stdout.split() == [str(out / name) for name in expected]

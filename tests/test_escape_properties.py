@@ -253,7 +253,9 @@ def environment(value: str, table: dict[str, str]) -> tuple[tuple[str, str], ...
 
 def read_unit(text: str, unit: str) -> list[tuple[str | None, str, object]]:
     """Every directive with its value as the service will get it."""
-    table = {"n": unit, "i": "1"}
+    instance = unit.replace("@.", "@1.")
+    table = {"n": instance, "N": instance.rsplit(".", 1)[0],
+             "p": instance.rsplit(".", 1)[0].split("@")[0], "i": "1"}
     result: list[tuple[str | None, str, object]] = []
     for section, key, value in directives(text):
         if key in EXEC_KEYS:
@@ -328,7 +330,7 @@ PLACEHOLDER = "PLACEHOLDER0value"
 FIELDS = {
     "image_tag": lambda v: {"image_tag": v},
     "network": lambda v: {"network": v},
-    "env_file": lambda v: {"env_file": v},
+    "env_file": lambda v: {"installed_env_file": v},
     "worker_env": lambda v: {"worker_env": {"TRACK_DEBUG": v}},
 }
 PLACEHOLDERS = {"env_file": "/" + PLACEHOLDER}
@@ -478,7 +480,7 @@ AWKWARD = st.lists(
        network=st.sampled_from(["host", "tracardi_net", "net.1-a"]))
 def test_systemd_analyze_verify_accepts_awkward_values(env_file, value, tag, network, verify,
                                                        tool_path):
-    changes = {"env_file": env_file, "worker_env": {"TRACK_DEBUG": value},
+    changes = {"installed_env_file": env_file, "worker_env": {"TRACK_DEBUG": value},
                "image_tag": tag, "network": network, "tool": tool_path}
     try:
         files = render(replace(BASE, **changes))

@@ -15,6 +15,7 @@ from conftest import CLEAN_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 from tracardi_systemd.cli import main
 from tracardi_systemd.install import (
     Action,
+    InstallRefused,
     InstallRequest,
     Plan,
     apply_files,
@@ -37,7 +38,7 @@ def manifest(files: dict[str, str], units: list[str] | None = None) -> Manifest:
     """A manifest recording `files` ({name: text}) as written by the tool."""
     return Manifest(
         unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
-        tracardi_version="0.8.1", workers=["scheduler"], units=units or sorted(files),
+        tracardi_version="0.8.1", units=units or sorted(files),
         files={name: digest(text.encode()) for name, text in files.items()},
     )
 
@@ -142,7 +143,7 @@ def test_manifest_after_a_plan_records_the_new_hashes_and_drops_removed_files():
     plan = plan_units({UNIT_A: TEXT_B}, {UNIT_A: TEXT_A, UNIT_B: TEXT_B}, previous,
                       force=False)
     after = manifest_for(plan, unit_dir="/etc/systemd/system", env_file="/e",
-                         tracardi_version="0.8.1", workers=["scheduler"], units=[UNIT_A])
+                         tracardi_version="0.8.1", units=[UNIT_A])
     assert after.files == {UNIT_A: hashlib.sha256(TEXT_B.encode()).hexdigest()}
 
 
@@ -166,36 +167,59 @@ def test_describe_lists_changes_with_diffs():
 # --- plan_env_copy ---------------------------------------------------------------------
 
 
+def copy_plan(source: Path, target: Path, recorded: str = "", force: bool = False):
+    return plan_env_copy(source.read_bytes(), source, target, recorded, force)
+
+
 def test_env_copy_to_a_missing_target_is_needed(tmp_path, write_env):
     source = write_env(CLEAN_ENV)
-    copy = plan_env_copy(source, tmp_path / "etc" / ".env-docker")
+    copy = copy_plan(source, tmp_path / "etc" / ".env-docker")
     assert (copy.needed, copy.fix_mode) == (True, False)
 
 
 def test_env_copy_with_same_content_and_mode_is_not_needed(tmp_path, write_env):
     source = write_env(CLEAN_ENV)
     target = write_env(CLEAN_ENV, name="installed")
-    copy = plan_env_copy(source, target)
+    copy = copy_plan(source, target)
     assert (copy.needed, copy.fix_mode) == (False, False)
 
 
 def test_env_copy_with_same_content_but_wrong_mode_fixes_the_mode(write_env):
     source = write_env(CLEAN_ENV)
     target = write_env(CLEAN_ENV, name="installed", mode=0o644)
-    copy = plan_env_copy(source, target)
+    copy = copy_plan(source, target)
     assert (copy.needed, copy.fix_mode) == (False, True)
 
 
 def test_env_copy_of_the_installed_file_itself_is_not_needed(write_env):
     source = write_env(CLEAN_ENV)
-    copy = plan_env_copy(source, source)
+    copy = copy_plan(source, source)
     assert (copy.needed, copy.fix_mode) == (False, False)
 
 
-def test_env_copy_with_other_content_is_needed(write_env):
+def test_env_copy_over_the_file_install_wrote_is_needed(write_env):
     source = write_env(SECRET_ENV)
     target = write_env(CLEAN_ENV, name="installed")
-    assert plan_env_copy(source, target).needed
+    assert copy_plan(source, target, recorded=digest(CLEAN_ENV.encode())).needed
+
+
+def test_env_copy_over_a_file_install_did_not_write_is_refused_without_force(write_env):
+    source = write_env(SECRET_ENV)
+    target = write_env(CLEAN_ENV, name="installed")
+    with pytest.raises(InstallRefused, match=r"was not written by tracardi-systemd.*--force"):
+        copy_plan(source, target, recorded=digest(b"something else"))
+    assert copy_plan(source, target, force=True).needed
+
+
+def test_env_copy_onto_a_symlink_is_refused_even_with_force(tmp_path, write_env):
+    source = write_env(CLEAN_ENV)
+    operators_own = write_env(CLEAN_ENV, name="operators-own", mode=0o644)
+    link = tmp_path / "installed"
+    link.symlink_to(operators_own)
+    for force in (False, True):
+        with pytest.raises(InstallRefused, match="symlink or not a regular file"):
+            copy_plan(source, link, force=force)
+    assert stat.S_IMODE(operators_own.stat().st_mode) == 0o644
 
 
 # --- plan_install and apply_files on real directories -----------------------------------
@@ -205,7 +229,8 @@ def request(tmp_path: Path, env_source: Path, rendered: dict[str, str],
             force: bool = False) -> InstallRequest:
     return InstallRequest(
         root=tmp_path / "root", unit_dir=Path("/etc/systemd/system"),
-        env_source=env_source, env_target=Path("/etc/tracardi/.env-docker"),
+        env_source=env_source, env_data=env_source.read_bytes(),
+        env_target=Path("/etc/tracardi/.env-docker"),
         rendered=rendered, units=sorted(rendered), force=force,
     )
 
@@ -251,7 +276,7 @@ def test_apply_removes_removed_files_and_never_touches_drop_ins(tmp_path, write_
     unit_dir = first.on_disk(first.unit_dir)
     apply_files(plan, unit_dir)
     previous = manifest_for(plan, unit_dir="/etc/systemd/system", env_file="/e",
-                            tracardi_version="0.8.1", workers=[], units=[])
+                            tracardi_version="0.8.1", units=[])
     for name in (UNIT_A, UNIT_B):
         drop_in = unit_dir / f"{name}.d"
         drop_in.mkdir()
@@ -275,7 +300,7 @@ def test_apply_of_a_plan_with_nothing_to_change_rewrites_nothing(tmp_path, write
     plan = plan_install(req, None)
     apply_files(plan, req.on_disk(req.unit_dir))
     previous = manifest_for(plan, unit_dir="/etc/systemd/system", env_file="/e",
-                            tracardi_version="0.8.1", workers=[], units=[])
+                            tracardi_version="0.8.1", units=[])
     before = mtimes(req.root)
 
     again = plan_install(req, previous)
@@ -291,7 +316,7 @@ def test_env_mode_is_fixed_without_rewriting(tmp_path, write_env):
     target.parent.mkdir(parents=True)
     target.write_text(CLEAN_ENV)
     target.chmod(0o644)
-    plan = plan_install(req, None)
+    plan = plan_install(req, None)  # the same content: not refused
     assert plan.env is not None
     assert (plan.env.needed, plan.env.fix_mode) == (False, True)
     assert not plan.nothing_to_change
@@ -498,5 +523,5 @@ def test_install_with_fewer_workers_removes_and_disables_the_others(cli, write_e
     assert "remove tracardi-update.service" in result.stdout
     units = unit_dir_of(cli.root)
     assert not (units / "tracardi-update.service").exists()
-    assert load_manifest(cli.root).workers == ["scheduler"]
+    assert load_manifest(cli.root).options["workers"] == ["scheduler"]
     assert dangling_links(cli.root) == []

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tracardi_systemd.journal import ERROR, IDENTIFIER, WARNING, Journal, encode
+from tracardi_systemd.events import Priority
+from tracardi_systemd.journal import IDENTIFIER, Journal, encode
+
+ERROR, WARNING = Priority.ERROR, Priority.WARNING
 
 
 def decode(datagram: bytes) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ from fakes import FakeDocker, FakeSystemctl, inspected, unit_props
 
 from tracardi_systemd.catalog import workers_for
 from tracardi_systemd.manifest import Manifest
-from tracardi_systemd.render import AGENT_UNIT, TARGET
+from tracardi_systemd.names import AGENT_UNIT, TARGET
 from tracardi_systemd.status import Status, WorkerRow, collect, format_table
 
 FIVE = [f"tracardi-{w.name}.service" for w in workers_for("0.8.1")]
@@ -26,7 +26,7 @@ def thirty_minutes_ago() -> str:
 
 def manifest(units: list[str]) -> Manifest:
     return Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
-                    tracardi_version="0.8.1", workers=[], units=[TARGET, AGENT_UNIT, *units])
+                    tracardi_version="0.8.1", units=[TARGET, AGENT_UNIT, *units])
 
 
 class Host:

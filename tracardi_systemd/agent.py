@@ -2,18 +2,23 @@
 
 Everything it decides comes from `policy`; this module only gathers the observation with a
 fixed number of host calls, carries out the actions, writes the journal entries, publishes
-its view for `status`, and talks sd_notify with systemd.
+its view for `status`, and talks sd_notify with systemd. It reads the manifest and the env
+file again whenever either changes, so a later `install` never leaves it on stale data.
+
+A supervisor must outlive its side channels: a state file it cannot write, a journal that
+is gone, a docker.service that an operator stopped. None of them ends a cycle.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -21,13 +26,20 @@ import sdnotify
 
 from tracardi_systemd.catalog import Worker, workers_for
 from tracardi_systemd.dependencies import ELASTICSEARCH, REDIS
+from tracardi_systemd.envfile import load_env_file
+from tracardi_systemd.events import EventKind, Priority
 from tracardi_systemd.files import write_atomic
-from tracardi_systemd.host import CommandError, Docker, Systemctl
-from tracardi_systemd.journal import ERROR, Journal
-from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.host import CommandError, DockerClient, SystemctlClient
+from tracardi_systemd.journal import Journal
+from tracardi_systemd.manifest import Manifest, ManifestError, load_manifest_file
+from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_worker_unit
+from tracardi_systemd.names import worker_of_unit as unit_worker_name
 from tracardi_systemd.observe import by_unit, read_containers, read_units, tree_memory
+from tracardi_systemd.observed import UnitState
 from tracardi_systemd.policy import (
+    OWNING_STATES,
     Action,
+    ActionKind,
     Config,
     Decision,
     History,
@@ -36,18 +48,16 @@ from tracardi_systemd.policy import (
     decide,
     summary,
 )
-from tracardi_systemd.render import AGENT_UNIT, TARGET
-from tracardi_systemd.status import AGENT_STATE_FILE
 from tracardi_systemd.table import columns
 
 DOCKER_DATA_DIR = "/var/lib/docker"
-CYCLE_FAILED_ID = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a10"
+
+Probe = Callable[[dict[str, str], set[str]], dict[str, bool]]
 
 
 def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
     """tracardi-scheduler.service and tracardi-scheduler@2.service belong to `scheduler`."""
-    name = unit.removeprefix("tracardi-").split("@", 1)[0].removesuffix(".service")
-    return workers.get(name)
+    return workers.get(unit_worker_name(unit)) if is_worker_unit(unit) else None
 
 
 def needs_of(worker: Worker | None) -> frozenset[str]:
@@ -60,25 +70,96 @@ def needs_of(worker: Worker | None) -> frozenset[str]:
 
 
 @dataclass
-class Agent:
+class Inputs:
+    """What the agent works from: the installed manifest and the env file's settings."""
+
     manifest: Manifest
-    systemctl: Systemctl
-    docker: Docker
-    probe: Callable[[set[str]], dict[str, bool]]
+    settings: dict[str, str]
+
+
+class InputFiles:
+    """The manifest and the env file, read again only when one of them changed on disk."""
+
+    def __init__(self, manifest: Path, env_file: Path):
+        self.manifest, self.env_file = manifest, env_file
+        self._seen: tuple = ()
+
+    def _fingerprint(self) -> tuple:
+        marks = []
+        for path in (self.manifest, self.env_file):
+            try:
+                stat = path.stat()
+                marks.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                marks.append(None)
+        return tuple(marks)
+
+    def read_if_changed(self) -> Inputs | None:
+        """Fresh inputs when a file changed since the last read; None otherwise.
+
+        Raises ManifestError when the manifest cannot be read.
+        """
+        mark = self._fingerprint()
+        if mark == self._seen:
+            return None
+        manifest = load_manifest_file(self.manifest)
+        if manifest is None:
+            raise ManifestError(f"{self.manifest} is missing: nothing is installed")
+        settings = load_env_file(self.env_file).values
+        self._seen = mark
+        return Inputs(manifest, settings)
+
+
+@dataclass
+class Agent:
+    inputs: InputFiles
+    systemctl: SystemctlClient
+    docker: DockerClient
+    probe: Probe
     journal: Journal
     config: Config
     state_file: Path = AGENT_STATE_FILE
     clock: Callable[[], float] = time.monotonic
+    history: History = field(default_factory=History)
+    state_problem: str = ""  # why the state file could not be written, while it cannot
 
     def __post_init__(self) -> None:
-        catalog = {w.name: w for w in workers_for(self.manifest.tracardi_version)}
-        self.units = [u for u in self.manifest.units if u not in (TARGET, AGENT_UNIT)]
+        self.tracardi_version = ""
+        self.units: list[str] = []
+        self.workers: dict[str, Worker | None] = {}
+        self.settings: dict[str, str] = {}
+        fresh = self.inputs.read_if_changed()
+        if fresh is not None:
+            self._use(fresh)
+
+    def _use(self, inputs: Inputs) -> None:
+        catalog = {w.name: w for w in workers_for(inputs.manifest.tracardi_version)}
+        self.tracardi_version = inputs.manifest.tracardi_version
+        self.units = [u for u in inputs.manifest.units if is_worker_unit(u)]
         self.workers = {u: worker_of(u, catalog) for u in self.units}
-        self.history = History()
+        self.settings = inputs.settings
+
+    def reload_if_changed(self) -> None:
+        try:
+            fresh = self.inputs.read_if_changed()
+        except ManifestError as exc:
+            self._report(EventKind.CYCLE_FAILED, Priority.ERROR,
+                         f"keeping the last manifest: {exc}", TRACARDI_REASON="manifest")
+            return
+        if fresh is None:
+            return
+        before = set(self.units)
+        self._use(fresh)
+        added, removed = sorted(set(self.units) - before), sorted(before - set(self.units))
+        self._report(EventKind.RELOADED, Priority.NOTICE,
+                     f"read the installed manifest and env file again ({len(self.units)} "
+                     f"worker units; added: {', '.join(added) or 'none'}; removed: "
+                     f"{', '.join(removed) or 'none'})", TRACARDI_REASON="inputs changed")
 
     def observe(self) -> Observation:
-        units = read_units(self.systemctl, self.units)
-        containers = read_containers(self.docker)
+        shown = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET])
+        docker = shown[DOCKER_UNIT]
+        containers = read_containers(self.docker) if docker.active_state == "active" else []
         owned = by_unit(containers)
         memory = tree_memory(c.pid for c in owned.values() if c.running)
         views = {}
@@ -86,7 +167,7 @@ class Agent:
             container = owned.get(name)
             worker = self.workers[name]
             views[name] = WorkerView(
-                unit=units[name],
+                unit=shown[name],
                 worker=worker.name if worker else "",
                 container=container,
                 memory=memory.get(container.pid) if container and container.running else None,
@@ -97,13 +178,27 @@ class Agent:
             now=self.clock(),
             workers=views,
             containers=containers,
-            dependencies=self.probe(wanted),
+            dependencies=self.probe(self.settings, wanted),
             host_memory_percent=psutil.virtual_memory().percent,
             docker_disk_percent=_disk_percent(DOCKER_DATA_DIR),
             clock_time=time.strftime("%H:%M"),
+            docker=docker,
+            target_active=shown[TARGET].active_state in OWNING_STATES,
+            other_units=self._other_units(containers),
         )
 
+    def _other_units(self, containers: list) -> dict[str, str]:
+        """The state of units that containers name but the manifest does not (one call)."""
+        unknown = sorted({c.unit for c in containers if c.unit and c.unit not in self.workers})
+        unknown = [u for u in unknown if is_worker_unit(u)]
+        if not unknown:
+            return {}
+        states: dict[str, UnitState] = read_units(self.systemctl, unknown)
+        return {name: state.active_state for name, state in states.items()}
+
     def cycle(self, dry_run: bool = False) -> tuple[Observation, Decision]:
+        if not dry_run:
+            self.reload_if_changed()
         observation = self.observe()
         decision = decide(observation, self.history, self.config, random.random)
         if not dry_run:
@@ -117,18 +212,30 @@ class Agent:
         return observation, decision
 
     def _act(self, action: Action) -> None:
+        steps: dict[ActionKind, Callable[[str], None]] = {
+            ActionKind.REARM: self._rearm,
+            ActionKind.RESTART: lambda unit: self.systemctl("restart", "--no-block", unit),
+            ActionKind.REMOVE: self.docker.remove,
+        }
         try:
-            if action.kind == "rearm":
-                self.systemctl("reset-failed", action.target)
-                self.systemctl("start", "--no-block", action.target)
-            elif action.kind == "restart":
-                self.systemctl("restart", "--no-block", action.target)
-            elif action.kind == "remove":
-                self.docker.remove(action.target)
+            steps[action.kind](action.target)
         except CommandError as exc:
-            self.journal.send(f"{action.kind} {action.target} failed: {exc}", ERROR,
-                              CYCLE_FAILED_ID, TRACARDI_ACTION=f"{action.kind}-failed",
-                              TRACARDI_REASON=action.reason)
+            self._report(EventKind.ACTION_FAILED, Priority.ERROR,
+                         f"{action.kind.value} {action.target} failed: {exc}",
+                         TRACARDI_ACTION=f"{action.kind.value}-failed",
+                         TRACARDI_REASON=action.reason)
+
+    def _rearm(self, unit: str) -> None:
+        self.systemctl("reset-failed", unit)
+        self.systemctl("start", "--no-block", unit)
+
+    def _report(self, kind: EventKind, priority: Priority, message: str, **fields: str) -> None:
+        fields.setdefault("TRACARDI_ACTION", kind.name.lower())
+        self.journal.send(message, priority, kind.value, **fields)
+
+    def status_line(self, observation: Observation) -> str:
+        line = summary(observation, self.history)
+        return f"{line}; {self.state_problem}" if self.state_problem else line
 
     def _publish(self, observation: Observation) -> None:
         view = {
@@ -139,8 +246,19 @@ class Agent:
                 for unit, h in self.history.workers.items()
             },
         }
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.state_file, json.dumps(view, indent=2).encode())
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.state_file, json.dumps(view, indent=2).encode())
+        except OSError as exc:
+            problem = f"state file {self.state_file} not written: {exc.strerror or exc}"
+            if problem != self.state_problem:
+                self._report(EventKind.STATE_UNWRITABLE, Priority.WARNING,
+                             f"{problem}; `tracardi-systemd status` shows no agent view "
+                             "until it can be written; supervising goes on",
+                             TRACARDI_REASON="state file")
+            self.state_problem = problem
+        else:
+            self.state_problem = ""
 
     def run(self, interval: float, stop: threading.Event) -> None:
         """Cycle until `stop` is set; READY after the first full cycle, WATCHDOG after each."""
@@ -149,14 +267,13 @@ class Agent:
         while not stop.is_set():
             try:
                 observation, _ = self.cycle()
-            except CommandError as exc:
+            except (CommandError, OSError) as exc:
                 # No WATCHDOG=1 for an incomplete cycle: if this persists, systemd restarts us.
-                self.journal.send(f"cycle failed: {exc}", ERROR, CYCLE_FAILED_ID,
-                                  TRACARDI_ACTION="cycle-failed", TRACARDI_REASON=str(exc))
+                self._report(EventKind.CYCLE_FAILED, Priority.ERROR, f"cycle failed: {exc}",
+                             TRACARDI_REASON=str(exc))
             else:
-                status = summary(observation, self.history)
                 first = "" if ready else "READY=1\n"
-                notifier.notify(f"{first}WATCHDOG=1\nSTATUS={status}")
+                notifier.notify(f"{first}WATCHDOG=1\nSTATUS={self.status_line(observation)}")
                 ready = True
             stop.wait(interval)
         notifier.notify("STOPPING=1")
@@ -175,7 +292,7 @@ def describe_cycle(observation: Observation, decision: Decision, dry_run: bool) 
         ))
     lines = [columns(rows), summary(observation, decision.history)]
     verb = "would" if dry_run else "did"
-    lines += [f"{verb} {a.kind} {a.target}: {a.reason}" for a in decision.actions]
+    lines += [f"{verb} {a.kind.value} {a.target}: {a.reason}" for a in decision.actions]
     if not decision.actions:
         lines.append("nothing to do")
     return "\n".join(lines)
@@ -186,6 +303,12 @@ def _disk_percent(path: str) -> float:
         return psutil.disk_usage(path).percent
     except OSError:
         return 0.0
+
+
+def host_call_timeout(default: float = 10.0) -> float:
+    """Seconds a host call may take: well inside systemd's watchdog when it set one."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    return min(default, int(usec) / 1e6 / 5) if usec.isdigit() and int(usec) else default
 
 
 def stop_on_signals() -> threading.Event:

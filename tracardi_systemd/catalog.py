@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tracardi_systemd import names
+
 CORE_SETTINGS = ("ELASTIC_HOST", "REDIS_HOST", "LOGGING_LEVEL")
 
 RedisPortSource = Literal["REDIS_PORT", "REDIS_HOST"]
@@ -26,8 +28,14 @@ class Worker:
     redis_port_from: RedisPortSource = "REDIS_PORT"
 
     @property
-    def unit(self) -> str:
-        return f"tracardi-{self.name}"
+    def unit_base(self) -> str:
+        return names.unit_base(self.name)
+
+    def describe(self) -> dict[str, object]:
+        """The worker as `workers --json` prints it."""
+        return {"name": self.name, "unit": f"{self.unit_base}.service", "image": self.image,
+                "description": self.description, "needs": list(self.needs),
+                "commercial": self.commercial}
 
     @property
     def needs_redis(self) -> bool:
@@ -96,18 +104,17 @@ def workers_for(version: str) -> tuple[Worker, ...]:
         ) from None
 
 
-def select_workers(version: str, names: tuple[str, ...] | list[str] = ()) -> tuple[Worker, ...]:
+def select_workers(version: str, wanted: tuple[str, ...] | list[str] = ()) -> tuple[Worker, ...]:
     """The named workers of a version, in catalog order; all of them when no name is given."""
     workers = workers_for(version)
-    if not names:
+    if not wanted or tuple(wanted) == ("all",):
         return workers
     by_name = {w.name: w for w in workers}
-    for name in names:
-        short = name.removeprefix("tracardi-")
-        if short not in by_name:
+    short = {names.worker_name(given) for given in wanted}
+    for given in wanted:
+        if names.worker_name(given) not in by_name:
             known = ", ".join(by_name)
             raise CatalogError(
-                f"unknown worker {name!r} for Tracardi {version} (known: {known})"
+                f"unknown worker {given!r} for Tracardi {version} (known: {known})"
             )
-    wanted = {n.removeprefix("tracardi-") for n in names}
-    return tuple(w for w in workers if w.name in wanted)
+    return tuple(w for w in workers if w.name in short)

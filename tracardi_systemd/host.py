@@ -10,8 +10,28 @@ import json
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 SYSTEMD_RUNNING_MARKER = Path("/run/systemd/system")
+# By path, not by a $PATH lookup: root runs it. Debian and the RHEL family both ship it here.
+SYSTEMCTL = "/usr/bin/systemctl"
+
+
+class SystemctlClient(Protocol):
+    """What the agent, `status` and the installer ask of systemd."""
+
+    def __call__(self, *args: str) -> str: ...
+
+    def show(self, units: Sequence[str],
+             properties: Sequence[str]) -> dict[str, dict[str, str]]: ...
+
+
+class DockerClient(Protocol):
+    """What the agent and `status` ask of Docker."""
+
+    def inspect_labelled(self, label: str) -> list[dict]: ...
+
+    def remove(self, container: str) -> None: ...
 
 
 class CommandError(Exception):
@@ -46,12 +66,14 @@ def systemd_is_running() -> bool:
 class Systemctl:
     """`systemctl`, against the live system or, with `root`, an offline root directory."""
 
-    def __init__(self, root: Path | None = None, program: str = "systemctl"):
+    def __init__(self, root: Path | None = None, program: str = SYSTEMCTL,
+                 timeout: float = 120):
         self.argv = [program] + ([f"--root={root}"] if root else [])
         self.offline = root is not None
+        self.timeout = timeout
 
     def __call__(self, *args: str) -> str:
-        return run([*self.argv, *args])
+        return run([*self.argv, *args], timeout=self.timeout)
 
     def daemon_reload(self) -> None:
         if not self.offline:
@@ -85,11 +107,12 @@ def parse_show(output: str) -> dict[str, dict[str, str]]:
 
 
 class Docker:
-    def __init__(self, program: str = "/usr/bin/docker"):
+    def __init__(self, program: str = "/usr/bin/docker", timeout: float = 120):
         self.program = program
+        self.timeout = timeout
 
     def __call__(self, *args: str, input: str | None = None, capture: bool = True) -> str:
-        return run([self.program, *args], input=input, capture=capture)
+        return run([self.program, *args], input=input, capture=capture, timeout=self.timeout)
 
     def inspect_labelled(self, label: str) -> list[dict]:
         """`docker inspect` of every container (any state) carrying `label`: two calls."""
@@ -97,7 +120,8 @@ class Docker:
         if not ids:
             return []
         # A container may vanish between the two calls: inspect still prints the others.
-        output = run([self.program, "inspect", "--type", "container", *ids], check=False)
+        output = run([self.program, "inspect", "--type", "container", *ids], check=False,
+                     timeout=self.timeout)
         return json.loads(output or "[]")
 
     def pull(self, image: str) -> None:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from stat import S_ISREG
 
 from tracardi_systemd.files import write_atomic
 from tracardi_systemd.manifest import Manifest, digest
@@ -35,10 +36,15 @@ class FileChange:
     new: str | None
 
 
+class InstallRefused(Exception):
+    """The install would overwrite or remove what is not the tool's; nothing was changed."""
+
+
 @dataclass(frozen=True)
 class EnvFileCopy:
     source: Path
     target: Path
+    data: bytes  # the bytes that were checked: what is written, never a second read
     needed: bool  # content differs (or the target is missing)
     fix_mode: bool  # content is right but owner or permissions are not
 
@@ -111,37 +117,69 @@ def plan_units(rendered: dict[str, str], current: dict[str, str | None],
 
 
 def read_current(unit_dir: Path, names: set[str]) -> dict[str, str | None]:
+    """Each file's text, None when missing. What is not a regular UTF-8 file reads as a
+    text no rendering equals, so the planner refuses to replace it without --force."""
     current: dict[str, str | None] = {}
     for name in names:
+        path = unit_dir / name
         try:
-            current[name] = (unit_dir / name).read_text()
+            if path.is_symlink() or not path.is_file():
+                exists = os.path.lexists(path)
+                current[name] = f"<{path} is not a regular file>" if exists else None
+                continue
+            current[name] = path.read_bytes().decode()
         except FileNotFoundError:
             current[name] = None
+        except UnicodeDecodeError:
+            current[name] = f"<{path} is not UTF-8 text>"
     return current
 
 
-def plan_env_copy(source: Path, target: Path) -> EnvFileCopy:
+def plan_env_copy(data: bytes, source: Path, target: Path, recorded_digest: str,
+                  force: bool) -> EnvFileCopy:
+    """Whether to write `data` (the checked bytes of `source`) to `target`.
+
+    Raises InstallRefused for a target that is not a plain file the tool may own.
+    """
     try:
-        same = source.resolve() == target.resolve() or source.samefile(target)
+        stat = target.lstat()
     except FileNotFoundError:
-        same = False
+        return EnvFileCopy(source, target, data, needed=True, fix_mode=False)
+    if not S_ISREG(stat.st_mode):
+        raise InstallRefused(
+            f"{target} is a symlink or not a regular file: the installed env file must be a "
+            "plain file (remove it, or choose another --installed-env-file)")
+    current = target.read_bytes()
+    wrong_mode = (stat.st_mode & 0o777) != ENV_FILE_MODE or stat.st_uid != os.geteuid()
+    if current == data:
+        return EnvFileCopy(source, target, data, needed=False, fix_mode=wrong_mode)
+    if digest(current) != recorded_digest and not force and not _same_file(source, target):
+        raise InstallRefused(
+            f"{target} exists and was not written by tracardi-systemd: move it away, pass "
+            "--env-file " + str(target) + " to install it as it is, or --force to replace it")
+    return EnvFileCopy(source, target, data, needed=True, fix_mode=False)
+
+
+def _same_file(a: Path, b: Path) -> bool:
     try:
-        stat = target.stat()
-        wrong_mode = (stat.st_mode & 0o777) != ENV_FILE_MODE or stat.st_uid != os.geteuid()
-        needed = not same and target.read_bytes() != source.read_bytes()
-    except FileNotFoundError:
-        return EnvFileCopy(source, target, needed=True, fix_mode=False)
-    return EnvFileCopy(source, target, needed=needed, fix_mode=wrong_mode)
+        return a.samefile(b)
+    except OSError:
+        return False
 
 
 def apply_files(plan: Plan, unit_dir: Path) -> None:
     """Write the plan to disk: env file, then each unit file atomically."""
     if plan.env and plan.env.needed:
         plan.env.target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        write_atomic(plan.env.target, plan.env.source.read_bytes(), ENV_FILE_MODE)
+        write_atomic(plan.env.target, plan.env.data, ENV_FILE_MODE)
     elif plan.env and plan.env.fix_mode:
-        os.chown(plan.env.target, os.geteuid(), os.getegid())
-        os.chmod(plan.env.target, ENV_FILE_MODE)
+        # Through the open file, never the name: a link put there since cannot redirect it.
+        fd = os.open(plan.env.target, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, os.geteuid(), os.getegid())
+            os.fchmod(fd, ENV_FILE_MODE)
+        finally:
+            os.close(fd)
     unit_dir.mkdir(parents=True, exist_ok=True)
     for change in plan.file_changes:
         path = unit_dir / change.name
@@ -162,6 +200,7 @@ class InstallRequest:
     root: Path  # "/" for the live system
     unit_dir: Path  # as seen on the target system, e.g. /etc/systemd/system
     env_source: Path
+    env_data: bytes  # the checked bytes of env_source
     env_target: Path  # as seen on the target system
     rendered: dict[str, str]
     units: list[str]  # what to enable and start: target, agent, worker instances
@@ -172,11 +211,14 @@ class InstallRequest:
 
 
 def plan_install(request: InstallRequest, previous: Manifest | None) -> Plan:
+    """Raises InstallRefused when the env file's target may not be written."""
     unit_dir = request.on_disk(request.unit_dir)
     names = request.rendered.keys() | (previous.files.keys() if previous else set())
     plan = plan_units(request.rendered, read_current(unit_dir, set(names)), previous,
                       request.force)
-    plan.env = plan_env_copy(request.env_source, request.on_disk(request.env_target))
+    plan.env = plan_env_copy(request.env_data, request.env_source,
+                             request.on_disk(request.env_target),
+                             previous.env_digest if previous else "", request.force)
     return plan
 
 

@@ -13,12 +13,10 @@ import sys
 from collections.abc import Mapping
 from typing import TextIO
 
+from tracardi_systemd.events import Priority
+
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 IDENTIFIER = "tracardi-agent"
-
-# syslog priorities
-ERROR, WARNING, NOTICE, INFO = 3, 4, 5, 6
-
 
 def encode(fields: Mapping[str, str]) -> bytes:
     """journald's native datagram: NAME=value lines; values with newlines length-prefixed."""
@@ -40,10 +38,10 @@ class Journal:
         if os.path.exists(socket_path):
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
-    def send(self, message: str, priority: int, message_id: str, **fields: str) -> None:
+    def send(self, message: str, priority: Priority, message_id: str, **fields: str) -> None:
         entry = {
             "MESSAGE": message,
-            "PRIORITY": str(priority),
+            "PRIORITY": str(int(priority)),
             "MESSAGE_ID": message_id,
             "SYSLOG_IDENTIFIER": IDENTIFIER,
             **{name: str(value) for name, value in fields.items()},
@@ -54,5 +52,8 @@ class Journal:
                 return
             except OSError:
                 pass  # journald restarting or gone: the entry still goes to stderr below
-        self.fallback.write(f"<{priority}>{message}\n")
-        self.fallback.flush()
+        try:
+            self.fallback.write(f"<{int(priority)}>{message}\n")
+            self.fallback.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed too (journald gone): the entry is lost, supervising goes on

@@ -1,19 +1,24 @@
 """The record of what `install` wrote: files with their hashes, units, options.
 
 It is what lets a second `install` change nothing, an edited unit be told apart from one
-the tool wrote, and `uninstall` remove exactly what was installed.
+the tool wrote, and `uninstall` remove exactly what was installed. It is data, not
+authority: every name and path in it is checked on reading, so a manifest that was edited
+or damaged can never make the tool remove or write a file outside its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import posixpath
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tracardi_systemd.files import write_atomic
+from tracardi_systemd.names import MANIFEST, is_unit_file_name
 
-MANIFEST_PATH = "var/lib/tracardi-systemd/manifest.json"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def digest(data: bytes) -> str:
@@ -25,21 +30,60 @@ class Manifest:
     unit_dir: str
     env_file: str
     tracardi_version: str
-    workers: list[str]
     units: list[str]  # the unit names install enables and starts
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of its text
     options: dict[str, object] = field(default_factory=dict)
+    env_digest: str = ""  # sha256 of the env file install wrote ("" before this field)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name for f in fields(cls)}
+        data.pop("workers", None)  # written by 0.1.0; the units say the same
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown fields {', '.join(unknown)}")
+        manifest = cls(**data)
+        manifest.check()
+        return manifest
+
+    def check(self) -> None:
+        """Refuse anything the tool would not have written (ValueError naming it)."""
+        for name, value in (("unit_dir", self.unit_dir), ("env_file", self.env_file)):
+            if not is_plain_absolute_path(value):
+                raise ValueError(f"{name} {value!r} is not a normalized absolute path")
+        if not isinstance(self.tracardi_version, str):
+            raise ValueError("tracardi_version is not text")
+        if not isinstance(self.units, list) or not all(
+                isinstance(u, str) and is_unit_file_name(u) for u in self.units):
+            raise ValueError(f"units {self.units!r} are not all tracardi unit names")
+        if not isinstance(self.files, dict):
+            raise ValueError("files is not a mapping of unit file names to hashes")
+        for name, sha in self.files.items():
+            if not (isinstance(name, str) and is_unit_file_name(name)):
+                raise ValueError(f"files: {name!r} is not a tracardi unit file name")
+            if not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+                raise ValueError(f"files: the hash of {name} is not a sha256")
+        if not isinstance(self.options, dict):
+            raise ValueError("options is not a mapping")
+        if not isinstance(self.env_digest, str) or (
+                self.env_digest and not _SHA256.fullmatch(self.env_digest)):
+            raise ValueError("env_digest is not a sha256")
+
+
+def is_plain_absolute_path(value: object) -> bool:
+    return (isinstance(value, str) and value.startswith("/") and "\0" not in value
+            and posixpath.normpath(value) == value and not value.startswith("//")
+            and ".." not in value.split("/"))
 
 
 def manifest_path(root: Path) -> Path:
-    return root / MANIFEST_PATH
+    return root / MANIFEST
 
 
 class ManifestError(Exception):
@@ -47,14 +91,17 @@ class ManifestError(Exception):
 
 
 def load_manifest(root: Path) -> Manifest | None:
-    path = manifest_path(root)
+    return load_manifest_file(manifest_path(root))
+
+
+def load_manifest_file(path: Path) -> Manifest | None:
     try:
         return Manifest.from_json(path.read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as exc:
         raise ManifestError(
-            f"{path} cannot be read ({exc}); move it away to start over "
+            f"{path} cannot be used ({exc}); move it away to start over "
             "(the tool will then treat existing unit files as not its own)"
         ) from exc
 

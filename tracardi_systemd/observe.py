@@ -7,61 +7,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 import psutil
 
 from tracardi_systemd.host import Docker, Systemctl
-from tracardi_systemd.render import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
+from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
+from tracardi_systemd.observed import ContainerState, UnitState
 
 UNIT_PROPERTIES = (
     "LoadState", "ActiveState", "SubState", "Result", "NRestarts", "MainPID",
-    "ActiveEnterTimestampMonotonic", "UnitFileState",
+    "ActiveEnterTimestampMonotonic", "UnitFileState", "InactiveEnterTimestampMonotonic",
+    "ActiveExitTimestampMonotonic",
 )
-
-
-@dataclass(frozen=True)
-class UnitState:
-    name: str
-    load_state: str
-    active_state: str
-    sub_state: str
-    result: str
-    restarts: int
-    main_pid: int
-    active_since_usec: int  # CLOCK_MONOTONIC, microseconds; 0 when never active
-    enabled: str
-
-    @property
-    def start_limit_hit(self) -> bool:
-        return self.active_state == "failed" and self.result == "start-limit-hit"
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    id: str
-    name: str
-    unit: str
-    worker: str
-    status: str  # docker's State.Status: running, exited, created, ...
-    pid: int
-    started_at: str
-    image: str
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-    @property
-    def is_units_own(self) -> bool:
-        """Started by its unit (named as the unit names it), not by hand with its label."""
-        return self.name == container_name(self.unit)
-
-
-def container_name(unit: str) -> str:
-    """The container a unit runs: tracardi-scheduler@2.service runs tracardi-scheduler-2."""
-    return unit.removesuffix(".service").replace("@", "-")
 
 
 def by_unit(containers: list[ContainerState]) -> dict[str, ContainerState]:
@@ -88,6 +46,8 @@ def _unit_state(name: str, props: dict[str, str]) -> UnitState:
         main_pid=number("MainPID"),
         active_since_usec=number("ActiveEnterTimestampMonotonic"),
         enabled=props.get("UnitFileState", ""),
+        inactive_since_usec=number("InactiveEnterTimestampMonotonic"),
+        deactivated_usec=number("ActiveExitTimestampMonotonic"),
     )
 
 

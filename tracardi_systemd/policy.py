@@ -6,7 +6,8 @@ A pure function (`decide`) over explicit per-worker states, in the manner of sup
     RUNNING    unit active and its container running
     RESTARTING the agent asked systemd to (re)start the unit and waits for it
     BACKOFF    systemd gave up on the unit (failed); the agent re-arms it after a delay
-    HELD       the unit needs Redis or Elasticsearch, which is unreachable: no restarts
+    HELD       a dependency (Docker, Redis, Elasticsearch) is down: no restarts until it
+               is back; a worker that Docker took down with it is started again then
     STOPPED    the unit is inactive: an operator stopped it, the agent leaves it alone
 
 Events (journal entries) are returned with the actions, so every decision is reported.
@@ -19,10 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from tracardi_systemd.journal import ERROR, NOTICE, WARNING
-from tracardi_systemd.observe import ContainerState, UnitState
+from tracardi_systemd.events import Event, EventKind, Priority
+from tracardi_systemd.observed import ContainerState, UnitState
 
+ERROR, WARNING, NOTICE = Priority.ERROR, Priority.WARNING, Priority.NOTICE
 OWNING_STATES = ("active", "activating", "deactivating", "reloading")
+DOCKER = "docker"
+# A worker whose unit went inactive this close before docker.service left the active state
+# was stopped by docker's stop (Requires=), not by an operator.
+STOPPED_WITH_DOCKER_USEC = 30_000_000
 
 
 class State(Enum):
@@ -34,18 +40,10 @@ class State(Enum):
     STOPPED = "stopped"
 
 
-class EventKind(Enum):
-    """Each kind has a fixed journal MESSAGE_ID."""
-
-    GAVE_UP = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a01"
-    REARM = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a02"
-    RESTART = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a03"
-    ORPHAN_REMOVED = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a04"
-    RECOVERED = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a05"
-    UNREACHABLE = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a06"
-    REACHABLE = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a07"
-    HELD = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a08"
-    HOST_PRESSURE = "5f1b0b7e2a8c4e6f9d3a1c2b4e6f8a09"
+class ActionKind(Enum):
+    REARM = "rearm"  # reset-failed, then start: for a unit systemd gave up on or that is down
+    RESTART = "restart"
+    REMOVE = "remove"  # a container, by id
 
 
 @dataclass(frozen=True)
@@ -60,6 +58,7 @@ class Config:
     memory_cycles: int = 3
     host_warn_percent: float = 90.0
     host_warn_every: float = 3600.0
+    liveness_failures: int = 3  # failed liveness checks in a row before a restart
 
     def memory_limit(self, worker: str) -> int:
         return self.memory_limits.get(worker, self.default_memory_limit)
@@ -78,6 +77,10 @@ class WorkerView:
     container: ContainerState | None
     memory: int | None
     needs: frozenset[str]  # dependency names: "redis", "elasticsearch"
+    # False for a worker that stays broken after its dependency's outage (Celery 5.2):
+    # the agent restarts it once the dependency is back.
+    recovers_after_outage: bool = False
+    live: bool | None = None  # the liveness check's newest result, None when none is new
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,15 @@ class Observation:
     host_memory_percent: float = 0.0
     docker_disk_percent: float = 0.0
     clock_time: str = ""  # the wall clock as HH:MM, for messages such as "down since 12:03"
+    docker: UnitState | None = None  # docker.service; None where the agent does not ask
+    target_active: bool = True  # tracardi.target: inactive when an operator stopped it all
+    # Units named by a container's label that the agent does not manage (a newer install's):
+    # their ActiveState, so their containers are never taken for orphans.
+    other_units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def docker_active(self) -> bool:
+        return self.docker is None or self.docker.active_state == "active"
 
 
 @dataclass
@@ -102,6 +114,10 @@ class WorkerHistory:
     agent_restarts: int = 0
     last_reason: str = ""
     failed_last_cycle: bool = False
+    liveness_failures: int = 0
+    # The dependency whose outage this worker lived through while running; restarted once
+    # when it is back, unless it recovers by itself.
+    outage: str = ""
 
 
 @dataclass
@@ -115,17 +131,9 @@ class History:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # "rearm", "restart", "remove"
-    target: str  # a unit name, or a container id for "remove"
+    kind: ActionKind
+    target: str  # a unit name, or a container id for REMOVE
     reason: str
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: EventKind
-    priority: int
-    message: str
-    fields: dict[str, str]
 
 
 @dataclass
@@ -142,7 +150,9 @@ def decide(observation: Observation, history: History, config: Config,
     decider.dependencies()
     for name, view in sorted(observation.workers.items()):
         decider.worker(name, view)
-    decider.orphans()
+    decider.after_outages()
+    if observation.docker_active:
+        decider.orphans()
     decider.host()
     return Decision(decider.actions, decider.events, decider.history)
 
@@ -154,31 +164,45 @@ class _Decider:
         self.now = obs.now
         self.actions: list[Action] = []
         self.events: list[Event] = []
+        self.came_back: list[str] = []  # dependencies reachable again in this cycle
 
-    def _event(self, kind: EventKind, priority: int, message: str, **fields: str) -> None:
+    def _event(self, kind: EventKind, priority: Priority, message: str, **fields: str) -> None:
         self.events.append(Event(kind, priority, message, {
             "TRACARDI_ACTION": kind.name.lower(), **fields,
         }))
+
+    def _act(self, kind: ActionKind, target: str, reason: str) -> None:
+        self.actions.append(Action(kind, target, reason))
 
     def _enter(self, past: WorkerHistory, state: State) -> None:
         if past.state is not state:
             past.state, past.since = state, self.now
 
     def dependencies(self) -> None:
-        for name, reachable in sorted(self.obs.dependencies.items()):
+        readings = {**self.obs.dependencies, DOCKER: self.obs.docker_active}
+        for name, reachable in sorted(readings.items()):
             down = name in self.history.down_since
             if not reachable and not down:
                 self.history.down_since[name] = self.now
                 self.history.down_at[name] = self.obs.clock_time
-                self._event(EventKind.UNREACHABLE, ERROR,
-                            f"{name} is unreachable: holding restarts of the workers that need it",
-                            TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} unreachable")
+                if name == DOCKER:
+                    self._event(EventKind.DOCKER_DOWN, ERROR,
+                                "docker.service is not running: the workers are down with it; "
+                                "they are started again when it is back",
+                                TRACARDI_DEPENDENCY=name, TRACARDI_REASON="docker down")
+                else:
+                    self._event(EventKind.UNREACHABLE, ERROR,
+                                f"{name} is unreachable: holding restarts of the workers that "
+                                "need it", TRACARDI_DEPENDENCY=name,
+                                TRACARDI_REASON=f"{name} unreachable")
             elif reachable and down:
                 seconds = self.now - self.history.down_since.pop(name)
                 self.history.down_at.pop(name, None)
-                self._event(EventKind.REACHABLE, NOTICE,
-                            f"{name} is reachable again after {seconds:.0f} s",
-                            TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} reachable")
+                self.came_back.append(name)
+                kind = EventKind.DOCKER_BACK if name == DOCKER else EventKind.REACHABLE
+                what = "docker.service is running" if name == DOCKER else f"{name} is reachable"
+                self._event(kind, NOTICE, f"{what} again after {seconds:.0f} s",
+                            TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} back")
 
     def _missing_dependency(self, view: WorkerView) -> str | None:
         down = sorted(view.needs & self.history.down_since.keys())
@@ -188,6 +212,9 @@ class _Decider:
         past = self.history.workers.setdefault(unit, WorkerHistory(since=self.now))
         fields = {"TRACARDI_UNIT": unit, "TRACARDI_WORKER": view.worker}
         state = view.unit.active_state
+        if not self.obs.docker_active:
+            self._docker_down(unit, view, past)
+            return
         # A failing unit passes through `failed` for a moment before systemd schedules its
         # restart: only a start limit hit, or a second failed cycle, means systemd gave up.
         gave_up = state == "failed" and (view.unit.start_limit_hit or past.failed_last_cycle)
@@ -198,11 +225,47 @@ class _Decider:
             return
         elif state in ("active", "activating", "reloading"):
             self._active(unit, view, past, fields)
+        elif self._stopped_by_docker(view, past):
+            self._start_after_docker(unit, past, fields)
         else:
             past.missing_since = None
             past.over_memory = 0
             if past.state is not State.RESTARTING or self.now - past.since > self.config.grace:
                 self._enter(past, State.STOPPED)
+
+    def _docker_down(self, unit: str, view: WorkerView, past: WorkerHistory) -> None:
+        """No restarts while docker.service is down; remember who was meant to run."""
+        if past.state is not State.STOPPED or self._stopped_by_docker(view, past):
+            past.last_reason = "docker down"
+            self._enter(past, State.HELD)
+        past.missing_since = None
+        past.failed_last_cycle = False
+
+    def _stopped_by_docker(self, view: WorkerView, past: WorkerHistory) -> bool:
+        """Inactive because docker.service stopped (Requires=), not by an operator's stop."""
+        if view.unit.active_state != "inactive" or not self.obs.target_active:
+            return False
+        if past.state is State.HELD and past.last_reason == "docker down":
+            return True
+        docker = self.obs.docker
+        if docker is None or not docker.deactivated_usec or not view.unit.inactive_since_usec:
+            return False
+        # docker.service leaves `active` only after the workers that require it stopped.
+        before = docker.deactivated_usec - view.unit.inactive_since_usec
+        return 0 <= before <= STOPPED_WITH_DOCKER_USEC and (
+            view.unit.inactive_since_usec > view.unit.active_since_usec)
+
+    def _start_after_docker(self, unit: str, past: WorkerHistory,
+                            fields: dict[str, str]) -> None:
+        if past.state is State.RESTARTING and self.now - past.since <= self.config.grace:
+            return
+        past.agent_restarts += 1
+        past.last_reason = "docker back"
+        self._act(ActionKind.REARM, unit, "docker back")
+        self._enter(past, State.RESTARTING)
+        self._event(EventKind.REARM, WARNING,
+                    f"starting {unit}: docker.service stopped it and is running again",
+                    **fields, TRACARDI_REASON="docker back")
 
     def _failed(self, unit: str, view: WorkerView, past: WorkerHistory,
                 fields: dict[str, str]) -> None:
@@ -233,7 +296,7 @@ class _Decider:
                 past.attempts += 1
             past.agent_restarts += 1
             reason = "dependency back" if held else past.last_reason
-            self.actions.append(Action("rearm", unit, reason))
+            self._act(ActionKind.REARM, unit, reason)
             self._enter(past, State.RESTARTING)
             self._event(EventKind.REARM, WARNING,
                         f"re-arming {unit}: reset-failed and start (attempt {past.attempts})",
@@ -244,6 +307,9 @@ class _Decider:
         container = view.container
         if container is not None and container.running:
             past.missing_since = None
+            dependency = self._missing_dependency(view)
+            if dependency and not view.recovers_after_outage:
+                past.outage = dependency
             if past.state is not State.RUNNING:
                 if past.state in (State.BACKOFF, State.RESTARTING, State.HELD):
                     self._event(EventKind.RECOVERED, NOTICE, f"{unit} is running again",
@@ -251,9 +317,12 @@ class _Decider:
                 self._enter(past, State.RUNNING)
             if self.now - past.since >= self.config.stable_after:
                 past.attempts = 0
+            if not dependency:
+                self._liveness(unit, view, past, fields)
             self._memory(unit, view, past, fields)
             return
         past.over_memory = 0
+        past.liveness_failures = 0
         if view.unit.active_state != "active" or view.unit.sub_state != "running":
             return  # systemd itself is (re)starting it
         if past.missing_since is None:
@@ -270,6 +339,44 @@ class _Decider:
                       f"{unit} is active but its container has not been running for "
                       f"{self.now - past.missing_since:.0f} s")
         past.missing_since = None
+
+    def _liveness(self, unit: str, view: WorkerView, past: WorkerHistory,
+                  fields: dict[str, str]) -> None:
+        if view.live is None:
+            return
+        if view.live:
+            past.liveness_failures = 0
+            return
+        past.liveness_failures += 1
+        if past.liveness_failures < self.config.liveness_failures:
+            return
+        failures, past.liveness_failures = past.liveness_failures, 0
+        self._event(EventKind.NOT_LIVE, WARNING,
+                    f"{unit} runs but failed its liveness check {failures} times in a row",
+                    **fields, TRACARDI_REASON="liveness check failed",
+                    TRACARDI_FAILURES=str(failures))
+        self._restart(unit, past, fields, "liveness check failed",
+                      f"{unit} failed its liveness check {failures} times in a row")
+
+    def after_outages(self) -> None:
+        """Restart, one per cycle, the workers that do not recover from a dependency's outage."""
+        down = self.history.down_since.keys()
+        waiting = sorted(
+            unit for unit, past in self.history.workers.items()
+            if past.outage and unit in self.obs.workers
+            and not self.obs.workers[unit].needs & down)
+        if not waiting:
+            return
+        unit = waiting[0]
+        past = self.history.workers[unit]
+        dependency, past.outage = past.outage, ""
+        view = self.obs.workers[unit]
+        if past.state is not State.RUNNING:
+            return  # not running: its own start will connect afresh
+        fields = {"TRACARDI_UNIT": unit, "TRACARDI_WORKER": view.worker}
+        self._restart(unit, past, fields, f"{dependency} back",
+                      f"{dependency} is back after an outage, and {view.worker} does not "
+                      "recover from one by itself")
 
     def _memory(self, unit: str, view: WorkerView, past: WorkerHistory,
                 fields: dict[str, str]) -> None:
@@ -289,9 +396,11 @@ class _Decider:
 
     def _restart(self, unit: str, past: WorkerHistory, fields: dict[str, str], reason: str,
                  message: str, **extra: str) -> None:
+        if any(a.target == unit for a in self.actions):
+            return  # one action per unit and cycle
         past.agent_restarts += 1
         past.last_reason = reason
-        self.actions.append(Action("restart", unit, reason))
+        self._act(ActionKind.RESTART, unit, reason)
         self._enter(past, State.RESTARTING)
         self._event(EventKind.RESTART, WARNING, f"restarting {unit}: {message}",
                     **fields, TRACARDI_REASON=reason, **extra)
@@ -299,11 +408,13 @@ class _Decider:
     def orphans(self) -> None:
         owned = {name for name, view in self.obs.workers.items()
                  if view.unit.active_state in OWNING_STATES}
+        owned |= {name for name, state in self.obs.other_units.items()
+                  if state in OWNING_STATES}
         orphans = {c.id: c for c in self.obs.containers
                    if c.unit not in owned or not c.is_units_own}
         for cid, container in sorted(orphans.items()):
             if cid in self.history.orphans_seen:
-                self.actions.append(Action("remove", cid, "orphan container"))
+                self._act(ActionKind.REMOVE, cid, "orphan container")
                 self._event(EventKind.ORPHAN_REMOVED, WARNING,
                             f"removing container {container.name}: no active unit owns it",
                             TRACARDI_CONTAINER=container.name, TRACARDI_UNIT=container.unit,
@@ -327,13 +438,16 @@ class _Decider:
 
 
 def summary(observation: Observation, history: History) -> str:
-    """One line for STATUS=: workers running, and each dependency's state."""
+    """One line for STATUS=: workers running, Docker when it is down, each dependency."""
     running = sum(1 for h in history.workers.values() if h.state is State.RUNNING)
     parts = [f"{running}/{len(observation.workers)} workers running"]
+    if not observation.docker_active:
+        parts.append(_down(DOCKER, "down", history))
     for name, reachable in sorted(observation.dependencies.items()):
-        since = history.down_at.get(name)
-        if reachable:
-            parts.append(f"{name} ok")
-        else:
-            parts.append(f"{name} unreachable since {since}" if since else f"{name} unreachable")
+        parts.append(f"{name} ok" if reachable else _down(name, "unreachable", history))
     return "; ".join(parts)
+
+
+def _down(name: str, word: str, history: History) -> str:
+    since = history.down_at.get(name)
+    return f"{name} {word} since {since}" if since else f"{name} {word}"

@@ -14,22 +14,24 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tracardi_systemd import escape
+from tracardi_systemd import escape, names
 from tracardi_systemd.catalog import Worker
 from tracardi_systemd.escape import UnsafeValue
+from tracardi_systemd.names import (
+    AGENT_UNIT,
+    DEFAULT_AGENT_PROGRAM,
+    DEFAULT_DOCKER,
+    DEFAULT_ENV_FILE,
+    LABEL_MANAGED,
+    LABEL_UNIT,
+    LABEL_WORKER,
+    TARGET,
+)
 from tracardi_systemd.secrets import LICENSE_NAMES
 
 if TYPE_CHECKING:
     import jinja2
 
-DEFAULT_ENV_FILE = "/etc/tracardi/.env-docker"
-DEFAULT_DOCKER = "/usr/bin/docker"
-DEFAULT_TOOL = "/usr/bin/tracardi-systemd"
-TARGET = "tracardi.target"
-AGENT_UNIT = "tracardi-agent.service"
-LABEL_MANAGED = "tracardi.managed"
-LABEL_WORKER = "tracardi.worker"
-LABEL_UNIT = "tracardi.unit"
 # Settings the tool itself reads and the workers never need (the registry token of `login`).
 TOOL_ONLY_SETTINGS = ("TRACARDI_REGISTRY_TOKEN", "TRACARDI_REGISTRY_USER")
 # Workers get SAVE_LOGS=no unless the env file says otherwise: with Tracardi's default
@@ -39,6 +41,8 @@ WORKER_DEFAULT_ENV = {"SAVE_LOGS": "no"}
 # API_LICENSE (Tracardi's compose maps one to the other). This fixed script does that
 # mapping inside the unit's environment, so the value never appears in any argv.
 LICENSE_MAPPING_SCRIPT = 'export LICENSE="${LICENSE:-$API_LICENSE}"; exec "$0" "$@"'
+# `docker rm -f NAME` with its output dropped: $0 is the docker client, $1 the container.
+QUIET_REMOVE_SCRIPT = 'exec "$0" rm -f "$1" >/dev/null 2>&1'
 
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -50,23 +54,36 @@ class RenderSettings:
     version: str
     workers: tuple[Worker, ...]
     env_keys: tuple[str, ...] = ()
-    env_file: str = DEFAULT_ENV_FILE
+    installed_env_file: str = DEFAULT_ENV_FILE
     image_tag: str | None = None
     network: str | None = None
     replicas: dict[str, int] = field(default_factory=dict)
     worker_env: dict[str, str] = field(default_factory=dict)
     docker: str = DEFAULT_DOCKER
-    tool: str = DEFAULT_TOOL
-    agent_args: tuple[str, ...] = ()
+    tool: str = DEFAULT_AGENT_PROGRAM
+    agent_interval: int = 10
+    memory_limits: tuple[str, ...] = ()  # [WORKER=]MIB, checked by limits.parse_memory_limits
     stop_timeout: int = 10
     restart_sec: str = "100ms"
     start_limit_burst: int = 5
     start_limit_interval: str = "60s"
-    watchdog_sec: int = 30
 
     @property
     def tag(self) -> str:
         return self.image_tag or self.version
+
+    @property
+    def watchdog_sec(self) -> int:
+        """Three missed cycles, and never under 30 s: a slow cycle is not a hung agent."""
+        return max(30, 3 * self.agent_interval)
+
+    @property
+    def agent_argv(self) -> list[str]:
+        argv = ["agent", "--env-file", self.installed_env_file,
+                "--interval", str(self.agent_interval), "--docker", self.docker]
+        for limit in self.memory_limits:
+            argv += ["--memory-limit", limit]
+        return argv
 
 
 @dataclass(frozen=True)
@@ -82,14 +99,12 @@ class WorkerUnit:
 
     @property
     def filename(self) -> str:
-        return f"{self.worker.unit}@.service" if self.is_template else f"{self.worker.unit}.service"
+        return names.unit_file(self.worker.name, self.is_template)
 
     @property
     def instances(self) -> tuple[str, ...]:
         """The unit names to enable and start."""
-        if self.is_template:
-            return tuple(f"{self.worker.unit}@{i}.service" for i in range(1, self.replicas + 1))
-        return (self.filename,)
+        return names.instance_units(self.worker.name, self.replicas)
 
 
 def worker_units(settings: RenderSettings) -> tuple[WorkerUnit, ...]:
@@ -106,7 +121,9 @@ def render(settings: RenderSettings) -> dict[str, str]:
             unit=unit,
             worker=unit.worker,
             settings=settings,
-            instance="-%i" if unit.is_template else "",
+            container=names.container_specifier(unit.is_template),
+            label_unit=LABEL_UNIT,
+            quiet_remove_script=QUIET_REMOVE_SCRIPT,
             run_args=_docker_run_args(unit.worker, settings),
             env_defaults=WORKER_DEFAULT_ENV | settings.worker_env,
             license_script=LICENSE_MAPPING_SCRIPT,
@@ -114,7 +131,7 @@ def render(settings: RenderSettings) -> dict[str, str]:
     files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings)
     files[AGENT_UNIT] = env.get_template("agent.service.j2").render(
         settings=settings,
-        agent_args=["agent", "--env-file", settings.env_file, *settings.agent_args],
+        agent_args=settings.agent_argv,
     )
     return files
 

@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tracardi_systemd.host import Docker, Systemctl
+from tracardi_systemd.host import CommandError, DockerClient, SystemctlClient
 from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, is_worker_unit
 from tracardi_systemd.observe import (
     by_unit,
     read_containers,
@@ -16,10 +17,7 @@ from tracardi_systemd.observe import (
     tree_memory,
     uptime_seconds,
 )
-from tracardi_systemd.render import AGENT_UNIT, TARGET
 from tracardi_systemd.table import columns
-
-AGENT_STATE_FILE = Path("/run/tracardi-systemd/agent-state.json")
 
 
 @dataclass
@@ -44,22 +42,29 @@ class WorkerRow:
 class Status:
     workers: list[WorkerRow]
     agent: str
+    docker_problem: str = ""  # why Docker could not be asked (e.g. no access to its socket)
 
     @property
     def healthy(self) -> bool:
-        return self.agent == "active/running" and all(w.healthy for w in self.workers)
+        return (self.agent == "active/running" and not self.docker_problem
+                and all(w.healthy for w in self.workers))
 
     def to_json(self) -> str:
         rows = [asdict(w) | {"healthy": w.healthy} for w in self.workers]
-        return json.dumps({"healthy": self.healthy, "agent": self.agent, "workers": rows},
-                          indent=2)
+        return json.dumps({"healthy": self.healthy, "agent": self.agent,
+                           "docker_problem": self.docker_problem, "workers": rows}, indent=2)
 
 
-def collect(manifest: Manifest, systemctl: Systemctl, docker: Docker,
+def collect(manifest: Manifest, systemctl: SystemctlClient, docker: DockerClient,
             agent_state_file: Path = AGENT_STATE_FILE) -> Status:
-    worker_units = [u for u in manifest.units if u not in (TARGET, AGENT_UNIT)]
+    worker_units = [u for u in manifest.units if is_worker_unit(u)]
     units = read_units(systemctl, [*worker_units, AGENT_UNIT])
-    containers = by_unit(read_containers(docker))
+    docker_problem = ""
+    try:
+        containers = by_unit(read_containers(docker))
+    except CommandError as exc:
+        containers, docker_problem = {}, f"{exc} (run status as root, or as a member of " \
+            "the docker group, to see the containers)"
     memory = tree_memory(c.pid for c in containers.values())
     agent_view = _agent_view(agent_state_file)
     now = datetime.now(UTC)
@@ -80,7 +85,7 @@ def collect(manifest: Manifest, systemctl: Systemctl, docker: Docker,
             last_reason=str(seen.get("last_reason", "")),
         ))
     agent = units[AGENT_UNIT]
-    return Status(rows, f"{agent.active_state}/{agent.sub_state}")
+    return Status(rows, f"{agent.active_state}/{agent.sub_state}", docker_problem)
 
 
 def _agent_view(path: Path) -> dict[str, dict]:
@@ -104,7 +109,8 @@ def format_table(status: Status) -> str:
         for w in status.workers
     ]
     verdict = "healthy" if status.healthy else "NOT healthy"
-    return f"{columns(rows)}\nagent: tracardi-agent.service {status.agent}\n{verdict}"
+    docker = f"docker: {status.docker_problem}\n" if status.docker_problem else ""
+    return f"{columns(rows)}\nagent: tracardi-agent.service {status.agent}\n{docker}{verdict}"
 
 
 def _duration(seconds: float | None) -> str:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tracardi_systemd.catalog import Worker
 
 
 def columns(rows: Sequence[Sequence[str]]) -> str:
@@ -12,3 +16,12 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+def catalog_rows(workers: Iterable[Worker]) -> list[tuple[str, ...]]:
+    """`workers`' table: unit, image, the settings each needs, commercial or not."""
+    return [("UNIT", "IMAGE", "NEEDS", "COMMERCIAL")] + [
+        (w.unit_base, w.image, ",".join(w.needs) + (",license" if w.commercial else ""),
+         "yes" if w.commercial else "no")
+        for w in workers
+    ]

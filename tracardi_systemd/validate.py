@@ -67,13 +67,13 @@ class _Checker:
         needed: dict[str, list[str]] = {}
         for worker in workers:
             for name in worker.needs:
-                needed.setdefault(name, []).append(worker.unit)
+                needed.setdefault(name, []).append(worker.unit_base)
         for name, units in needed.items():
             if not self.values.get(name, "").strip():
                 self._error(name if name in self.values else None, (
                     f"{name} is not set; {', '.join(units)} need(s) it: add {name}=... to the file"
                 ))
-        commercial = [w.unit for w in workers if w.commercial]
+        commercial = [w.unit_base for w in workers if w.commercial]
         licenses = {n: self.values[n] for n in LICENSE_NAMES if self.values.get(n)}
         if commercial and not licenses:
             self._error(None, (

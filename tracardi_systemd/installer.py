@@ -1,0 +1,259 @@
+"""The install and uninstall transactions, in the order docs/design.md gives them.
+
+install: lock, clean what a killed install left, plan (refusing anything not the tool's),
+pull, disable units no longer wanted, write files, save the manifest, daemon-reload, enable,
+start. Nothing is written before the whole plan is accepted, and one install runs at a time.
+The command line only turns options into an `InstallRequest` and prints what comes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracardi_systemd.host import CommandError, Docker, Systemctl
+from tracardi_systemd.install import (
+    InstallRefused,
+    InstallRequest,
+    Plan,
+    apply_files,
+    manifest_for,
+    plan_install,
+    units_no_longer_wanted,
+)
+from tracardi_systemd.manifest import (
+    Manifest,
+    ManifestError,
+    digest,
+    load_manifest,
+    manifest_path,
+    save_manifest,
+)
+from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, is_unit_file_name
+
+# write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
+_TEMP_FILE = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]{8}\.tmp")
+
+
+class InstallError(Exception):
+    """What stopped an install or uninstall, worded for the operator."""
+
+
+@dataclass(frozen=True)
+class Result:
+    lines: list[str]
+    changed: bool  # files written, removed, or units enabled, disabled or started anew
+
+
+@contextlib.contextmanager
+def install_lock(root: Path) -> Iterator[None]:
+    """One install or uninstall at a time on a root; the second is told why.
+
+    The lock is on the root folder itself, so taking it writes nothing anywhere.
+    """
+    fd = os.open(root if root.is_dir() else root.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InstallError(
+                f"another tracardi-systemd install or uninstall is running on {root}: wait "
+                "for it to finish, then run again; nothing was changed") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(directories: list[Path]) -> list[Path]:
+    """Temporary files a killed install left beside the files it writes; only ours."""
+    removed = []
+    for directory in directories:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in os.scandir(directory):
+                match = _TEMP_FILE.fullmatch(entry.name)
+                if match and entry.is_file(follow_symlinks=False) and _ours(match["name"]):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _ours(name: str) -> bool:
+    return is_unit_file_name(name) or name in ("manifest.json", ".env-docker")
+
+
+class Installer:
+    """Carries out install and uninstall against one root with the given host adapters."""
+
+    def __init__(self, root: Path | None, systemctl: Systemctl, docker: Docker):
+        self.root = root or Path("/")
+        self.live = root is None
+        self.systemctl = systemctl
+        self.docker = docker
+
+    def on_disk(self, path: Path) -> Path:
+        return self.root / path.relative_to("/")
+
+    def previous(self) -> Manifest | None:
+        try:
+            return load_manifest(self.root)
+        except ManifestError as exc:
+            raise InstallError(str(exc)) from None
+
+    def plan(self, request: InstallRequest, previous: Manifest | None) -> Plan:
+        try:
+            plan = plan_install(request, previous)
+        except InstallRefused as exc:
+            raise InstallError(f"{exc}; nothing was changed") from None
+        if plan.refusals:
+            listed = "\n".join(f"{request.unit_dir}/{refusal}" for refusal in plan.refusals)
+            raise InstallError(f"{listed}\nrefused to overwrite the files above; "
+                               "nothing was changed")
+        return plan
+
+    def install(self, request: InstallRequest, *, images: list[str], options: dict,
+                tracardi_version: str, enable: bool, start: bool,
+                dry_run: bool) -> Result:
+        with self._locked(not dry_run):
+            previous = self.previous()
+            plan = self.plan(request, previous)
+            if dry_run:
+                lines = plan.describe(with_diff=True) + _unit_set_change(previous, request)
+                return Result(lines or ["nothing to change"], changed=bool(lines))
+            return self._apply(request, previous, plan, images=images, options=options,
+                               tracardi_version=tracardi_version, enable=enable, start=start)
+
+    @contextlib.contextmanager
+    def _locked(self, writing: bool) -> Iterator[None]:
+        if not writing:
+            yield
+            return
+        try:
+            with install_lock(self.root):
+                yield
+        except OSError as exc:
+            raise InstallError(_os_message(exc)) from None
+
+    def _apply(self, request: InstallRequest, previous: Manifest | None, plan: Plan, *,
+               images: list[str], options: dict, tracardi_version: str, enable: bool,
+               start: bool) -> Result:
+        unit_dir = request.on_disk(request.unit_dir)
+        remove_stale_temp_files([unit_dir, manifest_path(self.root).parent,
+                                 request.on_disk(request.env_target).parent])
+        lines = plan.describe(with_diff=False) + _unit_set_change(previous, request)
+        try:
+            for image in images:
+                self.docker.pull(image)
+            stale = units_no_longer_wanted(previous, request.units)
+            if stale:
+                self.systemctl.disable(stale, now=self.live)
+            apply_files(plan, unit_dir)
+            manifest = manifest_for(
+                plan, unit_dir=str(request.unit_dir), env_file=str(request.env_target),
+                tracardi_version=tracardi_version, units=request.units, options=options,
+                env_digest=digest(request.env_data))
+            if previous is None or manifest.to_json() != previous.to_json():
+                save_manifest(self.root, manifest)
+            if not plan.nothing_to_change:
+                self.systemctl.daemon_reload()
+                if self.live:
+                    lines.append("workers already running keep their old settings until "
+                                 "restarted: systemctl restart tracardi.target")
+                if self.live and AGENT_UNIT in {c.name for c in plan.file_changes}:
+                    self.systemctl("try-restart", AGENT_UNIT)
+            if enable:
+                self.systemctl.enable(request.units)
+            if start:
+                self.systemctl.start(request.units)
+        except CommandError as exc:
+            raise InstallError(str(exc)) from None
+        except OSError as exc:
+            raise InstallError(_os_message(exc)) from None
+        changed = bool(lines)
+        return Result(lines or ["nothing to change"], changed)
+
+    def uninstall(self, purge: bool, force: bool, say: Callable[[str], None]) -> None:
+        with self._locked(True):
+            manifest = self.previous()
+            if manifest is None:
+                say("nothing to uninstall: tracardi-systemd has installed nothing here")
+                return
+            try:
+                self.systemctl.disable(manifest.units, now=True)
+                if self.live:
+                    self.systemctl("reset-failed", *manifest.units)
+            except CommandError as exc:
+                say(f"warning: {exc}")
+            try:
+                self._remove_files(manifest, purge, force, say)
+                self._remove_own_state(manifest)
+                self.systemctl.daemon_reload()
+            except CommandError as exc:
+                say(f"warning: {exc}")
+            except OSError as exc:
+                raise InstallError(_os_message(exc)) from None
+
+    def _remove_files(self, manifest: Manifest, purge: bool, force: bool,
+                      say: Callable[[str], None]) -> None:
+        unit_dir = self.on_disk(Path(manifest.unit_dir))
+        for name, sha in sorted(manifest.files.items()):
+            path = unit_dir / name
+            if not os.path.lexists(path):
+                continue
+            if not force and not _has_digest(path, sha):
+                say(f"kept {path}: it was edited since tracardi-systemd wrote it "
+                    "(uninstall --force removes it)")
+                continue
+            path.unlink()
+            say(f"removed {path}")
+        env_file = self.on_disk(Path(manifest.env_file))
+        if not purge:
+            say(f"kept {env_file} (use --purge to remove it)")
+        elif os.path.lexists(env_file):
+            if force or not manifest.env_digest or _has_digest(env_file, manifest.env_digest):
+                env_file.unlink()
+                say(f"removed {env_file}")
+            else:
+                say(f"kept {env_file}: it changed since tracardi-systemd wrote it "
+                    "(uninstall --purge --force removes it)")
+
+    def _remove_own_state(self, manifest: Manifest) -> None:
+        """The manifest, the agent's state, and the folders they were in when nothing else
+        is left there."""
+        manifest_path(self.root).unlink()
+        dirs = [manifest_path(self.root).parent, self.on_disk(Path(manifest.env_file)).parent]
+        if self.live:
+            with contextlib.suppress(FileNotFoundError):
+                AGENT_STATE_FILE.unlink()
+            dirs.append(AGENT_STATE_FILE.parent)
+        for directory in dirs:
+            with contextlib.suppress(OSError):  # rmdir refuses a folder that is not empty
+                directory.rmdir()
+
+
+def _has_digest(path: Path, sha: str) -> bool:
+    try:
+        return path.is_file() and not path.is_symlink() and digest(path.read_bytes()) == sha
+    except OSError:
+        return False
+
+
+def _unit_set_change(previous: Manifest | None, request: InstallRequest) -> list[str]:
+    """Units added or dropped although no file changed (replicas of a template)."""
+    if previous is None:
+        return []
+    before, after = set(previous.units), set(request.units)
+    files = set(request.rendered) | set(previous.files)
+    lines = [f"enable {u}" for u in sorted(after - before) if u not in files]
+    lines += [f"disable {u}" for u in sorted(before - after) if u not in files]
+    return lines
+
+
+def _os_message(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return (f"cannot write{where}: {exc.strerror or exc}; a file being written was left "
+            "as it was, and the next install completes what this one did not")

@@ -1,0 +1,80 @@
+"""The one authority for names: units, containers, labels, and the tool's own paths.
+
+Every other module asks here; no module builds a unit or container name of its own. In
+unit files the names are written as systemd specifiers (`%N`, `%p-%i`), so a template's
+instances need no per-instance text.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+PREFIX = "tracardi-"
+TARGET = "tracardi.target"
+AGENT_UNIT = "tracardi-agent.service"
+DOCKER_UNIT = "docker.service"
+
+LABEL_MANAGED = "tracardi.managed"
+LABEL_WORKER = "tracardi.worker"
+LABEL_UNIT = "tracardi.unit"
+
+DEFAULT_ENV_FILE = "/etc/tracardi/.env-docker"
+DEFAULT_DOCKER = "/usr/bin/docker"
+DEFAULT_AGENT_PROGRAM = "/usr/bin/tracardi-systemd"
+DEFAULT_UNIT_DIR = "/etc/systemd/system"
+
+# Paths of the tool's own state, relative to the root it works on ("/" on a live host).
+STATE_DIR = Path("var/lib/tracardi-systemd")
+MANIFEST = STATE_DIR / "manifest.json"
+AGENT_STATE_FILE = Path("/run/tracardi-systemd/agent-state.json")
+
+# What a unit file written by this tool may be called: nothing with a '/' or '..'.
+_UNIT_FILE = re.compile(
+    r"tracardi(-[a-z0-9][a-z0-9-]*)?(@[A-Za-z0-9_.-]*)?\.(service|target|timer)"
+)
+
+
+def unit_base(worker: str) -> str:
+    """tracardi-scheduler: the unit name of a worker without instance or suffix."""
+    return PREFIX + worker
+
+
+def unit_file(worker: str, template: bool) -> str:
+    """The file a worker's unit is written to: a template when it has replicas."""
+    return f"{unit_base(worker)}@.service" if template else f"{unit_base(worker)}.service"
+
+
+def instance_units(worker: str, replicas: int) -> tuple[str, ...]:
+    """The units to enable and start: tracardi-x.service, or tracardi-x@1..N.service."""
+    if replicas > 1:
+        return tuple(f"{unit_base(worker)}@{i}.service" for i in range(1, replicas + 1))
+    return (unit_file(worker, template=False),)
+
+
+def container_name(unit: str) -> str:
+    """The container a unit runs: tracardi-scheduler@2.service runs tracardi-scheduler-2."""
+    return unit.removesuffix(".service").replace("@", "-")
+
+
+def container_specifier(template: bool) -> str:
+    """container_name() as the unit file writes it, with systemd specifiers."""
+    return "%p-%i" if template else "%N"
+
+
+def worker_of_unit(unit: str) -> str:
+    """tracardi-scheduler.service and tracardi-scheduler@2.service run `scheduler`."""
+    return unit.removeprefix(PREFIX).split("@", 1)[0].removesuffix(".service")
+
+
+def worker_name(given: str) -> str:
+    """A worker as an operator may name it: `scheduler` or `tracardi-scheduler`."""
+    return given.removeprefix(PREFIX)
+
+
+def is_unit_file_name(name: str) -> bool:
+    return bool(_UNIT_FILE.fullmatch(name)) and ".." not in name
+
+
+def is_worker_unit(unit: str) -> bool:
+    return unit not in (TARGET, AGENT_UNIT) and is_unit_file_name(unit)

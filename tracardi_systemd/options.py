@@ -1,0 +1,131 @@
+"""The command line's shared options, and how `install` reuses those of the last install."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from click.core import ParameterSource
+
+from tracardi_systemd.catalog import DEFAULT_VERSION
+from tracardi_systemd.limits import DEFAULT_MEMORY_LIMIT_MIB
+from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.names import DEFAULT_AGENT_PROGRAM, DEFAULT_DOCKER, DEFAULT_ENV_FILE
+from tracardi_systemd.secrets import is_secret
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _worker_env(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    env = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: write NAME=VALUE", param_hint="--set")
+        if is_secret(name):
+            raise click.BadParameter(
+                f"{name} looks like a secret: put it in the env file, never on a command line",
+                param_hint="--set")
+        env[name] = value
+    return env
+
+
+def absolute(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.startswith("/"):
+        raise click.BadParameter(f"{value!r} must be an absolute path")
+    return value
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def apply(options: list[Decorator]) -> Decorator:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+env_file_option = click.option(
+    "--env-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+    help="The operator's settings file (Tracardi's .env-docker).")
+
+selection_options = apply([
+    click.option("--tracardi-version", default=DEFAULT_VERSION, show_default=True,
+                 help="The Tracardi release whose worker catalog to use."),
+    click.option("--worker", "workers", multiple=True, metavar="NAME",
+                 help="A worker to manage (repeatable; default: every worker of the version; "
+                 "'all' selects every worker again after an install of a few)."),
+])
+
+# Options that shape the unit files, named as RenderSettings names them.
+render_options = apply([
+    click.option("--image-tag", help="Docker image tag (default: the Tracardi version)."),
+    click.option("--network", help="Docker network for the containers, e.g. host "
+                 "(default: Docker's default bridge)."),
+    click.option("--replicas", multiple=True, metavar="WORKER=N",
+                 help="Run N copies of a worker as a template unit (repeatable)."),
+    click.option("--set", "worker_env", multiple=True, metavar="NAME=VALUE", callback=_worker_env,
+                 help="A default setting for the workers; the env file overrides it "
+                 "(repeatable; SAVE_LOGS=no and LOGGING_LEVEL=info unless set).  Never a secret."),
+    click.option("--installed-env-file", default=DEFAULT_ENV_FILE,
+                 show_default=True, callback=absolute,
+                 help="Where the units read the env file from on the host."),
+    click.option("--docker", default=DEFAULT_DOCKER, show_default=True, callback=absolute,
+                 help="The docker client the units run."),
+    click.option("--stop-timeout", default=10, show_default=True, type=click.IntRange(1),
+                 help="Seconds `docker stop` waits before killing a worker."),
+    click.option("--agent-interval", default=10, show_default=True, type=click.IntRange(1, 60),
+                 help="Seconds between the agent's cycles; its WatchdogSec= is three of them "
+                 "(at least 30 s)."),
+    click.option("--memory-limit", "memory_limits", multiple=True, metavar="[WORKER=]MIB",
+                 help="Memory (MiB, as the kernel counts it for the container) past which the "
+                 f"agent restarts a worker: a default for all (default {DEFAULT_MEMORY_LIMIT_MIB})"
+                 " or WORKER=MIB (repeatable)."),
+    click.option("--agent-program", "tool", callback=absolute,
+                 help="The tracardi-systemd program the agent unit runs as root; it must be "
+                 f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),
+])
+
+REUSED = ("tracardi_version", "workers", "image_tag", "network", "replicas", "worker_env",
+          "installed_env_file", "docker", "stop_timeout", "agent_interval", "memory_limits", "tool")
+
+
+def recorded(params: dict[str, Any]) -> dict[str, Any]:
+    """The options an install records in its manifest, JSON-ready."""
+    return {name: list(params[name]) if isinstance(params[name], tuple) else params[name]
+            for name in REUSED if params.get(name) not in (None, (), {})}
+
+
+def reuse_previous(ctx: click.Context, params: dict[str, Any],
+                   previous: Manifest | None) -> list[str]:
+    """Fill options left at their default from the last install; say which were reused."""
+    if previous is None:
+        return []
+    reused = []
+    for name, value in previous.options.items():
+        if name in REUSED and ctx.get_parameter_source(name) is ParameterSource.DEFAULT:
+            params[name] = tuple(value) if isinstance(value, list) else value
+            shown = " ".join(params[name]) if isinstance(params[name], tuple) else value
+            reused.append(f"{name.replace('_', '-')}={shown}")
+    if ctx.get_parameter_source("tracardi_version") is ParameterSource.DEFAULT:
+        params["tracardi_version"] = previous.tracardi_version
+    if params.get("workers") == ("all",):
+        params["workers"] = ()
+    return reused
+
+
+def running_program() -> str:
+    """This very program when it was started by path, else the one on $PATH."""
+    invoked = sys.argv[0]
+    if os.path.basename(invoked) == "tracardi-systemd" and os.path.exists(invoked):
+        return os.path.abspath(invoked)
+    return shutil.which("tracardi-systemd") or DEFAULT_AGENT_PROGRAM

@@ -9,14 +9,31 @@ the workers receive.
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracardi_systemd.escape import is_noncharacter
 from tracardi_systemd.problems import Problem, error, warning
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Limits below what systemd and the kernel take: a value goes into the environment of the
+# docker client's execve (128 KiB per string), every name becomes a `-e NAME` in the unit.
+MAX_FILE_BYTES = 256 * 1024
+MAX_VALUE_BYTES = 32 * 1024
+MAX_SETTINGS = 200
+# Names that steer how a program runs (the loader, the docker client, the shell, systemd's
+# protocols), not what a worker does. The unit runs /usr/bin/docker and /bin/sh as root
+# with the env file's environment: such a name would change what root runs.
+_STEERING = re.compile(
+    r"LD_\w*|DOCKER_\w*|PATH|HOME|SHELL|ENV|BASH_ENV|BASH_FUNC_\w*|IFS|PS4|SHELLOPTS|BASHOPTS"
+    r"|CDPATH|GLOBIGNORE|GCONV_PATH|GETCONF_DIR|GLIBC_TUNABLES|HOSTALIASES|LOCALDOMAIN"
+    r"|LOCPATH|MALLOC_\w*|NIS_PATH|NLSPATH|RESOLV_\w*|RES_OPTIONS|TMPDIR|TZDIR|PYTHON\w*"
+    r"|NOTIFY_SOCKET|LISTEN_\w*|WATCHDOG_\w*|MAINPID|SYSTEMD_\w*|INVOCATION_ID|CREDENTIALS_\w*"
+)
 _ASSIGNMENT = re.compile(
     r"\s*(?P<export>export\s+)?(?P<key>[^=]*?)\s*=[ \t]*(?P<raw>.*?)\s*", re.DOTALL
 )
@@ -40,9 +57,12 @@ def load_env_file(path: Path) -> EnvFile:
     env = EnvFile(path=path)
     where = str(path)
     try:
-        env.raw = path.read_bytes()
+        env.raw = _read_regular_file(path)
     except OSError as exc:
         env.problems.append(error(where, None, f"cannot read the env file: {exc.strerror}"))
+        return env
+    except ValueError as exc:
+        env.problems.append(error(where, None, str(exc)))
         return env
     text = _decode(env, where)
     if text is None:
@@ -51,7 +71,34 @@ def load_env_file(path: Path) -> EnvFile:
 
     for binding in parse_stream(io.StringIO(text)):
         _take(env, where, binding)
+    if len(env.values) > MAX_SETTINGS:
+        env.problems.append(error(where, None, (
+            f"the file sets {len(env.values)} names, more than the {MAX_SETTINGS} a unit "
+            "passes to a worker: keep only the settings the workers read")))
     return env
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The file's bytes; ValueError for a FIFO, device or folder, or a file too large.
+
+    Opened without blocking and checked before reading: a FIFO would hang, /dev/zero
+    would fill the memory.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("the env file is not a regular file (a FIFO, device or folder?): "
+                             "give the path of a plain file")
+        data = os.read(fd, MAX_FILE_BYTES + 1)
+        while len(data) <= MAX_FILE_BYTES and (chunk := os.read(fd, MAX_FILE_BYTES + 1)):
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"the env file is larger than {MAX_FILE_BYTES // 1024} KiB: a Tracardi "
+                         "worker's settings fit in a few KiB; is this the right file?")
+    return data
 
 
 def _decode(env: EnvFile, where: str) -> str | None:
@@ -129,6 +176,11 @@ def _name_problem(key: str, export: str | None) -> str | None:
             "the name before '=' is not a valid variable name for systemd: use letters, "
             "digits and underscores, not starting with a digit"
         )
+    if _STEERING.fullmatch(key.upper()):
+        return (
+            f"{key} changes how the docker client, its loader or the shell runs (the unit "
+            "runs them as root with this file's settings), not what a worker does: remove it"
+        )
     return None
 
 
@@ -140,6 +192,12 @@ def _value_problem(key: str, raw: str) -> str | None:
         )
     if any(unicodedata.category(c) == "Cc" for c in raw):
         return f"the value of {key} holds a control character (tab or other): remove it"
+    if any(is_noncharacter(c) or unicodedata.category(c) == "Cs" for c in raw):
+        return (f"the value of {key} holds a Unicode noncharacter, which makes systemd refuse "
+                "the whole file: remove it")
+    if len(raw.encode()) > MAX_VALUE_BYTES:
+        return (f"the value of {key} is longer than {MAX_VALUE_BYTES // 1024} KiB, more than "
+                "a worker's environment can carry: shorten it")
     if "${" in raw and not raw.startswith("'"):
         return (
             f"the value of {key} uses ${{...}}: dotenv expands it, systemd does not; "

@@ -37,12 +37,12 @@ def check_value(value: str | int, what: str = "value") -> str:
                 f"{what} {value!r} contains a newline or control character ({char!r}), "
                 "which a unit file cannot hold"
             )
-        if category == "Cs" or _is_noncharacter(char):
+        if category == "Cs" or is_noncharacter(char):
             raise UnsafeValue(f"{what} {value!r} is not valid UTF-8")
     return value
 
 
-def _is_noncharacter(char: str) -> bool:
+def is_noncharacter(char: str) -> bool:
     """Code points systemd's UTF-8 check refuses (it ignores the whole line holding one)."""
     code = ord(char)
     return 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE

@@ -526,3 +526,30 @@ def test_no_secret_in_any_refusal(write_env, tmp_path):
     result = invoke("install", "--root", str(tmp_path / "r"), "--env-file", str(env))
     assert result.exit_code == 1
     assert SECRET_LICENSE not in result.output
+
+
+def test_files_of_an_install_killed_before_its_manifest_are_still_its_own(installed,
+                                                                           monkeypatch):
+    """Killed after writing the units, before the final manifest: the next install, with
+    other options and no --force, takes them over; uninstall removes them."""
+    root, env = installed
+
+    class Killed(BaseException):
+        """Stands in for a SIGKILL right after the files were written."""
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr("tracardi_systemd.installer.manifest_for", killed)
+    with pytest.raises(Killed):
+        invoke("install", "--root", str(root), "--env-file", str(env), "--stop-timeout", "7")
+    monkeypatch.undo()
+    unit_file = root / "etc/systemd/system" / SCHEDULER
+    assert "stop -t 7 " in unit_file.read_text()
+    result = invoke("install", "--root", str(root), "--env-file", str(env),
+                    "--stop-timeout", "8")
+    assert result.exit_code == 0, result.output
+    assert "stop -t 8 " in unit_file.read_text()
+    assert load_manifest(root).pending == {}
+    assert invoke("uninstall", "--root", str(root)).exit_code == 0
+    assert not unit_file.exists()

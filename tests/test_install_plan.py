@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import replace
 import stat
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def test_describe_lists_changes_with_diffs():
 
 
 def copy_plan(source: Path, target: Path, recorded: str = "", force: bool = False):
-    return plan_env_copy(source.read_bytes(), source, target, recorded, force)
+    previous = replace(manifest({}), env_digest=recorded) if recorded else None
+    return plan_env_copy(source.read_bytes(), source, target, previous, force)
 
 
 def test_env_copy_to_a_missing_target_is_needed(tmp_path, write_env):

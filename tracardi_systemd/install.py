@@ -16,6 +16,7 @@ from stat import S_ISREG
 
 from tracardi_systemd.files import write_atomic
 from tracardi_systemd.manifest import Manifest, digest
+from tracardi_systemd.names import DEFAULT_ENV_FILE
 
 ENV_FILE_MODE = 0o600
 UNIT_FILE_MODE = 0o644
@@ -91,11 +92,11 @@ class Plan:
 def plan_units(rendered: dict[str, str], current: dict[str, str | None],
                manifest: Manifest | None, force: bool) -> Plan:
     """Decide each unit file's fate. `current` maps file names to their text on disk."""
-    recorded = manifest.files if manifest else {}
+    recorded = manifest.known_files() if manifest else set()
     plan = Plan()
-    for name in sorted(rendered.keys() | recorded.keys()):
+    for name in sorted(rendered.keys() | recorded):
         old, new = current.get(name), rendered.get(name)
-        ours = old is not None and recorded.get(name) == digest(old.encode())
+        ours = old is not None and manifest is not None and manifest.owns(name, old.encode())
         if old is None:
             if new is not None:
                 plan.changes.append(FileChange(name, Action.CREATE, None, new))
@@ -135,11 +136,13 @@ def read_current(unit_dir: Path, names: set[str]) -> dict[str, str | None]:
     return current
 
 
-def plan_env_copy(data: bytes, source: Path, target: Path, recorded_digest: str,
-                  force: bool) -> EnvFileCopy:
+def plan_env_copy(data: bytes, source: Path, target: Path, manifest: Manifest | None,
+                  force: bool, tools_own_place: bool = False) -> EnvFileCopy:
     """Whether to write `data` (the checked bytes of `source`) to `target`.
 
-    Raises InstallRefused for a target that is not a plain file the tool may own.
+    Raises InstallRefused for a target that is not a plain file the tool may own. The
+    default place (/etc/tracardi/.env-docker) is the tool's by its documentation; a file
+    elsewhere is the tool's only if the manifest records it.
     """
     try:
         stat = target.lstat()
@@ -153,7 +156,8 @@ def plan_env_copy(data: bytes, source: Path, target: Path, recorded_digest: str,
     wrong_mode = (stat.st_mode & 0o777) != ENV_FILE_MODE or stat.st_uid != os.geteuid()
     if current == data:
         return EnvFileCopy(source, target, data, needed=False, fix_mode=wrong_mode)
-    if digest(current) != recorded_digest and not force and not _same_file(source, target):
+    ours = tools_own_place or (manifest is not None and manifest.owns_env(current))
+    if not ours and not force and not _same_file(source, target):
         raise InstallRefused(
             f"{target} exists and was not written by tracardi-systemd: move it away, pass "
             "--env-file " + str(target) + " to install it as it is, or --force to replace it")
@@ -218,7 +222,8 @@ def plan_install(request: InstallRequest, previous: Manifest | None) -> Plan:
                       request.force)
     plan.env = plan_env_copy(request.env_data, request.env_source,
                              request.on_disk(request.env_target),
-                             previous.env_digest if previous else "", request.force)
+                             previous, request.force,
+                             str(request.env_target) == DEFAULT_ENV_FILE)
     return plan
 
 

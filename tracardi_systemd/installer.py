@@ -13,7 +13,7 @@ import fcntl
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tracardi_systemd.host import CommandError, Docker, Systemctl
@@ -151,6 +151,8 @@ class Installer:
             stale = units_no_longer_wanted(previous, request.units)
             if stale:
                 self.systemctl.disable(stale, now=self.live)
+            if not plan.nothing_to_change:
+                save_manifest(self.root, _with_pending(previous, request, plan))
             apply_files(plan, unit_dir)
             manifest = manifest_for(
                 plan, unit_dir=str(request.unit_dir), env_file=str(request.env_target),
@@ -200,11 +202,12 @@ class Installer:
     def _remove_files(self, manifest: Manifest, purge: bool, force: bool,
                       say: Callable[[str], None]) -> None:
         unit_dir = self.on_disk(Path(manifest.unit_dir))
-        for name, sha in sorted(manifest.files.items()):
+        for name in sorted(manifest.known_files()):
             path = unit_dir / name
             if not os.path.lexists(path):
                 continue
-            if not force and not _has_digest(path, sha):
+            data = _contents(path)
+            if not force and (data is None or not manifest.owns(name, data)):
                 say(f"kept {path}: it was edited since tracardi-systemd wrote it "
                     "(uninstall --force removes it)")
                 continue
@@ -214,7 +217,9 @@ class Installer:
         if not purge:
             say(f"kept {env_file} (use --purge to remove it)")
         elif os.path.lexists(env_file):
-            if force or not manifest.env_digest or _has_digest(env_file, manifest.env_digest):
+            data = _contents(env_file)
+            if force or not manifest.env_digest or (data is not None
+                                                   and manifest.owns_env(data)):
                 env_file.unlink()
                 say(f"removed {env_file}")
             else:
@@ -235,11 +240,20 @@ class Installer:
                 directory.rmdir()
 
 
-def _has_digest(path: Path, sha: str) -> bool:
+def _with_pending(previous: Manifest | None, request: InstallRequest, plan: Plan) -> Manifest:
+    """The previous manifest plus what this install is about to write."""
+    base = previous or Manifest(unit_dir=str(request.unit_dir), env_file=str(request.env_target),
+                                tracardi_version="", units=[])
+    pending = {c.name: digest(c.new.encode()) for c in plan.file_changes if c.new is not None}
+    return replace(base, pending=pending, pending_env_digest=digest(request.env_data))
+
+
+def _contents(path: Path) -> bytes | None:
+    """A plain file's bytes; None for anything else."""
     try:
-        return path.is_file() and not path.is_symlink() and digest(path.read_bytes()) == sha
+        return path.read_bytes() if path.is_file() and not path.is_symlink() else None
     except OSError:
-        return False
+        return None
 
 
 def _unit_set_change(previous: Manifest | None, request: InstallRequest) -> list[str]:

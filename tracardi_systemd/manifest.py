@@ -34,6 +34,20 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # file name -> sha256 of its text
     options: dict[str, object] = field(default_factory=dict)
     env_digest: str = ""  # sha256 of the env file install wrote ("" before this field)
+    # What an install is about to write, saved before it writes: a file killed halfway
+    # through the install is still recognised as the tool's by the next one.
+    pending: dict[str, str] = field(default_factory=dict)
+    pending_env_digest: str = ""
+
+    def owns(self, name: str, data: bytes) -> bool:
+        sha = digest(data)
+        return sha in (self.files.get(name), self.pending.get(name))
+
+    def owns_env(self, data: bytes) -> bool:
+        return digest(data) in {self.env_digest, self.pending_env_digest} - {""}
+
+    def known_files(self) -> set[str]:
+        return set(self.files) | set(self.pending)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -62,18 +76,20 @@ class Manifest:
         if not isinstance(self.units, list) or not all(
                 isinstance(u, str) and is_unit_file_name(u) for u in self.units):
             raise ValueError(f"units {self.units!r} are not all tracardi unit names")
-        if not isinstance(self.files, dict):
-            raise ValueError("files is not a mapping of unit file names to hashes")
-        for name, sha in self.files.items():
-            if not (isinstance(name, str) and is_unit_file_name(name)):
-                raise ValueError(f"files: {name!r} is not a tracardi unit file name")
-            if not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
-                raise ValueError(f"files: the hash of {name} is not a sha256")
+        for what, table in (("files", self.files), ("pending", self.pending)):
+            if not isinstance(table, dict):
+                raise ValueError(f"{what} is not a mapping of unit file names to hashes")
+            for name, sha in table.items():
+                if not (isinstance(name, str) and is_unit_file_name(name)):
+                    raise ValueError(f"{what}: {name!r} is not a tracardi unit file name")
+                if not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+                    raise ValueError(f"{what}: the hash of {name} is not a sha256")
         if not isinstance(self.options, dict):
             raise ValueError("options is not a mapping")
-        if not isinstance(self.env_digest, str) or (
-                self.env_digest and not _SHA256.fullmatch(self.env_digest)):
-            raise ValueError("env_digest is not a sha256")
+        for name in ("env_digest", "pending_env_digest"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or (value and not _SHA256.fullmatch(value)):
+                raise ValueError(f"{name} is not a sha256")
 
 
 def is_plain_absolute_path(value: object) -> bool:

@@ -366,6 +366,7 @@ def test_a_closed_stderr_without_journald_does_not_end_the_agent(tmp_path):
     closed.close()
     journal = Journal(str(tmp_path / "nosocket"), closed)
     journal.send("hello", 3, EventKind.CYCLE_FAILED.value)  # no exception
+    assert journal.lost == 1
 
 
 def test_the_loop_survives_a_failing_cycle_and_stops_on_request(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import replace
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest

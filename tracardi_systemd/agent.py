@@ -234,8 +234,10 @@ class Agent:
         self.journal.send(message, priority, kind.value, **fields)
 
     def status_line(self, observation: Observation) -> str:
-        line = summary(observation, self.history)
-        return f"{line}; {self.state_problem}" if self.state_problem else line
+        parts = [summary(observation, self.history), self.state_problem]
+        if self.journal.lost:
+            parts.append(f"journal unreachable: {self.journal.lost} entries lost")
+        return "; ".join(part for part in parts if part)
 
     def _publish(self, observation: Observation) -> None:
         view = {

@@ -34,6 +34,7 @@ class Journal:
     def __init__(self, socket_path: str = JOURNAL_SOCKET, fallback: TextIO | None = None):
         self.socket_path = socket_path
         self.fallback = fallback or sys.stderr
+        self.lost = 0  # entries that reached neither journald nor stderr, since the last one did
         self._socket: socket.socket | None = None
         if os.path.exists(socket_path):
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -49,11 +50,13 @@ class Journal:
         if self._socket is not None:
             try:
                 self._socket.sendto(encode(entry), self.socket_path)
+                self.lost = 0
                 return
             except OSError:
                 pass  # journald restarting or gone: the entry still goes to stderr below
         try:
             self.fallback.write(f"<{int(priority)}>{message}\n")
             self.fallback.flush()
+            self.lost = 0
         except (OSError, ValueError):
-            pass  # stderr closed too (journald gone): the entry is lost, supervising goes on
+            self.lost += 1  # stderr closed too (journald gone): supervising goes on

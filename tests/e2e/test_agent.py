@@ -192,3 +192,89 @@ def test_stopping_the_agent_leaves_every_worker_running(agent_host):
     for unit, old in ids.items():
         assert host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
         assert container(host, unit.removesuffix(".service"))["Id"] == old
+
+
+# --- hostile input and host faults --------------------------------------------------------
+
+ORPHAN_REMOVED = "f772a3e336d344dabbbc0ed6f1d5b38b"
+RELOADED = "175bae9feaaa485d88c5641561a70283"
+STATE_UNWRITABLE = "f2fe7e5348554dea9827c84ea96af27e"
+
+
+def agent_pid(host: Sandbox) -> tuple[str, str]:
+    out = host.run("systemctl show -p MainPID -p NRestarts --value tracardi-agent").stdout
+    pid, restarts = out.split()
+    return pid, restarts
+
+
+def test_replicas_grown_by_a_second_install_keep_every_container(agent_host):
+    host = agent_host.host
+    write_env(host)
+    install(host, f"--worker update --replicas update=30 --agent-interval {INTERVAL} --start")
+    host.wait_until("[ $(docker ps -q --filter label=tracardi.worker=update | wc -l) = 30 ]",
+                    timeout=120)
+    install(host, f"--worker update --replicas update=32 --agent-interval {INTERVAL} --start")
+    agent_host.wait_for_entry(f"MESSAGE_ID={RELOADED}", timeout=20)
+    time.sleep(4 * INTERVAL)  # cycles with the new units in view
+    assert agent_host.entries(f"MESSAGE_ID={ORPHAN_REMOVED}") == []
+    active = host.run("systemctl is-active " + " ".join(
+        f"tracardi-update@{i}" for i in range(1, 33)), check=False).stdout.split()
+    assert active == ["active"] * 32
+    assert host.run("docker ps -q --filter label=tracardi.worker=update | wc -l"
+                    ).stdout.strip() == "32"
+
+
+DOCKER_OUTAGE = 120  # seconds, as the issue asks
+BACK_WITHIN = 30  # seconds from `systemctl start docker` to every worker running
+
+
+def test_docker_stopped_for_two_minutes_then_started(agent_host):
+    host = agent_host.host
+    write_env(host)
+    before = start_everything(host)
+    pid = agent_pid(host)
+    host.run("systemctl stop docker.service", timeout=120)
+    deadline = time.monotonic() + DOCKER_OUTAGE
+    while time.monotonic() < deadline:
+        assert agent_pid(host) == pid  # no watchdog kill, no restart
+        assert host.run("systemctl is-active docker.service", check=False
+                        ).stdout.strip() == "inactive"  # the agent did not start it again
+        time.sleep(10)
+    status = host.run("systemctl show -p StatusText --value tracardi-agent").stdout
+    assert "docker down since" in status
+    started = time.monotonic()
+    host.run("systemctl start docker.service", timeout=120)
+    for unit, old in before.items():
+        wait_running(host, unit.removesuffix(".service"), timeout=BACK_WITHIN, other_than=old)
+    took = time.monotonic() - started
+    print(f"every worker back {took:.1f} s after docker started")
+    assert took < BACK_WITHIN
+    assert agent_pid(host) == pid
+
+
+def test_agent_supervises_without_its_state_file_or_journald(agent_host):
+    host = agent_host.host
+    write_env(host)
+    start_everything(host)
+    host.run("systemctl stop tracardi-agent && rm -rf /run/tracardi-systemd && "
+             "touch /run/tracardi-systemd && systemctl start tracardi-agent")
+    pid = agent_pid(host)
+    agent_host.wait_for_entry(f"MESSAGE_ID={STATE_UNWRITABLE}", timeout=20)
+    host.wait_until("systemctl show -p StatusText --value tracardi-agent "
+                    "| grep -q 'state file /run/tracardi-systemd/agent-state.json not written'",
+                    timeout=20)
+    host.run("systemctl stop systemd-journald.socket systemd-journald-dev-log.socket "
+             "systemd-journald.service")
+    try:
+        host.run("docker run -d --name stray --label tracardi.managed=true "
+                 "--label tracardi.unit=tracardi-ghost.service "
+                 "tracardi/update-worker:0.8.1 sleep 600")
+        host.wait_until("! docker inspect stray >/dev/null 2>&1", timeout=8 * INTERVAL)
+        assert agent_pid(host) == pid
+        host.wait_until("systemctl show -p StatusText --value tracardi-agent "
+                        "| grep -q 'journal unreachable'", timeout=20)
+    finally:
+        host.run("systemctl start systemd-journald.socket systemd-journald-dev-log.socket "
+                 "systemd-journald.service; rm -f /run/tracardi-systemd; docker rm -f stray "
+                 ">/dev/null 2>&1 || true")
+    assert agent_pid(host) == pid

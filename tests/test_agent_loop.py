@@ -13,6 +13,7 @@ from fakes import FakeClock, FakeDocker, FakeSystemctl, inspected, unit_props
 from tracardi_systemd import agent as agent_module
 from tracardi_systemd.agent import Agent, InputFiles, describe_cycle, needs_of, worker_of
 from tracardi_systemd.catalog import workers_for
+from tracardi_systemd.dependencies import Dependency
 from tracardi_systemd.host import CommandError
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import Manifest
@@ -20,6 +21,7 @@ from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, LABEL_MANAGED, TARGE
 from tracardi_systemd.policy import Config, EventKind, History, State
 
 FIVE = [f"tracardi-{w.name}.service" for w in workers_for("0.8.1")]
+REDIS = "redis 127.0.0.1:6379"  # as the agent names it: where the workers connect
 SCHEDULER = "tracardi-scheduler.service"
 MIB = 2**20
 
@@ -45,14 +47,14 @@ class Rig:
         self.manifest_file = tmp_path / "manifest.json"
         self.manifest_file.write_text(self.manifest.to_json())
         self.env_file = tmp_path / "env"
-        self.env_file.write_text("REDIS_HOST=127.0.0.1\n")
+        self.env_file.write_text("REDIS_HOST=127.0.0.1\nELASTIC_HOST=http://10.0.0.5:9200\n")
         states = unit_state if unit_state is not None else {u: unit_props() for u in units}
         self.systemctl = FakeSystemctl({DOCKER_UNIT: unit_props(), TARGET: unit_props(),
                                         **states})
         self.docker = FakeDocker(
             containers if containers is not None else [inspected(u, pid=10) for u in units])
         self.probed: list[set[str]] = []
-        self.dependencies = {"redis": True, "elasticsearch": True}
+        self.dependencies = {REDIS: True, "elasticsearch": True}
         self.stderr = io.StringIO()
         self.journal = Journal(socket_path=str(tmp_path / "no-journal-socket"),
                                fallback=self.stderr)
@@ -62,9 +64,10 @@ class Rig:
                            self.docker, self.probe, self.journal, config or Config(),
                            state_file=self.state_file, clock=self.clock)
 
-    def probe(self, settings: dict[str, str], wanted: set[str]) -> dict[str, bool]:
-        self.probed.append(set(wanted))
-        return {name: up for name, up in self.dependencies.items() if name in wanted}
+    def probe(self, wanted: list[Dependency]) -> dict[str, bool]:
+        names = {d.name for d in wanted}
+        self.probed.append(names)
+        return {name: up for name, up in self.dependencies.items() if name in names}
 
     def state(self) -> dict:
         return json.loads(self.state_file.read_text())
@@ -82,7 +85,7 @@ def test_healthy_cycle_makes_a_fixed_number_of_calls_and_acts_on_nothing(tmp_pat
     assert shown_units == [*units, DOCKER_UNIT, TARGET]
     assert "ActiveState" in properties
     assert rig.docker.inspections == [f"{LABEL_MANAGED}=true"]
-    assert rig.probed == [{"redis", "elasticsearch"}]
+    assert rig.probed == [{REDIS, "elasticsearch"}]
     assert rig.systemctl.calls == []
     assert rig.docker.removed == []
     assert rig.docker.calls == []
@@ -135,7 +138,7 @@ def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
     rig.agent.cycle()
     assert len(rig.systemctl.calls) == 2
     assert rig.state()["workers"][SCHEDULER]["state"] == "running"
-    assert rig.state()["summary"] == "5/5 workers running; elasticsearch ok; redis ok"
+    assert rig.state()["summary"] == f"5/5 workers running; elasticsearch ok; {REDIS} ok"
 
 
 def test_state_file_is_json_with_each_units_view(tmp_path):
@@ -226,17 +229,17 @@ def test_dependency_down_holds_and_is_reported_once(tmp_path):
     states[SCHEDULER] = unit_props("failed", "failed", "start-limit-hit")
     containers = [inspected(u, pid=10) for u in FIVE if u != SCHEDULER]
     rig = Rig(tmp_path, FIVE, unit_state=states, containers=containers)
-    rig.dependencies["redis"] = False
+    rig.dependencies[REDIS] = False
     for _ in range(10):
         rig.agent.cycle()
         rig.clock.advance(30)
     assert rig.systemctl.calls == []
-    assert rig.stderr.getvalue().count("<3>redis is unreachable") == 1
-    assert rig.stderr.getvalue().count(f"<4>{SCHEDULER} failed while redis is unreachable") == 1
+    assert rig.stderr.getvalue().count(f"<3>{REDIS} is unreachable") == 1
+    assert rig.stderr.getvalue().count(f"<4>{SCHEDULER} failed while {REDIS} is unreachable") == 1
     assert rig.state()["workers"][SCHEDULER]["state"] == "held"
-    assert "redis unreachable" in rig.state()["summary"]
+    assert f"{REDIS} unreachable" in rig.state()["summary"]
 
-    rig.dependencies["redis"] = True
+    rig.dependencies[REDIS] = True
     rig.agent.cycle()
     # The held unit at once; of the four that ran through the outage (0.8.1 workers do not
     # recover from one by themselves), one restart per cycle.
@@ -249,7 +252,7 @@ def test_dependency_down_holds_and_is_reported_once(tmp_path):
         rig.agent.cycle()
     restarted = [call[2] for call in rig.systemctl.calls if call[0] == "restart"]
     assert restarted == running
-    assert rig.stderr.getvalue().count("redis is reachable again") == 1
+    assert rig.stderr.getvalue().count(f"{REDIS} is reachable again") == 1
 
 
 def test_describe_cycle_of_a_healthy_host(tmp_path):
@@ -260,7 +263,7 @@ def test_describe_cycle_of_a_healthy_host(tmp_path):
     assert lines[0].split() == ["UNIT", "SYSTEMD", "CONTAINER", "MEMORY", "AGENT", "STATE"]
     assert any(SCHEDULER in line and "active/running" in line and "64MiB" in line
                and "running" in line for line in lines)
-    assert lines[-2] == "5/5 workers running; elasticsearch ok; redis ok"
+    assert lines[-2] == f"5/5 workers running; elasticsearch ok; {REDIS} ok"
     assert lines[-1] == "nothing to do"
 
 
@@ -281,6 +284,13 @@ def test_worker_of(unit, worker):
 
 def test_needs_of():
     catalog = {w.name: w for w in workers_for("0.8.1")}
-    assert needs_of(catalog["update"]) == {"redis"}
-    assert needs_of(catalog["scheduler"]) == {"redis", "elasticsearch"}
-    assert needs_of(None) == frozenset()
+    settings = {"REDIS_HOST": "redis://10.0.0.7:6380", "REDIS_PORT": "6381",
+                "ELASTIC_HOST": "es-a,es-b:9201", "ELASTIC_SCHEME": "https",
+                "ELASTIC_PORT": "9400"}
+    # 0.8.1: the update worker takes the port from REDIS_HOST, core workers from REDIS_PORT
+    assert needs_of(catalog["update"], settings) == [
+        Dependency("redis 10.0.0.7:6380", (("10.0.0.7", 6380),))]
+    assert needs_of(catalog["scheduler"], settings) == [
+        Dependency("redis 10.0.0.7:6381", (("10.0.0.7", 6381),)),
+        Dependency("elasticsearch", (("es-a", 9400), ("es-b", 9201)))]
+    assert needs_of(None, settings) == []

@@ -10,15 +10,16 @@ from tracardi_systemd.catalog import (
     workers_for,
 )
 
-CORE = ("ELASTIC_HOST", "REDIS_HOST", "LOGGING_LEVEL")
+CORE = ("ELASTIC_HOST", "REDIS_HOST")  # LOGGING_LEVEL is rendered as info when unset
+DEPS = ("redis", "elasticsearch")
 
-# The design's table: unit, image, needs, commercial.
+# The design's table: unit, image, settings, dependencies, commercial.
 EXPECTED_081 = [
-    ("tracardi-update", "tracardi/update-worker", ("REDIS_HOST",), False),
-    ("tracardi-segmentation", "tracardi/com-tracardi-segmentation-worker", CORE, True),
-    ("tracardi-scheduler", "tracardi/com-tracardi-scheduler-worker", CORE, True),
-    ("tracardi-post-collection", "tracardi/com-tracardi-coping-worker", CORE, True),
-    ("tracardi-trigger", "tracardi/com-tracardi-trigger-worker", CORE, True),
+    ("tracardi-update", "tracardi/update-worker", ("REDIS_HOST",), ("redis",), False),
+    ("tracardi-segmentation", "tracardi/com-tracardi-segmentation-worker", CORE, DEPS, True),
+    ("tracardi-scheduler", "tracardi/com-tracardi-scheduler-worker", CORE, DEPS, True),
+    ("tracardi-post-collection", "tracardi/com-tracardi-coping-worker", CORE, DEPS, True),
+    ("tracardi-trigger", "tracardi/com-tracardi-trigger-worker", CORE, DEPS, True),
 ]
 
 
@@ -28,7 +29,8 @@ def test_default_version_is_081_and_in_the_catalog():
 
 
 def test_081_has_the_five_workers_of_the_design_table_in_order():
-    rows = [(w.unit_base, w.image, tuple(w.needs), w.commercial) for w in workers_for("0.8.1")]
+    rows = [(w.unit_base, w.image, w.settings, w.dependencies, w.commercial)
+            for w in workers_for("0.8.1")]
     assert rows == EXPECTED_081
 
 
@@ -37,15 +39,16 @@ def test_every_081_worker_has_a_description():
 
 
 def test_only_the_update_worker_reads_the_redis_port_from_redis_host():
-    port_from = {w.name: w.redis_port_from for w in workers_for("0.8.1")}
+    port_from = {w.name: w.redis.port_from for w in workers_for("0.8.1")}
     assert port_from.pop("update") == "REDIS_HOST"
     assert set(port_from.values()) == {"REDIS_PORT"}
 
 
-def test_needs_helpers_follow_the_needed_settings():
+def test_only_the_celery_update_worker_has_a_liveness_check_and_none_recovers_alone():
     by_name = {w.name: w for w in workers_for("0.8.1")}
-    assert by_name["update"].needs_redis and not by_name["update"].needs_elastic
-    assert by_name["trigger"].needs_redis and by_name["trigger"].needs_elastic
+    assert "inspect ping -d celery@$HOSTNAME" in by_name.pop("update").liveness.command
+    assert {w.liveness for w in by_name.values()} == {None}
+    assert not any(w.recovers_after_outage for w in workers_for("0.8.1"))
 
 
 def test_unknown_version_is_refused_naming_the_known_ones():

@@ -62,11 +62,12 @@ def test_workers_prints_a_table_of_the_catalog(cli):
     result = cli("workers")
     assert result.exit_code == 0
     header, *rows = result.output.splitlines()
-    assert header.split() == ["UNIT", "IMAGE", "NEEDS", "COMMERCIAL"]
+    assert header.split() == ["UNIT", "IMAGE", "SETTINGS", "DEPENDS", "ON", "LIVENESS",
+                              "COMMERCIAL"]
     assert [row.split() for row in rows] == [
-        [w.unit_base, w.image, ",".join(w.needs) + (",license" if w.commercial else ""),
-         "yes" if w.commercial else "no"]
-        for w in workers_for("0.8.1")
+        ["tracardi-update", "tracardi/update-worker", "REDIS_HOST", "redis", "yes", "no"],
+        *([f"tracardi-{w.name}", w.image, "ELASTIC_HOST,REDIS_HOST,license",
+           "redis,elasticsearch", "-", "yes"] for w in workers_for("0.8.1")[1:]),
     ]
 
 
@@ -77,7 +78,9 @@ def test_workers_json(cli):
     assert [d["unit"] for d in data] == [f"{w.unit_base}.service" for w in workers_for("0.8.1")]
     assert data[0] == {
         "name": "update", "unit": "tracardi-update.service", "image": "tracardi/update-worker",
-        "description": "Tracardi update worker", "needs": ["REDIS_HOST"], "commercial": False,
+        "description": "Tracardi update worker", "settings": ["REDIS_HOST"],
+        "dependencies": ["redis"], "commercial": False,
+        "liveness": workers_for("0.8.1")[0].liveness.command,
     }
     assert all(d["commercial"] for d in data[1:])
 

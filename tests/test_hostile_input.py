@@ -96,7 +96,7 @@ class AgentRig:
         self.state_file = tmp_path / "run" / "agent-state.json"
         self.clock = [1000.0]
         self.agent = Agent(InputFiles(self.manifest_file, self.env_file), self.systemctl,
-                           self.docker, lambda settings, wanted: {},
+                           self.docker, lambda wanted: {},
                            Journal(str(tmp_path / "nosocket"), self.stderr), Config(),
                            state_file=self.state_file, clock=lambda: self.clock[0])
 

@@ -157,10 +157,10 @@ def test_worker_unit_names():
 
 
 @pytest.mark.parametrize("worker", WORKERS, ids=lambda w: w.name)
-def test_save_logs_defaults_to_no_and_reaches_the_container(worker):
+def test_save_logs_and_logging_level_have_defaults_that_reach_the_container(worker):
     text = render(SETTINGS)[f"{worker.unit_base}.service"]
-    assert directive(text, "Environment") == ['"SAVE_LOGS=no"']
-    assert "SAVE_LOGS" in passed_env(text)
+    assert directive(text, "Environment") == ['"LOGGING_LEVEL=info"', '"SAVE_LOGS=no"']
+    assert {"SAVE_LOGS", "LOGGING_LEVEL"} <= set(passed_env(text))
     # Environment= comes first: the operator's EnvironmentFile= overrides it.
     assert text.index("Environment=") < text.index("EnvironmentFile=")
 
@@ -168,7 +168,8 @@ def test_save_logs_defaults_to_no_and_reaches_the_container(worker):
 def test_a_worker_default_from_set_overrides_save_logs_and_is_passed():
     files = render(replace(SETTINGS, worker_env={"SAVE_LOGS": "yes", "TRACK_DEBUG": "no"}))
     text = files["tracardi-update.service"]
-    assert directive(text, "Environment") == ['"SAVE_LOGS=yes"', '"TRACK_DEBUG=no"']
+    assert directive(text, "Environment") == [
+        '"LOGGING_LEVEL=info"', '"SAVE_LOGS=yes"', '"TRACK_DEBUG=no"']
     assert {"SAVE_LOGS", "TRACK_DEBUG"} <= set(passed_env(text))
 
 

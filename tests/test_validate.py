@@ -8,7 +8,7 @@ from conftest import CLEAN_ENV, EXAMPLE_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_
 from tracardi_systemd.catalog import select_workers, workers_for
 from tracardi_systemd.envfile import load_env_file
 from tracardi_systemd.problems import Severity, has_errors
-from tracardi_systemd.validate import license_value, validate
+from tracardi_systemd.validate import validate
 
 ALL = workers_for("0.8.1")
 CORE_OK = "ELASTIC_HOST=http://10.0.0.5:9200\nLOGGING_LEVEL=INFO\nAPI_LICENSE=abc\n"
@@ -55,16 +55,23 @@ def test_the_update_worker_needs_only_redis_host(check):
     assert problems == []
 
 
-def test_core_workers_need_elastic_redis_and_logging_level(check):
+def test_core_workers_need_elastic_and_redis_and_get_logging_level_info(check):
     path, problems = check("API_LICENSE=abc\n", workers=["scheduler", "trigger"])
-    messages = sorted(str(p) for p in problems)
-    assert all(m.startswith(f"{path}: error: ") for m in messages)
-    for name in ("ELASTIC_HOST", "REDIS_HOST", "LOGGING_LEVEL"):
+    errors = sorted(str(p) for p in problems if p.severity is Severity.ERROR)
+    assert all(m.startswith(f"{path}: error: ") for m in errors)
+    for name in ("ELASTIC_HOST", "REDIS_HOST"):
         assert any(
             f"{name} is not set; tracardi-scheduler, tracardi-trigger need(s) it" in m
-            for m in messages
-        ), messages
-    assert len(messages) == 3
+            for m in errors
+        ), errors
+    assert len(errors) == 2
+    warning = the_problem([p for p in problems if p.severity is Severity.WARNING],
+                          Severity.WARNING)
+    assert "LOGGING_LEVEL is not set: the workers get LOGGING_LEVEL=info" in warning.message
+
+
+def test_the_update_worker_alone_needs_no_logging_level(check):
+    assert check("REDIS_HOST=r\n", workers=["update"])[1] == []
 
 
 def test_an_empty_required_setting_is_reported_on_its_line(check):
@@ -101,12 +108,6 @@ def test_license_and_api_license_that_agree_are_fine(check):
     assert problems == []
 
 
-def test_license_value_prefers_license_over_api_license():
-    assert license_value({"API_LICENSE": "a", "LICENSE": "b"}) == "b"
-    assert license_value({"API_LICENSE": "a", "LICENSE": ""}) == "a"
-    assert license_value({}) is None
-
-
 # --- Redis ---------------------------------------------------------------------------------
 
 
@@ -115,7 +116,8 @@ def test_core_workers_ignore_a_port_in_redis_host(check):
     problem = the_problem(problems)
     assert f"{path}:1: error: " in str(problem)
     assert "REDIS_HOST has port 6380" in problem.message
-    assert "takes the port from REDIS_PORT (now 6379): set REDIS_PORT=6380" in problem.message
+    assert ("tracardi-scheduler drop everything after ':' and take the port from REDIS_PORT "
+            "(now 6379): set REDIS_PORT=6380") in problem.message
 
 
 def test_a_port_in_redis_host_that_matches_redis_port_is_fine(check):
@@ -127,8 +129,15 @@ def test_the_update_worker_needs_a_non_default_port_inside_redis_host(check):
     path, problems = check("REDIS_HOST=10.0.0.7\nREDIS_PORT=6380\n", workers=["update"])
     problem = the_problem(problems)
     assert f"{path}:1: error: " in str(problem)
-    assert "takes the Redis port only from REDIS_HOST" in problem.message
+    assert "tracardi-update take the Redis port only from REDIS_HOST" in problem.message
     assert "write REDIS_HOST=10.0.0.7:6380" in problem.message
+
+
+def test_update_and_core_workers_together_are_told_apart(check):
+    _, problems = check("REDIS_HOST=10.0.0.7\nREDIS_PORT=6380\n" + CORE_OK,
+                        workers=["update", "scheduler"])
+    assert "(tracardi-scheduler ignore the ':6380' and keep using REDIS_PORT)" in (
+        the_problem(problems).message)
 
 
 def test_the_update_worker_is_fine_with_the_default_port(check):
@@ -142,11 +151,14 @@ def test_a_non_default_port_without_the_update_worker_is_fine(check):
     assert problems == []
 
 
-def test_rediss_scheme_is_an_error_because_tracardi_drops_tls(check):
-    path, problems = check("REDIS_HOST=rediss://10.0.0.7\n", workers=["update"])
+def test_rediss_is_an_error_saying_what_each_kind_of_worker_does_with_it(check):
+    path, problems = check("REDIS_HOST=rediss://10.0.0.7\n" + CORE_OK,
+                           workers=["update", "scheduler", "trigger"])
     problem = the_problem(problems)
     assert f"{path}:1: error: " in str(problem)
-    assert "rediss://" in problem.message and "plain TCP without TLS" in problem.message
+    assert "tracardi-update crashes at start" in problem.message
+    assert ("tracardi-scheduler, tracardi-trigger strips the scheme and connects in plain TCP "
+            "without TLS") in problem.message
 
 
 @pytest.mark.parametrize("host", ["redis://10.0.0.7", "REDIS://10.0.0.7", "redis.internal"])
@@ -187,13 +199,30 @@ def test_a_list_of_elastic_urls_is_accepted(check):
     assert problems == []
 
 
-@pytest.mark.parametrize(
-    "entry", ["10.0.0.6:9200", "ftp://10.0.0.6", "http://", "http://es:99999", "es.example.com"]
-)
+@pytest.mark.parametrize("entry", ["ftp://10.0.0.6", "http://", "http://es:99999", "es:x"])
 def test_an_elastic_entry_that_is_not_an_http_url_is_an_error(check, entry):
     path, problems = check(f"# es\nELASTIC_HOST=http://10.0.0.5:9200,{entry}\n")
     problem = the_problem(problems)
-    assert f"{path}:2: error: ELASTIC_HOST entry {entry!r} is not an http(s) URL" in str(problem)
+    assert (f"{path}:2: error: ELASTIC_HOST entry {entry!r} is neither an http(s) URL nor a "
+            "host name") in str(problem)
+
+
+@pytest.mark.parametrize("settings", [
+    "ELASTIC_HOST=elastic-svc\n",
+    "ELASTIC_HOST=elastic-svc\nELASTIC_SCHEME=https\n",
+    "ELASTIC_HOST=elastic-svc,10.0.0.6:9201\nELASTIC_SCHEME=https\nELASTIC_PORT=9243\n",
+])
+def test_helm_style_elastic_settings_are_accepted(check, settings):
+    assert check(settings)[1] == []
+
+
+@pytest.mark.parametrize(("settings", "line", "message"), [
+    ("ELASTIC_HOST=es\nELASTIC_SCHEME=ftp\n", 2, "ELASTIC_SCHEME='ftp': write http or https"),
+    ("ELASTIC_HOST=es\nELASTIC_PORT=9x\n", 2, "ELASTIC_PORT='9x' is not a port number"),
+])
+def test_bad_helm_style_elastic_settings_are_errors(check, settings, line, message):
+    path, problems = check(settings)
+    assert str(problems[0]).startswith(f"{path}:{line}: error: {message}")
 
 
 def test_elastic_auth_username_without_password_is_a_warning(check):
@@ -252,13 +281,19 @@ def test_the_license_placeholder_is_an_error_and_masked(check, value):
 def test_a_bad_logging_level_is_an_error(check):
     path, problems = check("LOGGING_LEVEL=verbose\n")
     problem = the_problem(problems)
-    assert f"{path}:1: error: LOGGING_LEVEL='verbose' is not a level" in str(problem)
-    assert "CRITICAL, ERROR, WARNING, INFO, DEBUG" in problem.message
+    assert f"{path}:1: error: LOGGING_LEVEL='VERBOSE' is not a level Tracardi knows" in str(
+        problem)
+    assert "DEBUG, INFO, WARNING, WARN, ERROR" in problem.message
 
 
-@pytest.mark.parametrize("level", ["DEBUG", "info", "Warning", "ERROR", "CRITICAL"])
+@pytest.mark.parametrize("level", ["DEBUG", "info", "Warning", "ERROR", "WARN", "warn"])
 def test_logging_levels_are_accepted_in_any_case(check, level):
     assert check(f"LOGGING_LEVEL={level}\n")[1] == []
+
+
+def test_critical_is_accepted_with_what_tracardi_makes_of_it(check):
+    problem = the_problem(check("LOGGING_LEVEL=critical\n")[1], Severity.WARNING)
+    assert "Tracardi maps it to WARNING" in problem.message
 
 
 # --- permissions -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import psutil
 import sdnotify
 
 from tracardi_systemd.catalog import Worker, workers_for
-from tracardi_systemd.dependencies import ELASTICSEARCH, REDIS
+from tracardi_systemd.dependencies import Dependency, dependencies_of
 from tracardi_systemd.envfile import load_env_file
 from tracardi_systemd.events import EventKind, Priority
 from tracardi_systemd.files import write_atomic
@@ -52,7 +52,7 @@ from tracardi_systemd.table import columns
 
 DOCKER_DATA_DIR = "/var/lib/docker"
 
-Probe = Callable[[dict[str, str], set[str]], dict[str, bool]]
+Probe = Callable[[list[Dependency]], dict[str, bool]]
 
 
 def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
@@ -60,13 +60,8 @@ def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
     return workers.get(unit_worker_name(unit)) if is_worker_unit(unit) else None
 
 
-def needs_of(worker: Worker | None) -> frozenset[str]:
-    if worker is None:
-        return frozenset()
-    return frozenset(
-        name for name, needed in ((REDIS, worker.needs_redis),
-                                  (ELASTICSEARCH, worker.needs_elastic)) if needed
-    )
+def needs_of(worker: Worker | None, settings: dict[str, str]) -> list[Dependency]:
+    return dependencies_of(worker, settings) if worker else []
 
 
 @dataclass
@@ -127,7 +122,7 @@ class Agent:
         self.tracardi_version = ""
         self.units: list[str] = []
         self.workers: dict[str, Worker | None] = {}
-        self.settings: dict[str, str] = {}
+        self.needs: dict[str, list[Dependency]] = {}
         fresh = self.inputs.read_if_changed()
         if fresh is not None:
             self._use(fresh)
@@ -137,7 +132,7 @@ class Agent:
         self.tracardi_version = inputs.manifest.tracardi_version
         self.units = [u for u in inputs.manifest.units if is_worker_unit(u)]
         self.workers = {u: worker_of(u, catalog) for u in self.units}
-        self.settings = inputs.settings
+        self.needs = {u: needs_of(w, inputs.settings) for u, w in self.workers.items()}
 
     def reload_if_changed(self) -> None:
         try:
@@ -171,14 +166,16 @@ class Agent:
                 worker=worker.name if worker else "",
                 container=container,
                 memory=memory.get(container.pid) if container and container.running else None,
-                needs=needs_of(worker),
+                needs=frozenset(d.name for d in self.needs[name]),
+                recovers_after_outage=worker.recovers_after_outage if worker else True,
+                live=container.live if container else None,
+                not_live_reason=worker.liveness.why if worker and worker.liveness else "",
             )
-        wanted = set().union(*(v.needs for v in views.values()))
         return Observation(
             now=self.clock(),
             workers=views,
             containers=containers,
-            dependencies=self.probe(self.settings, wanted),
+            dependencies=self.probe([d for needs in self.needs.values() for d in needs]),
             host_memory_percent=psutil.virtual_memory().percent,
             docker_disk_percent=_disk_percent(DOCKER_DATA_DIR),
             clock_time=time.strftime("%H:%M"),

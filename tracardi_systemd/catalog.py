@@ -1,19 +1,61 @@
-"""The worker catalog: which Tracardi workers exist in which release.
+"""The worker catalog: which Tracardi workers exist in which release, and how each reads
+its settings, what it depends on, how to tell it works, and what heals it.
 
-This is data, keyed by Tracardi version. A new release's workers are new rows in
-CATALOG, not new code.
+This is data, keyed by Tracardi version. A new release's workers are new rows in CATALOG,
+not new code: validation, rendering and the agent all read these rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from tracardi_systemd import names
 
-CORE_SETTINGS = ("ELASTIC_HOST", "REDIS_HOST", "LOGGING_LEVEL")
+REDIS, ELASTICSEARCH, MYSQL, PULSAR = "redis", "elasticsearch", "mysql", "pulsar"
 
 RedisPortSource = Literal["REDIS_PORT", "REDIS_HOST"]
+
+
+@dataclass(frozen=True)
+class RedisReading:
+    """How a worker reads REDIS_HOST (Tracardi's releases differ)."""
+
+    # Core config strips the scheme, drops anything after ':' and takes the port from
+    # REDIS_PORT; the 0.8.x update worker takes the port only from inside REDIS_HOST.
+    port_from: RedisPortSource
+    # What the worker does with rediss://, for the message that refuses it.
+    on_rediss: str
+
+
+CORE_REDIS = RedisReading(
+    "REDIS_PORT", "strips the scheme and connects in plain TCP without TLS")
+CELERY_UPDATE_REDIS = RedisReading(
+    "REDIS_HOST", "crashes at start (it cannot parse the port after rediss://)")
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """A check that proves a worker consumes work, run by Docker's health check inside the
+    container; after `retries` failures in a row Docker marks it unhealthy and the agent
+    restarts its unit. The command is a shell line; $HOSTNAME is the container's name."""
+
+    command: str
+    why: str  # what a failure means, for the journal
+    interval: str = "60s"
+    timeout: str = "30s"
+    retries: int = 3
+    start_period: str = "120s"
+
+
+# The 0.8.1 update worker is a Celery 5.2.6 app. After a Redis outage of ~40 s it reconnects
+# and never takes a task again (a Celery 5.2 bug), while its container runs: a ping to its
+# own node name goes unanswered then, and answers while it consumes.
+CELERY_PING = Liveness(
+    command="celery -A tracardi.worker.celery_worker inspect ping "
+            "-d celery@$HOSTNAME --timeout 10 >/dev/null",
+    why="its Celery node answers no ping: it has stopped consuming tasks",
+)
 
 
 @dataclass(frozen=True)
@@ -21,29 +63,38 @@ class Worker:
     name: str
     image: str
     description: str
-    needs: tuple[str, ...]
+    settings: tuple[str, ...]  # the settings it needs (the license apart)
+    dependencies: tuple[str, ...]  # the services it needs reachable: REDIS, ELASTICSEARCH...
     commercial: bool
-    # Where the worker reads the Redis port from: core config takes it from REDIS_PORT
-    # only; the 0.8.1 update-worker needs it inside REDIS_HOST ("host:port").
-    redis_port_from: RedisPortSource = "REDIS_PORT"
+    redis: RedisReading = CORE_REDIS
+    # False: after an outage of a dependency it stays broken until restarted (0.8.1's
+    # workers, Celery above all); the agent restarts it once the dependency is back.
+    recovers_after_outage: bool = False
+    liveness: Liveness | None = None
+    environment: dict[str, str] = field(default_factory=dict)  # fixed settings of the unit
 
     @property
     def unit_base(self) -> str:
         return names.unit_base(self.name)
 
+    def needs(self, dependency: str) -> bool:
+        return dependency in self.dependencies
+
     def describe(self) -> dict[str, object]:
         """The worker as `workers --json` prints it."""
         return {"name": self.name, "unit": f"{self.unit_base}.service", "image": self.image,
-                "description": self.description, "needs": list(self.needs),
-                "commercial": self.commercial}
+                "description": self.description, "settings": list(self.settings),
+                "dependencies": list(self.dependencies), "commercial": self.commercial,
+                "liveness": self.liveness.command if self.liveness else None}
 
-    @property
-    def needs_redis(self) -> bool:
-        return "REDIS_HOST" in self.needs
 
-    @property
-    def needs_elastic(self) -> bool:
-        return "ELASTIC_HOST" in self.needs
+CORE_SETTINGS = ("ELASTIC_HOST", "REDIS_HOST")
+CORE_DEPENDENCIES = (REDIS, ELASTICSEARCH)
+
+
+def _core_081(name: str, image: str, description: str) -> Worker:
+    return Worker(name=name, image=image, description=description, settings=CORE_SETTINGS,
+                  dependencies=CORE_DEPENDENCIES, commercial=True)
 
 
 CATALOG: dict[str, tuple[Worker, ...]] = {
@@ -52,38 +103,19 @@ CATALOG: dict[str, tuple[Worker, ...]] = {
             name="update",
             image="tracardi/update-worker",
             description="Tracardi update worker",
-            needs=("REDIS_HOST",),
+            settings=("REDIS_HOST",),
+            dependencies=(REDIS,),
             commercial=False,
-            redis_port_from="REDIS_HOST",
+            redis=CELERY_UPDATE_REDIS,
+            liveness=CELERY_PING,
         ),
-        Worker(
-            name="segmentation",
-            image="tracardi/com-tracardi-segmentation-worker",
-            description="Tracardi segmentation worker",
-            needs=CORE_SETTINGS,
-            commercial=True,
-        ),
-        Worker(
-            name="scheduler",
-            image="tracardi/com-tracardi-scheduler-worker",
-            description="Tracardi scheduler worker",
-            needs=CORE_SETTINGS,
-            commercial=True,
-        ),
-        Worker(
-            name="post-collection",
-            image="tracardi/com-tracardi-coping-worker",
-            description="Tracardi post-collection (coping) worker",
-            needs=CORE_SETTINGS,
-            commercial=True,
-        ),
-        Worker(
-            name="trigger",
-            image="tracardi/com-tracardi-trigger-worker",
-            description="Tracardi trigger worker",
-            needs=CORE_SETTINGS,
-            commercial=True,
-        ),
+        _core_081("segmentation", "tracardi/com-tracardi-segmentation-worker",
+                  "Tracardi segmentation worker"),
+        _core_081("scheduler", "tracardi/com-tracardi-scheduler-worker",
+                  "Tracardi scheduler worker"),
+        _core_081("post-collection", "tracardi/com-tracardi-coping-worker",
+                  "Tracardi post-collection (coping) worker"),
+        _core_081("trigger", "tracardi/com-tracardi-trigger-worker", "Tracardi trigger worker"),
     ),
 }
 

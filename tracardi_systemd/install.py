@@ -17,6 +17,7 @@ from stat import S_ISREG
 from tracardi_systemd.files import write_atomic
 from tracardi_systemd.manifest import Manifest, digest
 from tracardi_systemd.names import DEFAULT_ENV_FILE
+from tracardi_systemd.secrets import is_secret
 
 ENV_FILE_MODE = 0o600
 UNIT_FILE_MODE = 0o644
@@ -49,6 +50,10 @@ class EnvFileCopy:
     needed: bool  # content differs (or the target is missing)
     fix_mode: bool  # content is right but owner or permissions are not
 
+    def secret_names(self) -> list[str]:
+        names = {line.partition("=")[0].strip() for line in self.data.decode().splitlines()}
+        return sorted(name for name in names if name and is_secret(name))
+
 
 @dataclass
 class Plan:
@@ -75,8 +80,10 @@ class Plan:
 
         lines = []
         if self.env and self.env.needed:
-            lines.append(f"copy env file {self.env.source} -> {self.env.target} (mode 0600; "
-                         "content not shown: it holds secrets)")
+            secrets = self.env.secret_names()
+            why = f"; content not shown: it holds secrets ({', '.join(secrets)})" if secrets else ""
+            lines.append(f"copy env file {self.env.source} -> {self.env.target} "
+                         f"(mode 0600{why})")
         elif self.env and self.env.fix_mode:
             lines.append(f"set owner root and mode 0600 on {self.env.target}")
         for change in self.file_changes:

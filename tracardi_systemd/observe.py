@@ -67,6 +67,7 @@ def _container_state(data: dict) -> ContainerState:
         pid=state.get("Pid", 0) or 0,
         started_at=state.get("StartedAt", ""),
         image=data.get("Config", {}).get("Image", ""),
+        health=(state.get("Health") or {}).get("Status", ""),
     )
 
 

@@ -39,6 +39,12 @@ class ContainerState:
     pid: int
     started_at: str
     image: str
+    health: str = ""  # Docker's health status: "", starting, healthy, unhealthy
+
+    @property
+    def live(self) -> bool | None:
+        """What the worker's liveness check says; None while there is no verdict."""
+        return {"healthy": True, "unhealthy": False}.get(self.health)
 
     @property
     def running(self) -> bool:

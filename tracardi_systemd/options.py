@@ -90,13 +90,17 @@ render_options = apply([
                  help="Memory (MiB, as the kernel counts it for the container) past which the "
                  f"agent restarts a worker: a default for all (default {DEFAULT_MEMORY_LIMIT_MIB})"
                  " or WORKER=MIB (repeatable)."),
+    click.option("--liveness/--no-liveness", default=True, show_default=True,
+                 help="Give workers that have one (the Celery update worker) a Docker health "
+                 "check proving they consume work; the agent restarts a worker it fails."),
     click.option("--agent-program", "tool", callback=absolute,
                  help="The tracardi-systemd program the agent unit runs as root; it must be "
                  f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),
 ])
 
 REUSED = ("tracardi_version", "workers", "image_tag", "network", "replicas", "worker_env",
-          "installed_env_file", "docker", "stop_timeout", "agent_interval", "memory_limits", "tool")
+          "installed_env_file", "docker", "stop_timeout", "agent_interval", "memory_limits",
+          "liveness", "tool")
 
 
 def recorded(params: dict[str, Any]) -> dict[str, Any]:

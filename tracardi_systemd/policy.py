@@ -58,7 +58,6 @@ class Config:
     memory_cycles: int = 3
     host_warn_percent: float = 90.0
     host_warn_every: float = 3600.0
-    liveness_failures: int = 3  # failed liveness checks in a row before a restart
 
     def memory_limit(self, worker: str) -> int:
         return self.memory_limits.get(worker, self.default_memory_limit)
@@ -80,7 +79,8 @@ class WorkerView:
     # False for a worker that stays broken after its dependency's outage (Celery 5.2):
     # the agent restarts it once the dependency is back.
     recovers_after_outage: bool = False
-    live: bool | None = None  # the liveness check's newest result, None when none is new
+    live: bool | None = None  # Docker's health check: False once it failed `retries` times
+    not_live_reason: str = ""  # what a failed check means for this kind of worker
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class WorkerHistory:
     agent_restarts: int = 0
     last_reason: str = ""
     failed_last_cycle: bool = False
-    liveness_failures: int = 0
+    not_live: str = ""  # the container whose failed liveness check the agent acted on
     # The dependency whose outage this worker lived through while running; restarted once
     # when it is back, unless it recovers by itself.
     outage: str = ""
@@ -322,7 +322,6 @@ class _Decider:
             self._memory(unit, view, past, fields)
             return
         past.over_memory = 0
-        past.liveness_failures = 0
         if view.unit.active_state != "active" or view.unit.sub_state != "running":
             return  # systemd itself is (re)starting it
         if past.missing_since is None:
@@ -342,21 +341,16 @@ class _Decider:
 
     def _liveness(self, unit: str, view: WorkerView, past: WorkerHistory,
                   fields: dict[str, str]) -> None:
-        if view.live is None:
+        """Docker's health check counted the failures in a row; one verdict is enough, and
+        one restart per container (the old one may still be stopping next cycle)."""
+        container = view.container
+        if view.live is not False or container is None or container.id == past.not_live:
             return
-        if view.live:
-            past.liveness_failures = 0
-            return
-        past.liveness_failures += 1
-        if past.liveness_failures < self.config.liveness_failures:
-            return
-        failures, past.liveness_failures = past.liveness_failures, 0
-        self._event(EventKind.NOT_LIVE, WARNING,
-                    f"{unit} runs but failed its liveness check {failures} times in a row",
-                    **fields, TRACARDI_REASON="liveness check failed",
-                    TRACARDI_FAILURES=str(failures))
-        self._restart(unit, past, fields, "liveness check failed",
-                      f"{unit} failed its liveness check {failures} times in a row")
+        past.not_live = container.id
+        reason = view.not_live_reason or "its liveness check fails"
+        self._event(EventKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
+                    **fields, TRACARDI_REASON="liveness check failed")
+        self._restart(unit, past, fields, "liveness check failed", reason)
 
     def after_outages(self) -> None:
         """Restart, one per cycle, the workers that do not recover from a dependency's outage."""

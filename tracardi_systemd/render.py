@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 # Settings the tool itself reads and the workers never need (the registry token of `login`).
 TOOL_ONLY_SETTINGS = ("TRACARDI_REGISTRY_TOKEN", "TRACARDI_REGISTRY_USER")
 # Workers get SAVE_LOGS=no unless the env file says otherwise: with Tracardi's default
-# (yes) a worker buffers log records in memory that nothing ever drains.
-WORKER_DEFAULT_ENV = {"SAVE_LOGS": "no"}
+# (yes) a worker buffers log records in memory that nothing ever drains. LOGGING_LEVEL=info
+# is what Tracardi's documentation gives every worker.
+WORKER_DEFAULT_ENV = {"SAVE_LOGS": "no", "LOGGING_LEVEL": "info"}
 # The commercial containers read the license from LICENSE; operators keep it as
 # API_LICENSE (Tracardi's compose maps one to the other). This fixed script does that
 # mapping inside the unit's environment, so the value never appears in any argv.
@@ -63,6 +64,7 @@ class RenderSettings:
     tool: str = DEFAULT_AGENT_PROGRAM
     agent_interval: int = 10
     memory_limits: tuple[str, ...] = ()  # [WORKER=]MIB, checked by limits.parse_memory_limits
+    liveness: bool = True  # Docker health checks from the catalog, where a worker has one
     stop_timeout: int = 10
     restart_sec: str = "100ms"
     start_limit_burst: int = 5
@@ -139,7 +141,7 @@ def render(settings: RenderSettings) -> dict[str, str]:
 def container_env_names(worker: Worker, settings: RenderSettings) -> list[str]:
     """Names passed with `-e NAME`: docker takes each value from the unit's environment."""
     passed = set(settings.env_keys) | set(WORKER_DEFAULT_ENV) | set(settings.worker_env)
-    passed -= set(LICENSE_NAMES) | set(TOOL_ONLY_SETTINGS)
+    passed -= set(LICENSE_NAMES) | set(TOOL_ONLY_SETTINGS) | set(worker.environment)
     if worker.commercial:
         passed.add("LICENSE")
     return sorted(passed)
@@ -151,7 +153,14 @@ def _docker_run_args(worker: Worker, settings: RenderSettings) -> list[list[str]
     if settings.network:
         groups.append(["--network", settings.network])
     groups.append(["--label", f"{LABEL_MANAGED}=true", "--label", f"{LABEL_WORKER}={worker.name}"])
+    if settings.liveness and worker.liveness:
+        check = worker.liveness
+        groups += [["--health-cmd", check.command],
+                   ["--health-interval", check.interval, "--health-timeout", check.timeout,
+                    "--health-retries", str(check.retries),
+                    "--health-start-period", check.start_period]]
     groups += [["-e", name] for name in container_env_names(worker, settings)]
+    groups += [["-e", f"{name}={value}"] for name, value in sorted(worker.environment.items())]
     groups.append([f"{worker.image}:{settings.tag}"])
     return groups
 

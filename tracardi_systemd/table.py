@@ -20,8 +20,9 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
 
 def catalog_rows(workers: Iterable[Worker]) -> list[tuple[str, ...]]:
     """`workers`' table: unit, image, the settings each needs, commercial or not."""
-    return [("UNIT", "IMAGE", "NEEDS", "COMMERCIAL")] + [
-        (w.unit_base, w.image, ",".join(w.needs) + (",license" if w.commercial else ""),
+    return [("UNIT", "IMAGE", "SETTINGS", "DEPENDS ON", "LIVENESS", "COMMERCIAL")] + [
+        (w.unit_base, w.image, ",".join(w.settings) + (",license" if w.commercial else ""),
+         ",".join(w.dependencies), "yes" if w.liveness else "-",
          "yes" if w.commercial else "no")
         for w in workers
     ]

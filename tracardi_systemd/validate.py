@@ -1,22 +1,33 @@
 """What Tracardi's workers need from the env file, checked against how Tracardi reads it.
 
-Every rule encodes a fact of Tracardi 0.8.1's own config code (see docs/design.md), so
-that a setting that would silently misbehave at 3 a.m. is an error at install time.
+Every rule encodes a fact of Tracardi's own config code (see docs/design.md), read from
+the catalog where releases differ, so that a setting that would silently misbehave at
+3 a.m. is an error at install time.
 """
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from tracardi_systemd.catalog import Worker
-from tracardi_systemd.dependencies import DEFAULT_REDIS_PORT, elastic_urls, split_redis_host
+from tracardi_systemd.catalog import REDIS, Worker
+from tracardi_systemd.dependencies import (
+    DEFAULT_REDIS_PORT,
+    elastic_entries,
+    elastic_url,
+    split_redis_host,
+)
 from tracardi_systemd.envfile import EnvFile
 from tracardi_systemd.problems import Problem, error, warning
 from tracardi_systemd.secrets import LICENSE_NAMES, is_secret, shown
 
-LOGGING_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+# Tracardi maps these (upper-cased) names; an unknown name silently falls back.
+LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "WARN", "ERROR")
+LOGGING_LEVEL_MAPPED = {"CRITICAL": "WARNING"}
+# Placeholders of Tracardi's documentation: <redis-ip>, <elastic-ip>, "paste license here".
+_PLACEHOLDER = re.compile(r"<[^<>]*>|paste .* here|your[-_ ]license", re.IGNORECASE)
 
 
 def validate(env: EnvFile, workers: Iterable[Worker]) -> list[Problem]:
@@ -27,17 +38,9 @@ def validate(env: EnvFile, workers: Iterable[Worker]) -> list[Problem]:
     checker.required(workers)
     checker.redis(workers)
     checker.elastic()
-    checker.logging_level()
+    checker.logging_level(workers)
     checker.permissions()
     return env.problems + checker.problems
-
-
-def license_value(values: dict[str, str]) -> str | None:
-    """The license as the commercial containers will receive it (LICENSE wins)."""
-    for name in LICENSE_NAMES:
-        if values.get(name):
-            return values[name]
-    return None
 
 
 class _Checker:
@@ -54,10 +57,9 @@ class _Checker:
         self.problems.append(warning(self.file, self.env.line_of(key) if key else None, message))
 
     def placeholders(self) -> None:
-        """Tracardi's docs write `<redis-ip>` and `paste license here` in their examples."""
+        """Tracardi's docs write `redis://<redis-ip>:6379` and `paste license here`."""
         for key, value in self.values.items():
-            lowered = value.lower()
-            if "paste license here" in lowered or (value.startswith("<") and ">" in value):
+            if _PLACEHOLDER.search(value):
                 self._error(key, (
                     f"{key} still holds the placeholder {shown(key, value)} from Tracardi's "
                     "documentation: put the real value in"
@@ -66,7 +68,7 @@ class _Checker:
     def required(self, workers: tuple[Worker, ...]) -> None:
         needed: dict[str, list[str]] = {}
         for worker in workers:
-            for name in worker.needs:
+            for name in worker.settings:
                 needed.setdefault(name, []).append(worker.unit_base)
         for name, units in needed.items():
             if not self.values.get(name, "").strip():
@@ -76,9 +78,12 @@ class _Checker:
         commercial = [w.unit_base for w in workers if w.commercial]
         licenses = {n: self.values[n] for n in LICENSE_NAMES if self.values.get(n)}
         if commercial and not licenses:
+            free = [w.name for w in workers if not w.commercial]
+            hint = (f"; on a host for the open-source worker alone, select it with "
+                    f"{' '.join('--worker ' + n for n in free)}") if free else ""
             self._error(None, (
                 f"no license: the commercial workers ({', '.join(commercial)}) need "
-                "API_LICENSE=... (or LICENSE=...) in the file"
+                f"API_LICENSE=... (or LICENSE=...) in the file{hint}"
             ))
         if len(set(licenses.values())) > 1:
             self._error("API_LICENSE", (
@@ -88,17 +93,22 @@ class _Checker:
 
     def redis(self, workers: tuple[Worker, ...]) -> None:
         host = self.values.get("REDIS_HOST", "").strip()
-        if not host:
+        readers = [w for w in workers if w.needs(REDIS)]
+        if not host or not readers:
             return
         port = self.values.get("REDIS_PORT", "").strip()
         if port and not (port.isdigit() and 0 < int(port) < 65536):
             self._error("REDIS_PORT", f"REDIS_PORT={port!r} is not a port number (1-65535)")
             return
         if host.lower().startswith("rediss://"):
+            said: dict[str, list[str]] = {}
+            for worker in readers:
+                said.setdefault(worker.redis.on_rediss, []).append(worker.unit_base)
+            effects = "; ".join(f"{', '.join(units)} {effect}" for effect, units in said.items())
             self._error("REDIS_HOST", (
-                "REDIS_HOST starts with rediss://, but Tracardi 0.8.1 strips the scheme and "
-                "connects in plain TCP without TLS: write the bare host name, and use a TLS "
-                "tunnel if Redis must be reached over TLS"
+                f"REDIS_HOST starts with rediss://, which Tracardi does not support: {effects}. "
+                "Write the bare host name, and use a TLS tunnel if Redis must be reached "
+                "over TLS"
             ))
         name, host_port = split_redis_host(host)
         if "@" in name + host_port:  # never repeat it: the part before '@' is a password
@@ -111,35 +121,48 @@ class _Checker:
             self._error("REDIS_HOST", f"REDIS_HOST={shown('REDIS_HOST', host)}: "
                         f"{host_port!r} after ':' is not a port number")
             return
-        port_readers = {w.redis_port_from for w in workers if w.needs_redis}
-        default_port = str(DEFAULT_REDIS_PORT)
-        effective_port = port or default_port
-        if host_port and "REDIS_PORT" in port_readers and host_port != effective_port:
+        self._redis_port(name, host_port, port or str(DEFAULT_REDIS_PORT), readers)
+
+    def _redis_port(self, name: str, host_port: str, port: str,
+                    readers: list[Worker]) -> None:
+        """Workers that read the port from REDIS_PORT and those that read it from REDIS_HOST
+        must end up on the same port."""
+        from_port = [w.unit_base for w in readers if w.redis.port_from == "REDIS_PORT"]
+        from_host = [w.unit_base for w in readers if w.redis.port_from == "REDIS_HOST"]
+        if host_port and from_port and host_port != port:
             self._error("REDIS_HOST", (
-                f"REDIS_HOST has port {host_port}, but Tracardi's core config drops "
-                f"everything after ':' and takes the port from REDIS_PORT "
-                f"(now {effective_port}): set REDIS_PORT={host_port}"
+                f"REDIS_HOST has port {host_port}, but {', '.join(from_port)} drop everything "
+                f"after ':' and take the port from REDIS_PORT (now {port}): "
+                f"set REDIS_PORT={host_port}"
             ))
-        if "REDIS_HOST" in port_readers and not host_port and effective_port != default_port:
+        if from_host and not host_port and port != str(DEFAULT_REDIS_PORT):
             self._error("REDIS_HOST", (
-                f"the update worker (0.8.1) takes the Redis port only from REDIS_HOST and "
-                f"ignores REDIS_PORT={effective_port}: write REDIS_HOST={name}:{effective_port} "
-                f"(core workers ignore the ':{effective_port}' and keep using REDIS_PORT)"
+                f"{', '.join(from_host)} take the Redis port only from REDIS_HOST and ignore "
+                f"REDIS_PORT={port}: write REDIS_HOST={name}:{port}"
+                + (f" ({', '.join(from_port)} ignore the ':{port}' and keep using REDIS_PORT)"
+                   if from_port else "")
             ))
 
     def elastic(self) -> None:
-        for url in elastic_urls(self.values.get("ELASTIC_HOST", "")):
+        scheme = self.values.get("ELASTIC_SCHEME", "").strip()
+        if scheme and scheme not in ("http", "https"):
+            self._error("ELASTIC_SCHEME", f"ELASTIC_SCHEME={scheme!r}: write http or https")
+        port = self.values.get("ELASTIC_PORT", "").strip()
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            self._error("ELASTIC_PORT", f"ELASTIC_PORT={port!r} is not a port number (1-65535)")
+        for entry in elastic_entries(self.values.get("ELASTIC_HOST", "")):
             try:
-                parts = urlsplit(url)
+                parts = urlsplit(elastic_url(entry, self.values))
                 valid = parts.scheme in ("http", "https") and bool(parts.hostname)
                 parts.port  # noqa: B018 - raises ValueError on a bad port
             except ValueError:
                 valid = False
             if not valid:
                 self._error("ELASTIC_HOST", (
-                    f"ELASTIC_HOST entry {shown('ELASTIC_HOST', url)!r} is not an http(s) URL: "
-                    "write a comma-separated list such as "
-                    "ELASTIC_HOST=http://10.0.0.5:9200,http://10.0.0.6:9200"
+                    f"ELASTIC_HOST entry {shown('ELASTIC_HOST', entry)!r} is neither an http(s) "
+                    "URL nor a host name: write a comma-separated list such as "
+                    "ELASTIC_HOST=http://10.0.0.5:9200,http://10.0.0.6:9200, or host names "
+                    "with ELASTIC_SCHEME and ELASTIC_PORT"
                 ))
         user = self.values.get("ELASTIC_HTTP_AUTH_USERNAME", "")
         password = self.values.get("ELASTIC_HTTP_AUTH_PASSWORD", "")
@@ -157,11 +180,24 @@ class _Checker:
                 "true): write ELASTIC_VERIFY_CERTS=yes to verify certificates"
             ))
 
-    def logging_level(self) -> None:
-        level = self.values.get("LOGGING_LEVEL", "").strip()
-        if level and level.upper() not in LOGGING_LEVELS:
+    def logging_level(self, workers: tuple[Worker, ...]) -> None:
+        """Tracardi's core config reads it: every commercial worker, not the update worker."""
+        if "LOGGING_LEVEL" not in self.values:
+            if not any(w.commercial for w in workers):
+                return
+            self._warning(None, "LOGGING_LEVEL is not set: the workers get LOGGING_LEVEL=info, "
+                          "as Tracardi's documentation sets it (add LOGGING_LEVEL=... to change)")
+            return
+        level = self.values["LOGGING_LEVEL"].strip().upper()
+        if level in LOGGING_LEVEL_MAPPED:
+            self._warning("LOGGING_LEVEL", (
+                f"LOGGING_LEVEL={level}: Tracardi maps it to {LOGGING_LEVEL_MAPPED[level]}, "
+                f"so the workers log at {LOGGING_LEVEL_MAPPED[level]}"
+            ))
+        elif level not in LOGGING_LEVELS:
             self._error("LOGGING_LEVEL", (
-                f"LOGGING_LEVEL={level!r} is not a level: use one of {', '.join(LOGGING_LEVELS)}"
+                f"LOGGING_LEVEL={level!r} is not a level Tracardi knows (it would fall back "
+                f"silently): use one of {', '.join(LOGGING_LEVELS)}"
             ))
 
     def permissions(self) -> None:

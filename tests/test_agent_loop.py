@@ -116,7 +116,8 @@ def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
     assert rig.systemctl.calls == []
     assert rig.stderr.getvalue().startswith(f"<3>systemd gave up on {SCHEDULER}")
     state = rig.state()["workers"][SCHEDULER]
-    assert state == {"state": "backoff", "restarts": 0, "last_reason": "start-limit-hit"}
+    assert state == {"state": "backoff", "restarts": 0, "last_reason": "start-limit-hit",
+                     "dependencies": {REDIS: True, "elasticsearch": True}}
 
     rig.clock.advance(9.9)  # the first backoff is at least 10 s
     rig.agent.cycle()
@@ -129,7 +130,8 @@ def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
     assert [e.kind for e in decision.events] == [EventKind.REARM]
     assert f"<4>re-arming {SCHEDULER}" in rig.stderr.getvalue()
     assert rig.state()["workers"][SCHEDULER] == {
-        "state": "restarting", "restarts": 1, "last_reason": "start-limit-hit"}
+        "state": "restarting", "restarts": 1, "last_reason": "start-limit-hit",
+        "dependencies": {REDIS: True, "elasticsearch": True}}
 
     # systemd has it running again
     rig.systemctl.units[SCHEDULER] = unit_props()
@@ -147,8 +149,11 @@ def test_state_file_is_json_with_each_units_view(tmp_path):
     state = rig.state()
     assert set(state) == {"summary", "workers"}
     assert sorted(state["workers"]) == sorted(FIVE)
-    for entry in state["workers"].values():
-        assert entry == {"state": "running", "restarts": 0, "last_reason": ""}
+    for unit, entry in state["workers"].items():
+        deps = {REDIS: True} | ({} if unit == "tracardi-update.service" else
+                                {"elasticsearch": True})
+        assert entry == {"state": "running", "restarts": 0, "last_reason": "",
+                         "dependencies": deps}
 
 
 def test_dry_run_observes_only_and_keeps_no_history(tmp_path):

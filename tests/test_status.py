@@ -88,8 +88,9 @@ def test_missing_container_makes_it_unhealthy(tmp_path):
     assert table.splitlines()[-1] == "NOT healthy"
     line = next(x for x in table.splitlines() if x.startswith(SCHEDULER))
     assert "missing" in line
-    # no memory, no agent state, no agent restarts, no reason, no image
-    assert line.split()[-5:] == ["-", "-", "0", "-", "-"]
+    # no memory, no agent state, no agent restarts, no reason; what is wrong
+    assert line.split()[-6:] == ["-", "-", "0", "-", "container", "missing"]
+    assert scheduler.problems == ["container missing"]
 
 
 @pytest.mark.parametrize(("unit_state", "container_status"), [
@@ -189,9 +190,34 @@ def test_to_json_round_trips(tmp_path):
     rows = []
     for entry in data["workers"]:
         healthy = entry.pop("healthy")
+        problems = entry.pop("problems")
         rebuilt = WorkerRow(**entry)
+        assert rebuilt.problems == problems
         assert healthy == rebuilt.healthy
         rows.append(rebuilt)
     assert Status(rows, data["agent"]) == status
     assert [asdict(r) for r in rows] == [asdict(w) for w in status.workers]
     assert row(status, TRIGGER).agent_state == "starting"
+
+
+def test_a_running_worker_is_unhealthy_when_its_dependency_or_liveness_fails(tmp_path):
+    host = Host(tmp_path)
+    redis = "redis 10.0.0.7:6379"
+    host.state_file.write_text(json.dumps({"workers": {
+        SCHEDULER: {"state": "running", "dependencies": {redis: False, "elasticsearch": True}},
+        TRIGGER: {"state": "running", "dependencies": {redis: True}}}}))
+    update = "tracardi-update.service"
+    host.docker.containers = [
+        c if c["Config"]["Labels"]["tracardi.unit"] != update
+        else {**c, "State": {**c["State"], "Health": {"Status": "unhealthy"}}}
+        for c in host.docker.containers]
+    status = host.collect()
+    assert row(status, SCHEDULER).problems == [f"{redis} unreachable"]
+    assert row(status, TRIGGER).healthy
+    assert row(status, update).liveness == "unhealthy"
+    assert row(status, update).problems == ["liveness check failing"]
+    data = json.loads(status.to_json())
+    scheduler = next(w for w in data["workers"] if w["unit"] == SCHEDULER)
+    assert scheduler["dependencies"] == {redis: False, "elasticsearch": True}
+    assert scheduler["healthy"] is False
+    assert "liveness check failing" in format_table(status)

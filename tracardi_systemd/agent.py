@@ -241,7 +241,10 @@ class Agent:
             "summary": summary(observation, self.history),
             "workers": {
                 unit: {"state": h.state.value, "restarts": h.agent_restarts,
-                       "last_reason": h.last_reason}
+                       "last_reason": h.last_reason,
+                       "dependencies": {name: observation.dependencies.get(name, False)
+                                        for name in sorted(observation.workers[unit].needs)}
+                       if unit in observation.workers else {}}
                 for unit, h in self.history.workers.items()
             },
         }

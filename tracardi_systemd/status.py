@@ -32,10 +32,25 @@ class WorkerRow:
     agent_state: str
     agent_restarts: int
     last_reason: str
+    dependencies: dict[str, bool]  # as the agent last probed them: {name: reachable}
+    liveness: str  # Docker's health status of the container: healthy, unhealthy, starting, -
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the worker is not healthy; empty when it is."""
+        found = []
+        if self.unit_state != "active/running":
+            found.append(f"unit {self.unit_state}")
+        if self.container != "running":
+            found.append(f"container {self.container}")
+        found += [f"{name} unreachable" for name, up in self.dependencies.items() if not up]
+        if self.liveness == "unhealthy":
+            found.append("liveness check failing")
+        return found
 
     @property
     def healthy(self) -> bool:
-        return self.unit_state == "active/running" and self.container == "running"
+        return not self.problems
 
 
 @dataclass
@@ -50,7 +65,8 @@ class Status:
                 and all(w.healthy for w in self.workers))
 
     def to_json(self) -> str:
-        rows = [asdict(w) | {"healthy": w.healthy} for w in self.workers]
+        rows = [asdict(w) | {"healthy": w.healthy, "problems": w.problems}
+                for w in self.workers]
         return json.dumps({"healthy": self.healthy, "agent": self.agent,
                            "docker_problem": self.docker_problem, "workers": rows}, indent=2)
 
@@ -83,6 +99,8 @@ def collect(manifest: Manifest, systemctl: SystemctlClient, docker: DockerClient
             agent_state=str(seen.get("state", "")),
             agent_restarts=int(seen.get("restarts", 0) or 0),
             last_reason=str(seen.get("last_reason", "")),
+            dependencies=_dependencies(seen),
+            liveness=(container.health or "-") if container else "-",
         ))
     agent = units[AGENT_UNIT]
     return Status(rows, f"{agent.active_state}/{agent.sub_state}", docker_problem)
@@ -99,13 +117,20 @@ def _agent_view(path: Path) -> dict[str, dict]:
     return {unit: seen for unit, seen in workers.items() if isinstance(seen, dict)}
 
 
+def _dependencies(seen: dict) -> dict[str, bool]:
+    found = seen.get("dependencies", {})
+    if not isinstance(found, dict):
+        return {}
+    return {str(name): bool(up) for name, up in found.items()}
+
+
 def format_table(status: Status) -> str:
-    header = ("UNIT", "STATE", "CONTAINER", "UPTIME", "RESTARTS", "MEMORY", "AGENT",
-              "AGENT RESTARTS", "LAST REASON", "IMAGE")
+    header = ("UNIT", "STATE", "CONTAINER", "LIVENESS", "UPTIME", "RESTARTS", "MEMORY",
+              "AGENT", "AGENT RESTARTS", "LAST REASON", "HEALTH")
     rows = [header] + [
-        (w.unit, w.unit_state, w.container, _duration(w.uptime_seconds), str(w.restarts),
-         _size(w.memory_bytes), w.agent_state or "-", str(w.agent_restarts),
-         w.last_reason or "-", w.image or "-")
+        (w.unit, w.unit_state, w.container, w.liveness, _duration(w.uptime_seconds),
+         str(w.restarts), _size(w.memory_bytes), w.agent_state or "-", str(w.agent_restarts),
+         w.last_reason or "-", "; ".join(w.problems) or "ok")
         for w in status.workers
     ]
     verdict = "healthy" if status.healthy else "NOT healthy"

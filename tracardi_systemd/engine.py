@@ -36,7 +36,9 @@ stream: dockerd stopped or restarted. `stream.reconnect()` opens a new stream wi
 `since=` the last event handed over (`stream.cursor`, docker's "seconds.nanoseconds" of
 its `timeNano`), or the moment the stream was opened if none was, and drops the events at
 exactly that nanosecond that were handed over already (docker's `since` is inclusive).
-While dockerd is down it raises `EngineError`: try again later.
+While dockerd is down it raises `EngineError`: try again later. (Where docker.socket
+holds the socket, as on Debian, connecting works while dockerd is down and the answer
+waits for it, up to the Engine's timeout.)
 
 What `since=` cannot give back: dockerd replays from an in-memory buffer of its last 256
 events, which a restart empties. Events logged after the old stream closed and before
@@ -56,6 +58,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_API_VERSION = "1.41"
@@ -160,7 +163,7 @@ class Engine:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _json(self, method: str, path: str, params: Mapping[str, str] | None = None):
+    def _json(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Any:
         _, body = self._call(method, path, params)
         try:
             return json.loads(body)
@@ -233,7 +236,7 @@ class EventStream(Iterator[dict]):
     @property
     def cursor(self) -> str:
         """docker's since= for resuming: "seconds.nanoseconds" of the last event seen."""
-        return f"{self._cursor_ns // NS}.{self._cursor_ns % NS:09d}"
+        return _docker_time(self._cursor_ns)
 
     def poll(self, timeout: float | None) -> dict | None:
         """The next event; None if none arrived within `timeout` seconds (0: only what is

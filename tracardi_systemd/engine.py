@@ -1,0 +1,517 @@
+"""The Docker Engine API over dockerd's UNIX socket, with the standard library only.
+
+One HTTP request over `/var/run/docker.sock` answers what `docker ps` plus `docker inspect`
+answer with two Go client processes. Every call opens its own connection (connect(2) on a
+UNIX socket costs microseconds), so an `Engine` can be shared between threads and a dockerd
+restart never leaves a dead keep-alive connection behind. Every call has a timeout. Every
+failure is an `EngineError` naming the call, the HTTP status and docker's `message`.
+
+Events
+------
+`Engine.events()` opens one long-lived `GET /events` and returns an `EventStream`. dockerd
+writes each event as one chunk of chunked transfer coding holding one JSON object and a
+newline, and flushes it at once. The stream reads the raw socket and decodes the framing
+itself, because `http.client`'s response reader can neither hand over a line before it
+knows more is coming nor wait with a deadline (after one socket timeout its file object
+refuses every further read). So an event is handed over as soon as its bytes arrived, and
+every wait has a deadline:
+
+    stream.poll(timeout)    the next event, or None if none arrives within timeout
+    stream.within(seconds)  an iterator of the events arriving in the next `seconds`
+    for event in stream     every event, waiting as long as it takes
+
+An agent thus reacts to events and does its periodic work in one thread:
+
+    stream = engine.events(label="tracardi.managed=true")
+    while not stop.is_set():
+        try:
+            for event in stream.within(next_cycle - time.monotonic()):
+                react(event)
+        except StreamClosed:
+            stream = reconnect_when_dockerd_answers(stream.reconnect)
+        cycle()                      # events arriving meanwhile wait in the socket buffer
+
+`StreamClosed` (an `EngineError`) means the connection ended without docker ending the
+stream: dockerd stopped or restarted. `stream.reconnect()` opens a new stream with
+`since=` the last event handed over (`stream.cursor`, docker's "seconds.nanoseconds" of
+its `timeNano`), or the moment the stream was opened if none was, and drops the events at
+exactly that nanosecond that were handed over already (docker's `since` is inclusive).
+While dockerd is down it raises `EngineError`: try again later. (Where docker.socket
+holds the socket, as on Debian, connecting works while dockerd is down and the answer
+waits for it, up to the Engine's timeout.)
+
+What `since=` cannot give back: dockerd replays from an in-memory buffer of its last 256
+events, which a restart empties. Events logged after the old stream closed and before
+dockerd went down (its shutdown stops containers unless live-restore is on) are lost; those
+logged by the new dockerd before the reconnect (a container that died while it was down,
+reported when it comes back; anything that happened before the reconnect) are replayed.
+After a reconnect, list `containers()` again to reconcile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+DEFAULT_API_VERSION = "1.41"
+DEFAULT_TIMEOUT = 10.0
+EVENT_ACTIONS = ("die", "oom", "start", "destroy", "health_status")
+MAX_HEAD = 64 * 1024  # bytes of status line and headers before the response is refused
+NS = 10**9
+EVENTS_CALL = "GET /events"
+
+Since = float | int | str  # seconds since the epoch, or docker's "seconds.nanoseconds"
+
+
+class EngineError(Exception):
+    """A Docker Engine API call failed: which call, the HTTP status (if any), and why."""
+
+    def __init__(self, call: str, message: str, status: int | None = None):
+        self.call, self.message, self.status = call, message, status
+        http_part = f"HTTP {status}: " if status is not None else ""
+        super().__init__(f"{call}: {http_part}{message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+class StreamClosed(EngineError):
+    """The events stream ended without docker ending it: reconnect (EventStream.reconnect)."""
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over an AF_UNIX stream socket."""
+
+    def __init__(self, path: str, timeout: float):
+        super().__init__("docker", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Engine:
+    """A client of dockerd's Engine API on `socket_path`, speaking API `api_version`."""
+
+    def __init__(self, socket_path: str = DEFAULT_SOCKET,
+                 api_version: str = DEFAULT_API_VERSION, timeout: float = DEFAULT_TIMEOUT):
+        self.socket_path = socket_path
+        self.prefix = f"/v{api_version}" if api_version else ""
+        self.timeout = timeout
+
+    # ------------------------------------------------------------------ calls
+
+    def containers(self, label: str, all: bool = True) -> list[dict]:
+        """Containers carrying `label` ("key" or "key=value"), stopped ones too unless not
+        `all`: one GET /containers/json (no State.Pid there: see inspect)."""
+        params = {"all": "1" if all else "0", "filters": _filters({"label": [label]})}
+        return self._json("GET", "/containers/json", params)
+
+    def inspect(self, container: str) -> dict:
+        """GET /containers/{id}/json; EngineError with status 404 if there is no such one."""
+        return self._json("GET", f"/containers/{_quote(container)}/json")
+
+    def remove(self, container: str, force: bool = True) -> bool:
+        """DELETE /containers/{id}: True if removed, False if there was no such container."""
+        params = {"force": "1" if force else "0"}
+        status, _ = self._call("DELETE", f"/containers/{_quote(container)}", params,
+                               accept=(204, 404))
+        return status == 204
+
+    def ping(self) -> bool:
+        """Whether dockerd answers GET /_ping with OK (False on any failure)."""
+        try:
+            _, body = self._call("GET", "/_ping", versioned=False)
+        except EngineError:
+            return False
+        return body.strip() == b"OK"
+
+    def version(self) -> dict:
+        """GET /version: Version, ApiVersion, Components, ..."""
+        return self._json("GET", "/version")
+
+    def events(self, since: Since | None = None, until: Since | None = None,
+               filters: Mapping[str, Sequence[str]] | None = None, *,
+               label: str | None = None,
+               actions: Sequence[str] = EVENT_ACTIONS) -> EventStream:
+        """Open GET /events for containers: with `label`, only containers carrying it; only
+        `actions` (empty: all); `filters` adds or replaces docker filters. Without `since`
+        only new events come; with `until` docker ends the stream at that time."""
+        merged: dict[str, list[str]] = {"type": ["container"]}
+        if actions:
+            merged["event"] = list(actions)
+        if label:
+            merged["label"] = [label]
+        merged.update({key: list(values) for key, values in (filters or {}).items()})
+        return EventStream(self, merged, _nanoseconds(since), _nanoseconds(until))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _json(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+        _, body = self._call(method, path, params)
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise EngineError(f"{method} {path}", f"not JSON: {body[:200]!r}") from None
+
+    def _call(self, method: str, path: str, params: Mapping[str, str] | None = None, *,
+              accept: Sequence[int] = (200,), versioned: bool = True) -> tuple[int, bytes]:
+        call = f"{method} {path}"
+        connection = self._connect(call)
+        try:
+            connection.request(method, self._target(path, params, versioned))
+            response = connection.getresponse()
+            body = response.read()
+        except TimeoutError:
+            raise EngineError(call, f"no answer from dockerd within {self.timeout:g} s") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise EngineError(call, f"the connection to dockerd failed: {exc!r}") from None
+        finally:
+            connection.close()
+        if response.status not in accept:
+            raise EngineError(call, _docker_message(body), response.status)
+        return response.status, body
+
+    def _connect(self, call: str) -> _UnixHTTPConnection:
+        connection = _UnixHTTPConnection(self.socket_path, self.timeout)
+        try:
+            connection.connect()
+        except OSError as exc:
+            raise EngineError(call, self._unreachable(exc)) from None
+        return connection
+
+    def _unreachable(self, exc: OSError) -> str:
+        path = self.socket_path
+        if isinstance(exc, FileNotFoundError):
+            return (f"{path} does not exist: is Docker installed and dockerd running? "
+                    "(systemctl start docker)")
+        if isinstance(exc, PermissionError):
+            return (f"permission denied on {path}: run as root, or as a member of the "
+                    "group owning the socket (usually docker)")
+        if isinstance(exc, ConnectionRefusedError):
+            return f"nothing listens on {path}: is dockerd running? (systemctl start docker)"
+        if isinstance(exc, TimeoutError):
+            return f"dockerd did not accept a connection on {path} within {self.timeout:g} s"
+        return f"cannot connect to {path}: {exc}"
+
+    def _target(self, path: str, params: Mapping[str, str] | None = None,
+                versioned: bool = True) -> str:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        return f"{self.prefix if versioned else ''}{path}{query}"
+
+
+class EventStream(Iterator[dict]):
+    """One GET /events connection, read as events arrive (see the module's docstring)."""
+
+    def __init__(self, engine: Engine, filters: dict[str, list[str]], since_ns: int | None,
+                 until_ns: int | None, skip: frozenset[tuple] = frozenset()):
+        self.engine, self.filters, self.until_ns = engine, filters, until_ns
+        self.ended = False  # docker ended the stream (only with until=)
+        # Where a reconnect resumes: the last event handed over, else where this began.
+        self._cursor_ns = since_ns if since_ns is not None else time.time_ns()
+        self._at_cursor: set[tuple] = set(skip)
+        self._skip = skip
+        self._received = bytearray()  # raw bytes not yet decoded
+        self._payload = bytearray()   # decoded bytes not yet forming a whole line
+        self._chunks: _ChunkDecoder | None = None
+        self._sock: socket.socket | None = None
+        self._open(since_ns)
+
+    @property
+    def cursor(self) -> str:
+        """docker's since= for resuming: "seconds.nanoseconds" of the last event seen."""
+        return _docker_time(self._cursor_ns)
+
+    def poll(self, timeout: float | None) -> dict | None:
+        """The next event; None if none arrived within `timeout` seconds (0: only what is
+        already there; None: wait as long as it takes) or the stream has ended.
+        Raises StreamClosed if the connection ends."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            event = self._next_buffered()
+            if event is not None:
+                return event
+            if self.ended or not self._receive(deadline):
+                return None
+
+    def within(self, seconds: float) -> Iterator[dict]:
+        """Each event arriving in the next `seconds` as it arrives, then those already
+        there at the end; then the iterator ends (the stream stays open)."""
+        deadline = time.monotonic() + max(seconds, 0.0)
+        while (event := self.poll(max(deadline - time.monotonic(), 0.0))) is not None:
+            yield event
+
+    def __next__(self) -> dict:
+        event = self.poll(None)
+        if event is None:
+            raise StopIteration
+        return event
+
+    def reconnect(self) -> EventStream:
+        """A new stream with the same filters from `cursor`, without the events at exactly
+        `cursor` that this one handed over. EngineError while dockerd does not answer."""
+        self.close()
+        return EventStream(self.engine, self.filters, self._cursor_ns, self.until_ns,
+                           frozenset(self._at_cursor))
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reading
+
+    def _open(self, since_ns: int | None) -> None:
+        params = {"filters": _filters(self.filters)}
+        if since_ns is not None:
+            params["since"] = _docker_time(since_ns)
+        if self.until_ns is not None:
+            params["until"] = _docker_time(self.until_ns)
+        connection = self.engine._connect(EVENTS_CALL)
+        try:
+            # Connection: close, so that an error answer ends with the connection.
+            connection.request("GET", self.engine._target("/events", params),
+                               headers={"Connection": "close"})
+        except OSError as exc:
+            connection.close()
+            raise EngineError(EVENTS_CALL, f"sending the request failed: {exc!r}") from None
+        self._sock = connection.sock
+        try:
+            self._read_head(time.monotonic() + self.engine.timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_head(self, deadline: float) -> None:
+        while b"\r\n\r\n" not in self._received:
+            if len(self._received) > MAX_HEAD:
+                raise EngineError(EVENTS_CALL, "response headers too long")
+            if not self._receive_raw(deadline):
+                raise EngineError(EVENTS_CALL, "no answer from dockerd within "
+                                  f"{self.engine.timeout:g} s")
+        head, _, rest = bytes(self._received).partition(b"\r\n\r\n")
+        self._received = bytearray(rest)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        status = _status(status_line)
+        headers = {name.strip().lower(): value.strip() for name, _, value in
+                   (line.partition(":") for line in header_lines)}
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self._chunks = _ChunkDecoder() if chunked else None
+        if status != 200:
+            raise EngineError(EVENTS_CALL, _docker_message(self._error_body(deadline)), status)
+
+    def _error_body(self, deadline: float) -> bytes:
+        with contextlib.suppress(StreamClosed):
+            while len(self._received) < MAX_HEAD and self._receive_raw(deadline):
+                pass
+        body = bytes(self._received)
+        if self._chunks is not None:
+            with contextlib.suppress(ValueError):
+                body = _ChunkDecoder().feed(body)
+        return body
+
+    def _decode(self, data: bytes) -> bytes:
+        assert self._chunks is not None
+        try:
+            return self._chunks.feed(data)
+        except ValueError as exc:
+            raise self._closed(f"broken chunked framing: {exc}") from None
+
+    def _receive(self, deadline: float | None) -> bool:
+        """Read what arrives before `deadline` into the decoded payload; False on timeout."""
+        # Bytes that came with the headers are decoded before reading (maybe an EOF) on.
+        if not self._received and not self._receive_raw(deadline, eof_ok=True):
+            return False
+        data, self._received = bytes(self._received), bytearray()
+        if self._chunks is None:
+            self._payload += data
+        else:
+            self._payload += self._decode(data)
+            self.ended = self._chunks.done
+        return True
+
+    def _receive_raw(self, deadline: float | None, eof_ok: bool = False) -> bool:
+        if self._sock is None:
+            raise StreamClosed(EVENTS_CALL, "the stream was closed")
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        self._sock.settimeout(timeout)
+        try:
+            data = self._sock.recv(65536)
+        except (TimeoutError, BlockingIOError):
+            return False
+        except OSError as exc:
+            raise self._closed(f"reading failed: {exc!r}") from None
+        if not data:
+            if eof_ok and self._chunks is None and self.until_ns is not None:
+                self.ended = True  # no chunked framing: the end of the body is the close
+                return True
+            raise self._closed("dockerd closed the connection")
+        self._received += data
+        return True
+
+    def _closed(self, why: str) -> StreamClosed:
+        self.close()
+        return StreamClosed(EVENTS_CALL, f"{why} (dockerd stopped or restarted?); resume with "
+                            f"reconnect(), since={self.cursor}")
+
+    def _next_buffered(self) -> dict | None:
+        while (end := self._payload.find(b"\n")) >= 0:
+            line = bytes(self._payload[:end]).strip()
+            del self._payload[:end + 1]
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                raise EngineError(EVENTS_CALL, f"docker sent a line that is not JSON: "
+                                  f"{line[:200]!r}") from None
+            if self._take(event):
+                return event
+        return None
+
+    def _take(self, event: dict) -> bool:
+        """Move the cursor to the event; False for one a previous stream handed over."""
+        when = _event_ns(event)
+        key = (when, event.get("id"), event.get("Action"))
+        if key in self._skip:
+            return False
+        if when > self._cursor_ns:
+            self._cursor_ns, self._at_cursor = when, set()
+        if when == self._cursor_ns:
+            self._at_cursor.add(key)
+        return True
+
+
+class _ChunkDecoder:
+    """Incremental decoder of HTTP/1.1 chunked transfer coding (RFC 9112, section 7.1):
+    feed it bytes as they arrive, it returns the payload they complete."""
+
+    def __init__(self) -> None:
+        self._raw = bytearray()
+        self._left = 0          # payload bytes still due in the current chunk
+        self._state = "size"    # size -> data -> crlf -> size ... -> trailer -> done
+
+    @property
+    def done(self) -> bool:
+        return self._state == "done"
+
+    def feed(self, data: bytes) -> bytes:
+        self._raw += data
+        out = bytearray()
+        while self._step(out):
+            pass
+        return bytes(out)
+
+    def _step(self, out: bytearray) -> bool:
+        """Decode one piece if the bytes for it are there; False when more are needed."""
+        raw = self._raw
+        if self._state == "size" or self._state == "trailer":
+            end = raw.find(b"\r\n")
+            if end < 0:
+                if len(raw) > 1024:
+                    raise ValueError("chunk size line too long")
+                return False
+            line = bytes(raw[:end])
+            del raw[:end + 2]
+            if self._state == "trailer":
+                self._state = "trailer" if line else "done"
+                return not self.done
+            self._left = _chunk_size(line)
+            self._state = "data" if self._left else "trailer"
+            return True
+        if self._state == "data":
+            if not raw:
+                return False
+            taken = raw[:self._left]
+            out += taken
+            del raw[:len(taken)]
+            self._left -= len(taken)
+            if not self._left:
+                self._state = "crlf"
+            return True
+        if self._state == "crlf":
+            if len(raw) < 2:
+                return False
+            if raw[:2] != b"\r\n":
+                raise ValueError(f"no CRLF after a chunk: {bytes(raw[:2])!r}")
+            del raw[:2]
+            self._state = "size"
+            return True
+        return False
+
+
+def _chunk_size(line: bytes) -> int:
+    digits = line.split(b";", 1)[0].strip()
+    try:
+        return int(digits, 16)
+    except ValueError:
+        raise ValueError(f"bad chunk size line {line[:40]!r}") from None
+
+
+def _status(status_line: str) -> int:
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise EngineError(EVENTS_CALL, f"not an HTTP response: {status_line[:80]!r}")
+    return int(parts[1])
+
+
+def _docker_message(body: bytes) -> str:
+    """docker's error body is {"message": "..."}; anything else is shown as it came."""
+    try:
+        message = json.loads(body).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return message or body.decode(errors="replace").strip()[:500] or "(no message)"
+
+
+def _filters(filters: Mapping[str, Sequence[str]]) -> str:
+    """docker's filters query parameter: JSON of {name: [values]}."""
+    return json.dumps({name: list(values) for name, values in filters.items()},
+                      separators=(",", ":"))
+
+
+def _quote(container: str) -> str:
+    return urllib.parse.quote(container, safe="")
+
+
+def _nanoseconds(value: Since | None) -> int | None:
+    """Seconds (int or float) or docker's "seconds.nanoseconds" text, in nanoseconds."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        seconds, _, fraction = value.partition(".")
+        return int(seconds) * NS + int((fraction + "000000000")[:9])
+    if isinstance(value, int):
+        return value * NS
+    return round(value * NS)
+
+
+def _docker_time(ns: int) -> str:
+    return f"{ns // NS}.{ns % NS:09d}"
+
+
+def _event_ns(event: dict) -> int:
+    return int(event.get("timeNano") or int(event.get("time") or 0) * NS)

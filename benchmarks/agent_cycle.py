@@ -106,7 +106,7 @@ def cycles(count: int) -> dict:
                                - before.ru_utime - before.ru_stime)
 
     memory = {"calls": 0, "seconds": 0.0}
-    real_tree_memory = agent_module.tree_memory
+    real_tree_memory = agent_module.container_memory
 
     def timed_tree_memory(pids):
         began = time.perf_counter()
@@ -117,7 +117,7 @@ def cycles(count: int) -> dict:
             memory["seconds"] += time.perf_counter() - began
 
     host.run = counting_run
-    agent_module.tree_memory = timed_tree_memory
+    agent_module.container_memory = timed_tree_memory
     values = load_env_file(Path(INSTALLED_ENV)).values
     watchdog = agent_module.Agent(
         load_manifest(Path("/")), host.Systemctl(), host.Docker(),

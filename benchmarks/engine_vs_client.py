@@ -64,10 +64,11 @@ def dockerd_cpu(pid: int) -> float:
 
 
 def calls(runs: int) -> dict:
+    from baseline_memory import tree_memory
+
     from tracardi_systemd.cgroup import containers_memory
     from tracardi_systemd.engine import Engine
     from tracardi_systemd.host import Docker
-    from tracardi_systemd.observe import tree_memory
 
     engine, docker = Engine(), Docker()
     dockerd = int(sh("systemctl show -p MainPID --value docker.service"))

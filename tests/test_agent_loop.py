@@ -32,7 +32,7 @@ def quiet_host(monkeypatch):
     monkeypatch.setattr(agent_module.psutil, "virtual_memory",
                         lambda: type("Memory", (), {"percent": 30.0})())
     monkeypatch.setattr(agent_module, "_disk_percent", lambda path: 40.0)
-    monkeypatch.setattr(agent_module, "tree_memory",
+    monkeypatch.setattr(agent_module, "container_memory",
                         lambda pids: {pid: 64 * MIB for pid in pids if pid > 0})
 
 

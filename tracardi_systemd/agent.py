@@ -34,7 +34,7 @@ from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import Manifest, ManifestError, load_manifest_file
 from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_worker_unit
 from tracardi_systemd.names import worker_of_unit as unit_worker_name
-from tracardi_systemd.observe import by_unit, read_containers, read_units, tree_memory
+from tracardi_systemd.observe import by_unit, container_memory, read_containers, read_units
 from tracardi_systemd.observed import UnitState
 from tracardi_systemd.policy import (
     OWNING_STATES,
@@ -156,7 +156,7 @@ class Agent:
         docker = shown[DOCKER_UNIT]
         containers = read_containers(self.docker) if docker.active_state == "active" else []
         owned = by_unit(containers)
-        memory = tree_memory(c.pid for c in owned.values() if c.running)
+        memory = container_memory(c.pid for c in owned.values() if c.running)
         views = {}
         for name in self.units:
             container = owned.get(name)

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-import psutil
-
+from tracardi_systemd.cgroup import CgroupUnavailable, containers_memory
 from tracardi_systemd.host import Docker, Systemctl
 from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
 from tracardi_systemd.observed import ContainerState, UnitState
@@ -71,34 +70,14 @@ def _container_state(data: dict) -> ContainerState:
     )
 
 
-def tree_memory(roots: Iterable[int]) -> dict[int, int]:
-    """Resident memory of each root's process tree (a container's init and descendants).
-
-    One scan of the process table serves every container: asking psutil for each
-    container's children would rescan all of /proc per container (4 s a cycle at 200).
-    Roots that no longer exist are left out.
-    """
-    wanted = [pid for pid in roots if pid > 0]
-    if not wanted:
+def container_memory(pids: Iterable[int]) -> dict[int, int]:
+    """Each container's memory as the kernel counts it for its cgroup (what `docker stats`
+    and the OOM killer use), keyed by the container's main pid; {} without a memory cgroup.
+    A sum of RSS would count the pages Celery's pool processes share twice."""
+    try:
+        return containers_memory(pid for pid in pids if pid > 0)
+    except CgroupUnavailable:
         return {}
-    children: dict[int, list[int]] = {}
-    for process in psutil.process_iter(["ppid"]):
-        children.setdefault(process.info["ppid"], []).append(process.pid)
-    return {root: total for root in wanted if (total := _tree_rss(root, children)) is not None}
-
-
-def _tree_rss(root: int, children: dict[int, list[int]]) -> int | None:
-    total, pending = 0, [root]
-    while pending:
-        pid = pending.pop()
-        try:
-            total += psutil.Process(pid).memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            if pid == root:
-                return None
-            continue
-        pending.extend(children.get(pid, ()))
-    return total
 
 
 def uptime_seconds(started_at: str, now: datetime) -> float | None:

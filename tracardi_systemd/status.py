@@ -12,9 +12,9 @@ from tracardi_systemd.manifest import Manifest
 from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, is_worker_unit
 from tracardi_systemd.observe import (
     by_unit,
+    container_memory,
     read_containers,
     read_units,
-    tree_memory,
     uptime_seconds,
 )
 from tracardi_systemd.table import columns
@@ -81,7 +81,7 @@ def collect(manifest: Manifest, systemctl: SystemctlClient, docker: DockerClient
     except CommandError as exc:
         containers, docker_problem = {}, f"{exc} (run status as root, or as a member of " \
             "the docker group, to see the containers)"
-    memory = tree_memory(c.pid for c in containers.values())
+    memory = container_memory(c.pid for c in containers.values())
     agent_view = _agent_view(agent_state_file)
     now = datetime.now(UTC)
     rows = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tracardi_systemd.engine import EngineError
 from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
 
 
@@ -49,24 +50,44 @@ def inspected(unit: str, status: str = "running", pid: int = 0, cid: str | None 
     }
 
 
-class FakeDocker:
-    def __init__(self, containers: list[dict] | None = None):
-        self.containers = containers or []
-        self.inspections: list[str] = []
+class FakeEngine:
+    """Docker's Engine API answering from `entries` (docker inspect's shape): the list
+    call in /containers/json's shape, inspect by id; every call recorded."""
+
+    def __init__(self, entries: list[dict] | None = None):
+        self.entries = entries or []
+        self.listings: list[str] = []
+        self.inspected: list[str] = []
         self.removed: list[str] = []
-        self.calls: list[tuple[str, ...]] = []
 
-    def inspect_labelled(self, label: str) -> list[dict]:
-        self.inspections.append(label)
-        return list(self.containers)
+    def containers(self, label: str, all: bool = True) -> list[dict]:
+        self.listings.append(label)
+        return [listed(c) for c in self.entries]
 
-    def remove(self, container: str) -> None:
+    def inspect(self, container: str) -> dict:
+        self.inspected.append(container)
+        for entry in self.entries:
+            if entry["Id"] == container:
+                return entry
+        raise EngineError(f"GET /containers/{container}/json", "no such container", 404)
+
+    def remove(self, container: str, force: bool = True) -> bool:
         self.removed.append(container)
-        self.containers = [c for c in self.containers if c["Id"] != container]
+        before = len(self.entries)
+        self.entries = [c for c in self.entries if c["Id"] != container]
+        return len(self.entries) < before
 
-    def __call__(self, *args: str, **_: object) -> str:
-        self.calls.append(args)
-        return ""
+
+def listed(inspected_entry: dict) -> dict:
+    """An inspect answer as /containers/json lists it."""
+    state = inspected_entry["State"]
+    health = (state.get("Health") or {}).get("Status")
+    shown = {"healthy": " (healthy)", "unhealthy": " (unhealthy)",
+             "starting": " (health: starting)"}.get(health or "", "")
+    return {"Id": inspected_entry["Id"], "Names": [inspected_entry["Name"]],
+            "Image": inspected_entry["Config"]["Image"],
+            "Labels": inspected_entry["Config"]["Labels"], "State": state["Status"],
+            "Status": f"Up 5 minutes{shown}" if state["Status"] == "running" else "Exited (0)"}
 
 
 class FakeClock:

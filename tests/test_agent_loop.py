@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fakes import FakeClock, FakeDocker, FakeSystemctl, inspected, unit_props
+from fakes import FakeClock, FakeEngine, FakeSystemctl, inspected, unit_props
 
 from tracardi_systemd import agent as agent_module
 from tracardi_systemd.agent import Agent, InputFiles, describe_cycle, needs_of, worker_of
@@ -51,7 +51,7 @@ class Rig:
         states = unit_state if unit_state is not None else {u: unit_props() for u in units}
         self.systemctl = FakeSystemctl({DOCKER_UNIT: unit_props(), TARGET: unit_props(),
                                         **states})
-        self.docker = FakeDocker(
+        self.engine = FakeEngine(
             containers if containers is not None else [inspected(u, pid=10) for u in units])
         self.probed: list[set[str]] = []
         self.dependencies = {REDIS: True, "elasticsearch": True}
@@ -61,7 +61,7 @@ class Rig:
         self.clock = FakeClock()
         self.state_file = tmp_path / "run" / "agent-state.json"
         self.agent = Agent(InputFiles(self.manifest_file, self.env_file), self.systemctl,
-                           self.docker, self.probe, self.journal, config or Config(),
+                           self.engine, self.probe, self.journal, config or Config(),
                            state_file=self.state_file, clock=self.clock)
 
     def probe(self, wanted: list[Dependency]) -> dict[str, bool]:
@@ -84,11 +84,11 @@ def test_healthy_cycle_makes_a_fixed_number_of_calls_and_acts_on_nothing(tmp_pat
     # every worker unit, docker's and the target's: not the agent's own
     assert shown_units == [*units, DOCKER_UNIT, TARGET]
     assert "ActiveState" in properties
-    assert rig.docker.inspections == [f"{LABEL_MANAGED}=true"]
+    assert rig.engine.listings == [f"{LABEL_MANAGED}=true"]
     assert rig.probed == [{REDIS, "elasticsearch"}]
     assert rig.systemctl.calls == []
-    assert rig.docker.removed == []
-    assert rig.docker.calls == []
+    assert rig.engine.removed == []
+    assert sorted(rig.engine.inspected) == sorted(c["Id"] for c in rig.engine.entries)
     assert decision.actions == []
     assert decision.events == []
     assert rig.stderr.getvalue() == ""
@@ -98,8 +98,11 @@ def test_healthy_cycle_makes_a_fixed_number_of_calls_and_acts_on_nothing(tmp_pat
     rig.clock.advance(5)
     rig.agent.cycle()
     assert len(rig.systemctl.shows) == 2
-    assert len(rig.docker.inspections) == 2
+    assert len(rig.engine.listings) == 2
+    assert len(rig.engine.inspected) == count  # a container is inspected once, not per cycle
     assert rig.systemctl.calls == []
+    rig.agent.cycle(refresh_systemd=False)  # a tick: no client process at all
+    assert len(rig.systemctl.shows) == 2
     state = rig.state()
     assert state["summary"].startswith(f"{count}/{count} workers running")
     assert {u: w["state"] for u, w in state["workers"].items()} == dict.fromkeys(units, "running")
@@ -135,7 +138,7 @@ def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
 
     # systemd has it running again
     rig.systemctl.units[SCHEDULER] = unit_props()
-    rig.docker.containers.append(inspected(SCHEDULER, pid=10))
+    rig.engine.entries.append(inspected(SCHEDULER, pid=10))
     rig.clock.advance(5)
     rig.agent.cycle()
     assert len(rig.systemctl.calls) == 2
@@ -191,10 +194,10 @@ def test_orphan_container_is_removed_on_the_second_cycle(tmp_path):
     orphan = inspected(SCHEDULER, cid="orphan-id", pid=10)
     rig = Rig(tmp_path, [SCHEDULER], unit_state=states, containers=[orphan])
     rig.agent.cycle()
-    assert rig.docker.removed == []
+    assert rig.engine.removed == []
     rig.clock.advance(5)
     rig.agent.cycle()
-    assert rig.docker.removed == ["orphan-id"]
+    assert rig.engine.removed == ["orphan-id"]
     assert "<4>removing container tracardi-scheduler" in rig.stderr.getvalue()
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import CLEAN_ENV, SECRET_LICENSE
-from fakes import FakeDocker, FakeSystemctl, inspected, unit_props
+from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 
 from tracardi_systemd.agent import Agent, InputFiles
 from tracardi_systemd.cli import main
+from tracardi_systemd.engine import EngineError
 from tracardi_systemd.envfile import MAX_FILE_BYTES, load_env_file
 from tracardi_systemd.events import EventKind
-from tracardi_systemd.host import CommandError, Systemctl
+from tracardi_systemd.host import Systemctl
 from tracardi_systemd.installer import install_lock
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import Manifest, ManifestError, digest, load_manifest
@@ -91,12 +92,12 @@ class AgentRig:
         self.env_file.write_text("REDIS_HOST=127.0.0.1\n")
         self.write_manifest(units)
         self.systemctl = FakeSystemctl({DOCKER_UNIT: unit_props(), TARGET: unit_props()})
-        self.docker = FakeDocker()
+        self.engine = FakeEngine()
         self.stderr = io.StringIO()
         self.state_file = tmp_path / "run" / "agent-state.json"
         self.clock = [1000.0]
         self.agent = Agent(InputFiles(self.manifest_file, self.env_file), self.systemctl,
-                           self.docker, lambda wanted: {},
+                           self.engine, lambda wanted: {},
                            Journal(str(tmp_path / "nosocket"), self.stderr), Config(),
                            state_file=self.state_file, clock=lambda: self.clock[0])
 
@@ -110,7 +111,7 @@ class AgentRig:
     def run(self, units: list[str], cycles: int = 3) -> None:
         for name in units:
             self.systemctl.units[name] = unit_props()
-        self.docker.containers = [inspected(u, pid=0) for u in units]
+        self.engine.entries = [inspected(u, pid=0) for u in units]
         for _ in range(cycles):
             self.agent.cycle()
             self.clock[0] += 10
@@ -123,11 +124,11 @@ def test_replicas_grown_by_a_later_install_are_never_removed_as_orphans(tmp_path
     rig.run(thirty)
     # A second install adds @31 and @32 and starts them; the agent knows only 30 units...
     rig.run(thirty_two)
-    assert rig.docker.removed == []
+    assert rig.engine.removed == []
     # ...until it reads the new manifest, which it does when the file changes.
     rig.write_manifest(thirty_two)
     rig.run(thirty_two)
-    assert rig.docker.removed == []
+    assert rig.engine.removed == []
     assert sorted(rig.agent.units) == sorted(thirty_two)
     assert "read the installed manifest and env file again (32 worker units; added: " \
            "tracardi-update@31.service, tracardi-update@32.service" in rig.stderr.getvalue()
@@ -344,7 +345,7 @@ def test_the_agent_makes_no_docker_call_while_docker_is_stopped(tmp_path):
     rig.systemctl.units[DOCKER_UNIT] = unit_props("inactive", "dead")
     rig.systemctl.units[SCHEDULER] = unit_props("inactive", "dead")
     observation, _ = rig.agent.cycle()
-    assert rig.docker.inspections == []
+    assert rig.engine.listings == []
     assert rig.agent.status_line(observation) == "0/1 workers running; docker down since " + \
         observation.clock_time
 
@@ -369,6 +370,14 @@ def test_a_closed_stderr_without_journald_does_not_end_the_agent(tmp_path):
     assert journal.lost == 1
 
 
+class QuietWatcher:
+    """No Docker event ever arrives: each wait lasts until its deadline."""
+
+    def wait(self, deadline: float, stop: threading.Event, docker_active: bool) -> bool:
+        stop.wait(0.01)
+        return False
+
+
 def test_the_loop_survives_a_failing_cycle_and_stops_on_request(tmp_path, monkeypatch):
     rig = AgentRig(tmp_path, [SCHEDULER])
     notes = []
@@ -376,7 +385,7 @@ def test_the_loop_survives_a_failing_cycle_and_stops_on_request(tmp_path, monkey
     stop = threading.Event()
     calls = []
 
-    def flaky_cycle(dry_run=False):
+    def flaky_cycle(dry_run=False, refresh_systemd=True):
         calls.append(1)
         if len(calls) == 1:
             raise OSError(28, "No space left on device")
@@ -386,7 +395,7 @@ def test_the_loop_survives_a_failing_cycle_and_stops_on_request(tmp_path, monkey
 
     real_cycle = rig.agent.cycle
     rig.agent.cycle = flaky_cycle
-    rig.agent.run(0.01, stop)
+    rig.agent.run(stop, QuietWatcher(), 0.01, 60.0)
     assert len(calls) == 3
     assert "cycle failed: [Errno 28] No space left on device" in rig.stderr.getvalue()
     assert notes[0].startswith("READY=1\nWATCHDOG=1\nSTATUS=")  # READY after a full cycle
@@ -504,10 +513,11 @@ def test_install_root_with_start_or_pull_is_refused_before_anything_is_written(t
 
 
 def test_status_without_access_to_docker_still_shows_systemds_view(tmp_path):
-    class NoDocker(FakeDocker):
-        def inspect_labelled(self, label):
-            raise CommandError("permission denied while trying to connect to the Docker "
-                               "daemon socket")
+    class NoDocker(FakeEngine):
+        def containers(self, label, all=True):
+            raise EngineError("GET /containers/json", "permission denied on "
+                              "/var/run/docker.sock: run as root, or as a member of the group "
+                              "owning the socket (usually docker)")
 
     manifest = Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
                         tracardi_version="0.8.1", units=[TARGET, AGENT_UNIT, SCHEDULER])

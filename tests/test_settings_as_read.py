@@ -105,7 +105,7 @@ def test_a_longer_agent_interval_lengthens_the_watchdog(tmp_path, write_env):
     invoke("install", "--root", str(root), "--env-file", str(write_env(CLEAN_ENV)),
            "--agent-interval", "45")
     text = (root / "etc/systemd/system" / AGENT_UNIT).read_text()
-    assert "WatchdogSec=135" in text and "--interval 45 " in text
+    assert "WatchdogSec=135" in text and "--interval 45\n" in text
 
 
 def test_install_json_reports_no_change_on_a_second_run(tmp_path, write_env):

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fakes import FakeDocker, FakeSystemctl, inspected, unit_props
+from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 
 from tracardi_systemd.catalog import workers_for
 from tracardi_systemd.manifest import Manifest
@@ -36,15 +36,15 @@ class Host:
         self.units = units
         self.systemctl = FakeSystemctl({u: unit_props(restarts=i) for i, u in enumerate(units)}
                                        | {AGENT_UNIT: unit_props()})
-        self.docker = FakeDocker([inspected(u, pid=os.getpid(), started_at=thirty_minutes_ago())
+        self.engine = FakeEngine([inspected(u, pid=os.getpid(), started_at=thirty_minutes_ago())
                                   for u in units])
         self.state_file = tmp_path / "agent-state.json"
 
     def collect(self) -> Status:
-        return collect(manifest(self.units), self.systemctl, self.docker, self.state_file)
+        return collect(manifest(self.units), self.systemctl, self.engine, self.state_file)
 
     def drop_container(self, unit: str) -> None:
-        self.docker.containers = [c for c in self.docker.containers
+        self.engine.entries = [c for c in self.engine.entries
                                   if c["Config"]["Labels"]["tracardi.unit"] != unit]
 
 
@@ -60,7 +60,7 @@ def test_healthy_host(tmp_path):
     assert status.agent == "active/running"
     assert len(host.systemctl.shows) == 1
     assert host.systemctl.shows[0][0] == [*FIVE, AGENT_UNIT]
-    assert len(host.docker.inspections) == 1
+    assert len(host.engine.listings) == 1
     scheduler = row(status, SCHEDULER)
     assert scheduler.unit_state == "active/running"
     assert scheduler.container == "running"
@@ -107,7 +107,7 @@ def test_any_worker_not_running_makes_it_unhealthy(tmp_path, unit_state, contain
         host.drop_container(SCHEDULER)
     else:
         host.drop_container(SCHEDULER)
-        host.docker.containers.append(inspected(SCHEDULER, status=container_status))
+        host.engine.entries.append(inspected(SCHEDULER, status=container_status))
     status = host.collect()
     assert not status.healthy
     assert [w.unit for w in status.workers if not w.healthy] == [SCHEDULER]
@@ -207,10 +207,10 @@ def test_a_running_worker_is_unhealthy_when_its_dependency_or_liveness_fails(tmp
         SCHEDULER: {"state": "running", "dependencies": {redis: False, "elasticsearch": True}},
         TRIGGER: {"state": "running", "dependencies": {redis: True}}}}))
     update = "tracardi-update.service"
-    host.docker.containers = [
+    host.engine.entries = [
         c if c["Config"]["Labels"]["tracardi.unit"] != update
         else {**c, "State": {**c["State"], "Health": {"Status": "unhealthy"}}}
-        for c in host.docker.containers]
+        for c in host.engine.entries]
     status = host.collect()
     assert row(status, SCHEDULER).problems == [f"{redis} unreachable"]
     assert row(status, TRIGGER).healthy

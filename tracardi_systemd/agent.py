@@ -26,15 +26,16 @@ import sdnotify
 
 from tracardi_systemd.catalog import Worker, workers_for
 from tracardi_systemd.dependencies import Dependency, dependencies_of
+from tracardi_systemd.engine import EngineError
 from tracardi_systemd.envfile import load_env_file
 from tracardi_systemd.events import EventKind, Priority
 from tracardi_systemd.files import write_atomic
-from tracardi_systemd.host import CommandError, DockerClient, SystemctlClient
+from tracardi_systemd.host import CommandError, ContainerSource, SystemctlClient
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import Manifest, ManifestError, load_manifest_file
 from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_worker_unit
 from tracardi_systemd.names import worker_of_unit as unit_worker_name
-from tracardi_systemd.observe import by_unit, container_memory, read_containers, read_units
+from tracardi_systemd.observe import ContainerReader, by_unit, container_memory, read_units
 from tracardi_systemd.observed import UnitState
 from tracardi_systemd.policy import (
     OWNING_STATES,
@@ -46,9 +47,11 @@ from tracardi_systemd.policy import (
     Observation,
     WorkerView,
     decide,
+    settled,
     summary,
 )
 from tracardi_systemd.table import columns
+from tracardi_systemd.watch import Watcher
 
 DOCKER_DATA_DIR = "/var/lib/docker"
 
@@ -109,7 +112,7 @@ class InputFiles:
 class Agent:
     inputs: InputFiles
     systemctl: SystemctlClient
-    docker: DockerClient
+    engine: ContainerSource
     probe: Probe
     journal: Journal
     config: Config
@@ -119,6 +122,10 @@ class Agent:
     state_problem: str = ""  # why the state file could not be written, while it cannot
 
     def __post_init__(self) -> None:
+        self.reader = ContainerReader(self.engine)
+        self.systemd_view: dict[str, UnitState] = {}  # from the last `systemctl show`
+        self.systemd_view_stale = True
+        self._published = b""
         self.tracardi_version = ""
         self.units: list[str] = []
         self.workers: dict[str, Worker | None] = {}
@@ -151,10 +158,15 @@ class Agent:
                      f"worker units; added: {', '.join(added) or 'none'}; removed: "
                      f"{', '.join(removed) or 'none'})", TRACARDI_REASON="inputs changed")
 
-    def observe(self) -> Observation:
-        shown = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET])
-        docker = shown[DOCKER_UNIT]
-        containers = read_containers(self.docker) if docker.active_state == "active" else []
+    def observe(self, refresh_systemd: bool = True) -> Observation:
+        """What the host says now. systemd's view costs a client process, so it is asked
+        again only when told to, when something happened, or while docker is down (the
+        Engine API must not be asked then: docker.socket would start docker again)."""
+        if refresh_systemd or self.systemd_view_stale or not self._docker_active():
+            self.systemd_view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET])
+            self.systemd_view_stale = False
+        shown = self.systemd_view
+        containers = self.reader.read() if self._docker_active() else []
         owned = by_unit(containers)
         memory = container_memory(c.pid for c in owned.values() if c.running)
         views = {}
@@ -179,10 +191,14 @@ class Agent:
             host_memory_percent=psutil.virtual_memory().percent,
             docker_disk_percent=_disk_percent(DOCKER_DATA_DIR),
             clock_time=time.strftime("%H:%M"),
-            docker=docker,
+            docker=shown[DOCKER_UNIT],
             target_active=shown[TARGET].active_state in OWNING_STATES,
             other_units=self._other_units(containers),
         )
+
+    def _docker_active(self) -> bool:
+        docker = self.systemd_view.get(DOCKER_UNIT)
+        return docker is not None and docker.active_state == "active"
 
     def _other_units(self, containers: list) -> dict[str, str]:
         """The state of units that containers name but the manifest does not (one call)."""
@@ -193,10 +209,11 @@ class Agent:
         states: dict[str, UnitState] = read_units(self.systemctl, unknown)
         return {name: state.active_state for name, state in states.items()}
 
-    def cycle(self, dry_run: bool = False) -> tuple[Observation, Decision]:
+    def cycle(self, dry_run: bool = False,
+              refresh_systemd: bool = True) -> tuple[Observation, Decision]:
         if not dry_run:
             self.reload_if_changed()
-        observation = self.observe()
+        observation = self.observe(refresh_systemd)
         decision = decide(observation, self.history, self.config, random.random)
         if not dry_run:
             for action in decision.actions:
@@ -212,11 +229,12 @@ class Agent:
         steps: dict[ActionKind, Callable[[str], None]] = {
             ActionKind.REARM: self._rearm,
             ActionKind.RESTART: lambda unit: self.systemctl("restart", "--no-block", unit),
-            ActionKind.REMOVE: self.docker.remove,
+            ActionKind.REMOVE: self.engine.remove,
         }
+        self.systemd_view_stale = True  # what was done shows there next cycle
         try:
             steps[action.kind](action.target)
-        except CommandError as exc:
+        except (CommandError, EngineError) as exc:
             self._report(EventKind.ACTION_FAILED, Priority.ERROR,
                          f"{action.kind.value} {action.target} failed: {exc}",
                          TRACARDI_ACTION=f"{action.kind.value}-failed",
@@ -248,9 +266,13 @@ class Agent:
                 for unit, h in self.history.workers.items()
             },
         }
+        data = json.dumps(view, indent=2).encode()
+        if data == self._published and not self.state_problem:
+            return  # unchanged: no write, no fsync, every tick
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.state_file, json.dumps(view, indent=2).encode())
+            write_atomic(self.state_file, data)
+            self._published = data
         except OSError as exc:
             problem = f"state file {self.state_file} not written: {exc.strerror or exc}"
             if problem != self.state_problem:
@@ -262,22 +284,31 @@ class Agent:
         else:
             self.state_problem = ""
 
-    def run(self, interval: float, stop: threading.Event) -> None:
-        """Cycle until `stop` is set; READY after the first full cycle, WATCHDOG after each."""
+    def run(self, stop: threading.Event, watcher: Watcher, interval: float,
+            reconcile_every: float) -> None:
+        """Tick every `interval` (memory, dependencies, Docker's containers: cheap), ask
+        systemd every `reconcile_every` or whenever something happened or is in flux, and
+        wake at once on a Docker event. READY after the first full cycle; WATCHDOG after
+        every tick that completed."""
         notifier = sdnotify.SystemdNotifier()
-        ready = False
+        ready, next_reconcile = False, 0.0
         while not stop.is_set():
+            reconcile = self.clock() >= next_reconcile or not settled(self.history)
             try:
-                observation, _ = self.cycle()
-            except (CommandError, OSError) as exc:
+                observation, _ = self.cycle(refresh_systemd=reconcile)
+            except (CommandError, EngineError, OSError) as exc:
                 # No WATCHDOG=1 for an incomplete cycle: if this persists, systemd restarts us.
+                self.systemd_view_stale = True
                 self._report(EventKind.CYCLE_FAILED, Priority.ERROR, f"cycle failed: {exc}",
                              TRACARDI_REASON=str(exc))
             else:
+                if reconcile:
+                    next_reconcile = self.clock() + reconcile_every
                 first = "" if ready else "READY=1\n"
                 notifier.notify(f"{first}WATCHDOG=1\nSTATUS={self.status_line(observation)}")
                 ready = True
-            stop.wait(interval)
+            if watcher.wait(self.clock() + interval, stop, self._docker_active()):
+                self.systemd_view_stale = True  # a container changed: ask systemd too
         notifier.notify("STOPPING=1")
 
 

@@ -17,7 +17,7 @@ from tracardi_systemd.host import Docker, Systemctl, systemd_is_running
 from tracardi_systemd.install import InstallRequest
 from tracardi_systemd.installer import Installer, InstallError
 from tracardi_systemd.manifest import Manifest, ManifestError, load_manifest
-from tracardi_systemd.names import DEFAULT_AGENT_PROGRAM, DEFAULT_DOCKER, DEFAULT_UNIT_DIR
+from tracardi_systemd.names import DEFAULT_AGENT_PROGRAM, DEFAULT_UNIT_DIR
 from tracardi_systemd.options import (
     absolute,
     env_file_option,
@@ -240,17 +240,16 @@ def _installed_manifest() -> Manifest:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--docker", default=DEFAULT_DOCKER, show_default=True,
-              help="The docker client to ask.")
-def status(as_json: bool, docker: str) -> None:
+def status(as_json: bool) -> None:
     """Show each installed worker: unit and container state, uptime, restarts, memory.
 
     Also shows the agent and its view of each worker. Exits 0 when every worker unit is
     active with its container running and the agent is running, 1 otherwise.
     """
-    from tracardi_systemd.status import collect, format_table  # psutil: only when needed
+    from tracardi_systemd.engine import Engine
+    from tracardi_systemd.status import collect, format_table
 
-    report = collect(_installed_manifest(), Systemctl(), Docker(docker))
+    report = collect(_installed_manifest(), Systemctl(), Engine())
     click.echo(report.to_json() if as_json else format_table(report))
     sys.exit(0 if report.healthy else 1)
 

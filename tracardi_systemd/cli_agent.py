@@ -65,7 +65,11 @@ def login(username: str | None, registry: str | None, token_file, env_file: Path
 @click.option("--once", is_flag=True, help="Run one cycle, print what it saw and did, exit.")
 @click.option("--dry-run", is_flag=True, help="With --once: decide but do nothing.")
 @click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(0.1),
-              help="Seconds between cycles.")
+              help="Seconds between ticks (memory, dependencies, Docker's containers); a "
+              "Docker event wakes the agent at once.")
+@click.option("--reconcile-every", default=60.0, show_default=True, type=click.FloatRange(1),
+              help="Seconds between full reconciles with systemd while nothing happens "
+              "(every tick while a worker is starting, failing or held).")
 @click.option("--backoff-initial", default=10.0, show_default=True, type=click.FloatRange(0),
               help="First delay (s) before re-arming a unit systemd gave up on; doubles.")
 @click.option("--backoff-max", default=300.0, show_default=True, type=click.FloatRange(0),
@@ -79,8 +83,10 @@ def login(username: str | None, registry: str | None, token_file, env_file: Path
 @click.option("--memory-cycles", default=3, show_default=True, type=click.IntRange(1),
               help="Consecutive cycles over the limit before the restart.")
 @click.option("--docker", default=DEFAULT_DOCKER, show_default=True,
-              help="The docker client to use.")
-def agent(env_file: Path, once: bool, dry_run: bool, interval: float, backoff_initial: float,
+              help="Accepted for units written by earlier versions; the agent talks to "
+              "dockerd's socket itself.", hidden=True)
+def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_every: float,
+          backoff_initial: float,
           backoff_max: float, stable_after: float, grace: float, memory_limits: tuple[str, ...],
           memory_cycles: int, docker: str) -> None:
     """The watchdog agent (run by tracardi-agent.service, Type=notify).
@@ -102,17 +108,19 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, backoff_in
     )
     from tracardi_systemd.catalog import workers_for
     from tracardi_systemd.dependencies import probe
+    from tracardi_systemd.engine import Engine, EngineError
     from tracardi_systemd.journal import Journal
     from tracardi_systemd.manifest import ManifestError
     from tracardi_systemd.policy import Config
+    from tracardi_systemd.watch import Watcher
 
     if dry_run and not once:
         raise click.UsageError("--dry-run needs --once")
     inputs = InputFiles(manifest_path(Path("/")), env_file)
     timeout = host_call_timeout()
+    engine, journal = Engine(timeout=timeout), Journal()
     try:
-        watchdog = Agent(inputs, Systemctl(timeout=timeout), Docker(docker, timeout=timeout),
-                         probe, Journal(), Config())
+        watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, Config())
     except ManifestError as exc:
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")
     try:
@@ -125,10 +133,10 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, backoff_in
         grace=grace, memory_limits=per_worker, default_memory_limit=default_limit,
         memory_cycles=memory_cycles)
     if not once:
-        watchdog.run(interval, stop_on_signals())
+        watchdog.run(stop_on_signals(), Watcher(engine, journal), interval, reconcile_every)
         return
     try:
         observation, decision = watchdog.cycle(dry_run=dry_run)
-    except CommandError as exc:
+    except (CommandError, EngineError) as exc:
         fail(str(exc))
     click.echo(describe_cycle(observation, decision, dry_run))

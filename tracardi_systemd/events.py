@@ -36,6 +36,7 @@ class EventKind(Enum):
     NOT_LIVE = "927487d9a49c4a62bebe479187dd5300"
     STATE_UNWRITABLE = "f2fe7e5348554dea9827c84ea96af27e"
     RELOADED = "175bae9feaaa485d88c5641561a70283"
+    CONTAINER_DIED = "86111eadd1bf45f4ac7bbe451ae331c4"
 
 
 @dataclass(frozen=True)

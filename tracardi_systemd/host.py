@@ -6,7 +6,6 @@ wrappers that build an argv and parse what comes back.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,12 +25,14 @@ class SystemctlClient(Protocol):
              properties: Sequence[str]) -> dict[str, dict[str, str]]: ...
 
 
-class DockerClient(Protocol):
-    """What the agent and `status` ask of Docker."""
+class ContainerSource(Protocol):
+    """What the agent and `status` ask of Docker: its Engine API (engine.Engine)."""
 
-    def inspect_labelled(self, label: str) -> list[dict]: ...
+    def containers(self, label: str, all: bool = True) -> list[dict]: ...
 
-    def remove(self, container: str) -> None: ...
+    def inspect(self, container: str) -> dict: ...
+
+    def remove(self, container: str, force: bool = True) -> bool: ...
 
 
 class CommandError(Exception):
@@ -107,6 +108,8 @@ def parse_show(output: str) -> dict[str, dict[str, str]]:
 
 
 class Docker:
+    """The docker client, for what only it does well: pull and login."""
+
     def __init__(self, program: str = "/usr/bin/docker", timeout: float = 120):
         self.program = program
         self.timeout = timeout
@@ -114,21 +117,8 @@ class Docker:
     def __call__(self, *args: str, input: str | None = None, capture: bool = True) -> str:
         return run([self.program, *args], input=input, capture=capture, timeout=self.timeout)
 
-    def inspect_labelled(self, label: str) -> list[dict]:
-        """`docker inspect` of every container (any state) carrying `label`: two calls."""
-        ids = self("ps", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}").split()
-        if not ids:
-            return []
-        # A container may vanish between the two calls: inspect still prints the others.
-        output = run([self.program, "inspect", "--type", "container", *ids], check=False,
-                     timeout=self.timeout)
-        return json.loads(output or "[]")
-
     def pull(self, image: str) -> None:
         self("pull", image, capture=False)
-
-    def remove(self, container: str) -> None:
-        self("rm", "--force", container)
 
     def login(self, registry: str | None, username: str, token: str) -> str:
         args = ["login", "--username", username, "--password-stdin"]

@@ -1,7 +1,8 @@
 """What the host says about the managed workers, read with a fixed number of calls.
 
 `status` and the agent both look through here: one `systemctl show` for every unit, and
-`docker ps` plus one `docker inspect` for every labelled container, however many there are.
+one Engine API call listing every labelled container, however many there are (plus one
+inspect for each container not seen before: its main pid and start time never change).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from tracardi_systemd.cgroup import CgroupUnavailable, containers_memory
-from tracardi_systemd.host import Docker, Systemctl
+from tracardi_systemd.engine import EngineError
+from tracardi_systemd.host import ContainerSource, SystemctlClient
 from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
 from tracardi_systemd.observed import ContainerState, UnitState
 
@@ -25,7 +27,7 @@ def by_unit(containers: list[ContainerState]) -> dict[str, ContainerState]:
     return {c.unit: c for c in containers if c.is_units_own}
 
 
-def read_units(systemctl: Systemctl, units: list[str]) -> dict[str, UnitState]:
+def read_units(systemctl: SystemctlClient, units: list[str]) -> dict[str, UnitState]:
     shown = systemctl.show(units, UNIT_PROPERTIES)
     return {name: _unit_state(name, shown.get(name, {})) for name in units}
 
@@ -50,24 +52,60 @@ def _unit_state(name: str, props: dict[str, str]) -> UnitState:
     )
 
 
-def read_containers(docker: Docker) -> list[ContainerState]:
-    return [_container_state(c) for c in docker.inspect_labelled(f"{LABEL_MANAGED}=true")]
+class ContainerReader:
+    """The managed containers, each listed once per call; details that never change for a
+    container (main pid, start time) are inspected once and kept."""
+
+    def __init__(self, engine: ContainerSource):
+        self.engine = engine
+        self._details: dict[tuple[str, str], dict] = {}  # (id, state) -> inspect's answer
+
+    def read(self) -> list[ContainerState]:
+        listed = self.engine.containers(f"{LABEL_MANAGED}=true")
+        known, states = {}, []
+        for entry in listed:
+            key = (entry.get("Id", ""), entry.get("State", ""))
+            details = self._details.get(key) or self._inspect(key[0])
+            if details is None:
+                continue  # gone between the list and the inspect
+            known[key] = details
+            states.append(_container_state(entry, details))
+        self._details = known
+        return states
+
+    def _inspect(self, container: str) -> dict | None:
+        try:
+            return self.engine.inspect(container)
+        except EngineError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
 
-def _container_state(data: dict) -> ContainerState:
-    labels = data.get("Config", {}).get("Labels") or {}
-    state = data.get("State", {})
+def _container_state(listed: dict, details: dict) -> ContainerState:
+    labels = listed.get("Labels") or {}
+    state = details.get("State", {})
+    names = listed.get("Names") or ["/"]
     return ContainerState(
-        id=data.get("Id", ""),
-        name=data.get("Name", "").lstrip("/"),
+        id=listed.get("Id", ""),
+        name=names[0].lstrip("/"),
         unit=labels.get(LABEL_UNIT, ""),
         worker=labels.get(LABEL_WORKER, ""),
-        status=state.get("Status", "unknown"),
+        status=listed.get("State", "unknown"),
         pid=state.get("Pid", 0) or 0,
         started_at=state.get("StartedAt", ""),
-        image=data.get("Config", {}).get("Image", ""),
-        health=(state.get("Health") or {}).get("Status", ""),
+        image=listed.get("Image", ""),
+        health=_health(listed.get("Status", "")),
     )
+
+
+def _health(status: str) -> str:
+    """Docker's health in the list's Status text: "Up 3 minutes (unhealthy)"."""
+    for marker, health in (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"),
+                           ("(health: starting)", "starting")):
+        if status.endswith(marker):
+            return health
+    return ""
 
 
 def container_memory(pids: Iterable[int]) -> dict[int, int]:

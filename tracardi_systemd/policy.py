@@ -431,6 +431,14 @@ class _Decider:
                         TRACARDI_REASON=f"{what} {percent:.0f}%")
 
 
+def settled(history: History) -> bool:
+    """Nothing in flux: every worker running or stopped, every dependency up, no orphan
+    waiting for its second look. Until then the agent asks systemd every tick."""
+    return (not history.down_since and not history.orphans_seen
+            and all(h.state in (State.RUNNING, State.STOPPED)
+                    for h in history.workers.values()))
+
+
 def summary(observation: Observation, history: History) -> str:
     """One line for STATUS=: workers running, Docker when it is down, each dependency."""
     running = sum(1 for h in history.workers.values() if h.state is State.RUNNING)

@@ -82,7 +82,7 @@ class RenderSettings:
     @property
     def agent_argv(self) -> list[str]:
         argv = ["agent", "--env-file", self.installed_env_file,
-                "--interval", str(self.agent_interval), "--docker", self.docker]
+                "--interval", str(self.agent_interval)]
         for limit in self.memory_limits:
             argv += ["--memory-limit", limit]
         return argv

@@ -7,13 +7,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tracardi_systemd.host import CommandError, DockerClient, SystemctlClient
+from tracardi_systemd.engine import EngineError
+from tracardi_systemd.host import ContainerSource, SystemctlClient
 from tracardi_systemd.manifest import Manifest
 from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, is_worker_unit
 from tracardi_systemd.observe import (
+    ContainerReader,
     by_unit,
     container_memory,
-    read_containers,
     read_units,
     uptime_seconds,
 )
@@ -71,16 +72,15 @@ class Status:
                            "docker_problem": self.docker_problem, "workers": rows}, indent=2)
 
 
-def collect(manifest: Manifest, systemctl: SystemctlClient, docker: DockerClient,
+def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSource,
             agent_state_file: Path = AGENT_STATE_FILE) -> Status:
     worker_units = [u for u in manifest.units if is_worker_unit(u)]
     units = read_units(systemctl, [*worker_units, AGENT_UNIT])
     docker_problem = ""
     try:
-        containers = by_unit(read_containers(docker))
-    except CommandError as exc:
-        containers, docker_problem = {}, f"{exc} (run status as root, or as a member of " \
-            "the docker group, to see the containers)"
+        containers = by_unit(ContainerReader(engine).read())
+    except EngineError as exc:
+        containers, docker_problem = {}, str(exc)
     memory = container_memory(c.pid for c in containers.values())
     agent_view = _agent_view(agent_state_file)
     now = datetime.now(UTC)

@@ -112,8 +112,10 @@ def test_restarts_are_held_while_redis_is_down(agent_host):
     host.run("systemctl start redis-server")
     wait_running(host, "tracardi-update", timeout=60)
 
-    down = agent_host.entries("TRACARDI_ACTION=unreachable", "TRACARDI_DEPENDENCY=redis")
-    up = agent_host.entries("TRACARDI_ACTION=reachable", "TRACARDI_DEPENDENCY=redis")
+    # the address the update worker connects to (0.8.1: the port from REDIS_HOST)
+    redis = "'TRACARDI_DEPENDENCY=redis 127.0.0.1:6379'"
+    down = agent_host.entries("TRACARDI_ACTION=unreachable", redis)
+    up = agent_host.entries("TRACARDI_ACTION=reachable", redis)
     assert len(down) == 1 and len(up) == 1
     assert agent_host.entries("TRACARDI_ACTION=held", "TRACARDI_UNIT=tracardi-update.service")
 

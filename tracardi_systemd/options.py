@@ -93,6 +93,9 @@ render_options = apply([
     click.option("--liveness/--no-liveness", default=True, show_default=True,
                  help="Give workers that have one (the Celery update worker) a Docker health "
                  "check proving they consume work; the agent restarts a worker it fails."),
+    click.option("--liveness-interval", type=click.IntRange(1), metavar="SECONDS",
+                 help="Seconds between liveness checks (default: the catalog's, 60); a "
+                 "worker is restarted after 3 failures in a row."),
     click.option("--agent-program", "tool", callback=absolute,
                  help="The tracardi-systemd program the agent unit runs as root; it must be "
                  f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),
@@ -100,7 +103,7 @@ render_options = apply([
 
 REUSED = ("tracardi_version", "workers", "image_tag", "network", "replicas", "worker_env",
           "installed_env_file", "docker", "stop_timeout", "agent_interval", "memory_limits",
-          "liveness", "tool")
+          "liveness", "liveness_interval", "tool")
 
 
 def recorded(params: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class RenderSettings:
     agent_interval: int = 10
     memory_limits: tuple[str, ...] = ()  # [WORKER=]MIB, checked by limits.parse_memory_limits
     liveness: bool = True  # Docker health checks from the catalog, where a worker has one
+    liveness_interval: int | None = None  # seconds; None: the catalog's
     stop_timeout: int = 10
     restart_sec: str = "100ms"
     start_limit_burst: int = 5
@@ -155,8 +156,9 @@ def _docker_run_args(worker: Worker, settings: RenderSettings) -> list[list[str]
     groups.append(["--label", f"{LABEL_MANAGED}=true", "--label", f"{LABEL_WORKER}={worker.name}"])
     if settings.liveness and worker.liveness:
         check = worker.liveness
+        every = f"{settings.liveness_interval}s" if settings.liveness_interval else check.interval
         groups += [["--health-cmd", check.command],
-                   ["--health-interval", check.interval, "--health-timeout", check.timeout,
+                   ["--health-interval", every, "--health-timeout", check.timeout,
                     "--health-retries", str(check.retries),
                     "--health-start-period", check.start_period]]
     groups += [["-e", name] for name in container_env_names(worker, settings)]

@@ -87,6 +87,19 @@ done
 """
 
 
+# What the liveness check of the Celery update worker runs (catalog.CELERY_PING): the
+# stand-in answers like a consuming worker, until a test makes it stop with
+# `docker exec <container> touch /tmp/not-live`.
+CELERY_SH = r"""#!/bin/sh
+if [ -e /tmp/not-live ]; then
+    echo "Error: No nodes replied within time constraint" >&2
+    exit 69
+fi
+echo "-> celery@$HOSTNAME: OK"
+echo "        pong"
+"""
+
+
 def worker_of(image: str) -> str:
     """tracardi/com-tracardi-scheduler-worker -> scheduler."""
     if image in WORKER_OF_IMAGE:
@@ -106,6 +119,7 @@ def build_standin_images(
         f"cat > {root}/standin.sh && chmod 755 {root}/standin.sh",
         input=STANDIN_SH,
     )
+    sandbox.run(f"cat > {root}/bin/celery && chmod 755 {root}/bin/celery", input=CELERY_SH)
     for image in images:
         ref = shlex.quote(f"{image}:{tag}")
         sandbox.run(

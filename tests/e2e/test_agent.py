@@ -10,6 +10,8 @@ import pytest
 
 from .operator import (
     INSTALLED_ENV,
+    TOOL,
+    WORKER_UNITS,
     container,
     install,
     start_all,
@@ -279,4 +281,69 @@ def test_agent_supervises_without_its_state_file_or_journald(agent_host):
         host.run("systemctl start systemd-journald.socket systemd-journald-dev-log.socket "
                  "systemd-journald.service; rm -f /run/tracardi-systemd; docker rm -f stray "
                  ">/dev/null 2>&1 || true")
+    assert agent_pid(host) == pid
+
+
+# --- liveness and the event-driven agent ---------------------------------------------------
+
+NOT_LIVE = "927487d9a49c4a62bebe479187dd5300"
+CONTAINER_DIED = "86111eadd1bf45f4ac7bbe451ae331c4"
+
+
+def test_a_worker_that_runs_but_fails_its_liveness_check_is_restarted(agent_host):
+    host = agent_host.host
+    write_env(host)
+    ids = start_everything(host, "--liveness-interval 2")
+    update = "tracardi-update"
+    host.wait_until(f"docker inspect -f '{{{{.State.Health.Status}}}}' {update} | grep -qx healthy",
+                    timeout=30)
+    host.run(f"docker exec {update} touch /tmp/not-live")  # stops answering Celery's ping
+    agent_host.wait_for_entry(f"MESSAGE_ID={NOT_LIVE}", "TRACARDI_UNIT=tracardi-update.service",
+                              timeout=60)
+    new = wait_running(host, update, timeout=30, other_than=ids["tracardi-update.service"])
+    assert new != ids["tracardi-update.service"]
+    entry = agent_host.entries(f"MESSAGE_ID={NOT_LIVE}")[0]
+    assert "its Celery node answers no ping" in entry["MESSAGE"]
+    status = json.loads(host.run(f"{TOOL} status --json", check=False).stdout)
+    row = next(w for w in status["workers"] if w["unit"] == "tracardi-update.service")
+    assert row["liveness"] in ("starting", "healthy")
+
+
+def test_a_container_killed_while_the_agent_is_idle_is_noticed_within_a_second(agent_host):
+    host = agent_host.host
+    write_env(host)
+    start_everything(host)
+    time.sleep(INTERVAL + 1)  # idle: between ticks
+    killed_at = int(host.run("date +%s%6N && docker kill tracardi-trigger >/dev/null"
+                             ).stdout.split()[0])
+    agent_host.wait_for_entry(f"MESSAGE_ID={CONTAINER_DIED}", timeout=10)
+    entry = agent_host.entries(f"MESSAGE_ID={CONTAINER_DIED}",
+                               "TRACARDI_CONTAINER=tracardi-trigger")[0]
+    noticed = (int(entry["__REALTIME_TIMESTAMP"]) - killed_at) / 1e6
+    print(f"the agent noticed the death {noticed:.3f} s after docker kill")
+    assert 0 <= noticed <= 1.0
+    assert "died (exit status 137)" in entry["MESSAGE"]
+
+
+def test_dockerd_restarted_under_the_agent_misses_nothing(agent_host):
+    host = agent_host.host
+    write_env(host)
+    start_everything(host)
+    pid = agent_pid(host)
+    host.run("systemctl restart docker.service", timeout=120)
+    # In the gap before the agent's stream is back: a stray container it must still find.
+    host.run("docker run -d --name stray --label tracardi.managed=true "
+             "--label tracardi.unit=tracardi-ghost.service "
+             "tracardi/update-worker:0.8.1 sleep 600")
+    host.wait_until("! docker inspect stray >/dev/null 2>&1", timeout=8 * INTERVAL)
+    for unit in WORKER_UNITS:
+        wait_running(host, unit.removesuffix(".service"), timeout=60)
+    # and the stream is live again: a death after the restart is reported at once
+    killed_at = int(host.run("date +%s%6N && docker kill tracardi-scheduler >/dev/null"
+                             ).stdout.split()[0])
+    host.wait_until(f"journalctl -q --since @{agent_host.since} MESSAGE_ID={CONTAINER_DIED} "
+                    "TRACARDI_CONTAINER=tracardi-scheduler | grep -q .", timeout=10)
+    entry = agent_host.entries(f"MESSAGE_ID={CONTAINER_DIED}",
+                               "TRACARDI_CONTAINER=tracardi-scheduler")[-1]
+    assert (int(entry["__REALTIME_TIMESTAMP"]) - killed_at) / 1e6 <= 1.0
     assert agent_pid(host) == pid

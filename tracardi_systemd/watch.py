@@ -24,8 +24,9 @@ SETTLE = 0.2  # seconds to gather the events of one burst (a stop is die + destr
 
 class Watcher:
     def __init__(self, engine: Engine, journal: Journal,
-                 clock: Callable[[], float] = time.monotonic):
-        self.engine, self.journal, self.clock = engine, journal, clock
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[threading.Event, float], object] = threading.Event.wait):
+        self.engine, self.journal, self.clock, self.sleep = engine, journal, clock, sleep
         self.stream: EventStream | None = None
 
     def wait(self, deadline: float, stop: threading.Event, docker_active: bool) -> bool:
@@ -38,7 +39,7 @@ class Watcher:
                 self.stream = None
         while not stop.is_set() and (left := deadline - self.clock()) > 0:
             if self.stream is None:
-                stop.wait(min(left, SLICE))
+                self.sleep(stop, min(left, SLICE))
                 continue
             try:
                 event = self.stream.poll(min(left, SLICE))

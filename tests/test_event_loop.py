@@ -1,0 +1,150 @@
+"""The event-driven agent loop: Docker events wake it, systemd is asked only when
+something happened or is in flux, a broken stream is reopened; with fakes for the host and
+a fake event stream."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
+
+from tracardi_systemd.agent import Agent, InputFiles
+from tracardi_systemd.engine import EngineError, StreamClosed
+from tracardi_systemd.events import EventKind
+from tracardi_systemd.journal import Journal
+from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, TARGET
+from tracardi_systemd.policy import Config
+from tracardi_systemd.watch import Watcher
+
+UNITS = ["tracardi-scheduler.service", "tracardi-trigger.service"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeStream:
+    """Hands over the queued events, then waits out the timeout (advancing the clock)."""
+
+    def __init__(self, clock: Clock, events: list[dict] | None = None, closes: bool = False):
+        self.clock, self.events, self.closes = clock, list(events or []), closes
+        self.closed = False
+
+    def poll(self, timeout: float):
+        if self.events:
+            return self.events.pop(0)
+        if self.closes:
+            raise StreamClosed("GET /events", "the connection ended")
+        self.clock.now += timeout
+        return None
+
+    def within(self, seconds: float):
+        while self.events:
+            yield self.events.pop(0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class StreamingEngine(FakeEngine):
+    def __init__(self, entries, streams: list):
+        super().__init__(entries)
+        self.streams = streams
+        self.opened = 0
+
+    def events(self, **_: object):
+        self.opened += 1
+        if not self.streams:
+            raise EngineError("GET /events", "dockerd does not answer")
+        return self.streams.pop(0)
+
+
+def die(name: str, code: str = "137") -> dict:
+    return {"Action": "die", "Actor": {"Attributes": {
+        "name": name, "exitCode": code, "tracardi.unit": f"{name}.service"}}}
+
+
+def rig(tmp_path, streams: list, clock: Clock):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(Manifest(unit_dir="/etc/systemd/system", env_file="/e",
+                                 tracardi_version="0.8.1",
+                                 units=[TARGET, AGENT_UNIT, *UNITS]).to_json())
+    env = tmp_path / "env"
+    env.write_text("REDIS_HOST=127.0.0.1\n")
+    systemctl = FakeSystemctl({u: unit_props() for u in [*UNITS, DOCKER_UNIT, TARGET]})
+    engine = StreamingEngine([inspected(u, pid=0) for u in UNITS], streams)
+    stderr = io.StringIO()
+    journal = Journal(str(tmp_path / "nosocket"), stderr)
+    agent = Agent(InputFiles(manifest, env), systemctl, engine, lambda deps: {}, journal,
+                  Config(), state_file=tmp_path / "state.json", clock=clock)
+    def sleep(stop: threading.Event, seconds: float) -> None:
+        clock.now += seconds
+
+    return agent, systemctl, engine, Watcher(engine, journal, clock, sleep), stderr
+
+
+def run_for(agent: Agent, watcher: Watcher, clock: Clock, seconds: float) -> None:
+    stop = threading.Event()
+    end = clock.now + seconds
+    real_wait = watcher.wait
+
+    def wait(deadline, stop_flag, docker_active):
+        if clock.now >= end:
+            stop.set()
+            return False
+        return real_wait(deadline, stop_flag, docker_active)
+
+    watcher.wait = wait
+    agent.run(stop, watcher, interval=10.0, reconcile_every=60.0)
+
+
+def test_while_settled_systemd_is_asked_once_a_minute_and_docker_every_tick(tmp_path):
+    clock = Clock()
+    agent, systemctl, engine, watcher, _ = rig(tmp_path, [FakeStream(clock)], clock)
+    run_for(agent, watcher, clock, 300)
+    ticks = len(engine.listings)
+    assert 29 <= ticks <= 31  # every 10 s
+    assert 5 <= len(systemctl.shows) <= 7  # every 60 s (+ the first)
+    assert engine.opened == 1  # one long-lived stream
+
+
+def test_a_death_wakes_the_agent_at_once_and_makes_it_ask_systemd(tmp_path):
+    clock = Clock()
+    stream = FakeStream(clock, [die("tracardi-trigger")])
+    agent, systemctl, _, watcher, stderr = rig(tmp_path, [stream], clock)
+    run_for(agent, watcher, clock, 5)  # less than one interval
+    assert len(systemctl.shows) == 2  # the first cycle, then the one the event caused
+    assert "<6>container tracardi-trigger died (exit status 137)" in stderr.getvalue()
+
+
+def test_a_broken_stream_is_reopened_and_the_agent_reconciles_in_full(tmp_path):
+    clock = Clock()
+    streams = [FakeStream(clock, closes=True), FakeStream(clock)]
+    agent, systemctl, engine, watcher, _ = rig(tmp_path, streams, clock)
+    run_for(agent, watcher, clock, 30)
+    assert engine.opened == 2
+    assert len(systemctl.shows) >= 2
+
+
+def test_no_stream_is_opened_while_docker_service_is_stopped(tmp_path):
+    clock = Clock()
+    agent, systemctl, engine, watcher, _ = rig(tmp_path, [FakeStream(clock)], clock)
+    systemctl.units[DOCKER_UNIT] = unit_props("inactive", "dead")
+    run_for(agent, watcher, clock, 60)
+    assert engine.opened == 0  # connecting would start docker through docker.socket
+    assert engine.listings == []
+
+
+def test_an_oom_kill_is_a_warning(tmp_path):
+    clock = Clock()
+    oom = {"Action": "oom", "Actor": {"Attributes": {"name": "tracardi-trigger"}}}
+    agent, _, _, watcher, stderr = rig(tmp_path, [FakeStream(clock, [oom])], clock)
+    run_for(agent, watcher, clock, 5)
+    assert "<4>container tracardi-trigger ran out of memory" in stderr.getvalue()
+    assert EventKind.CONTAINER_DIED.value  # one MESSAGE_ID for deaths of either kind

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import CLEAN_ENV
 
 from tracardi_systemd import cli as cli_module
+from tracardi_systemd import installer as installer_module
 from tracardi_systemd.cli import main
 
 TOKEN = "dckr_pat_SECRET-TOKEN-3a7f"
@@ -75,23 +76,23 @@ def test_login_without_a_user_says_how_to_give_one(fake_docker, tmp_path):
 
 
 def test_install_needs_root(monkeypatch, write_env):
-    monkeypatch.setattr(cli_module.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(installer_module.os, "geteuid", lambda: 1000)
     result = invoke("install", "--env-file", str(write_env(CLEAN_ENV)))
     assert result.exit_code == 1
     assert "needs root" in result.output and "sudo" in result.output
 
 
 def test_install_needs_a_running_systemd(monkeypatch, write_env):
-    monkeypatch.setattr(cli_module.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(cli_module, "systemd_is_running", lambda: False)
+    monkeypatch.setattr(installer_module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(installer_module, "systemd_is_running", lambda: False)
     result = invoke("install", "--env-file", str(write_env(CLEAN_ENV)))
     assert result.exit_code == 1
     assert "systemd is not running" in result.output and "--root" in result.output
 
 
 def test_install_needs_the_docker_client(monkeypatch, write_env, tmp_path):
-    monkeypatch.setattr(cli_module.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(cli_module, "systemd_is_running", lambda: True)
+    monkeypatch.setattr(installer_module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(installer_module, "systemd_is_running", lambda: True)
     missing = tmp_path / "no-docker"
     result = invoke("install", "--env-file", str(write_env(CLEAN_ENV)), "--docker", str(missing))
     assert result.exit_code == 1

@@ -13,7 +13,7 @@ from tracardi_systemd import __version__
 from tracardi_systemd.catalog import DEFAULT_VERSION, CatalogError, workers_for
 from tracardi_systemd.cli_agent import agent, login
 from tracardi_systemd.files import write_atomic
-from tracardi_systemd.host import Docker, Systemctl, systemd_is_running
+from tracardi_systemd.host import Docker, Systemctl
 from tracardi_systemd.install import InstallRequest
 from tracardi_systemd.installer import Installer, InstallError
 from tracardi_systemd.manifest import Manifest, ManifestError, load_manifest
@@ -151,13 +151,14 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
     if root is not None and (start or pull):
         fail("--start and --pull act on the live system and cannot be used with --root")
     live = root is None
-    if live and not dry_run:
-        _require_live_host(options["docker"])
     installer = Installer(root, Systemctl(root), Docker(options["docker"]))
-    previous = _orfail(installer.previous)
+    if live and not dry_run:
+        _or_fail(installer.require_live_host)
+    previous = _or_fail(installer.previous)
     for reused in reuse_previous(ctx, options, previous):
         click.echo(f"from the last install: --{reused}", err=True)
-    options["tool"] = options["tool"] or _agent_program(installer.root, live and not dry_run)
+    options["tool"] = options["tool"] or _or_fail(
+        lambda: installer.agent_program(running_program(), check_trust=live and not dry_run))
     env_target = Path(options["installed_env_file"])
     env_source = env_file or installer.on_disk(env_target)
     prepared = _prepare(env_source, **options)
@@ -166,7 +167,7 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         env_data=prepared.env.raw, env_target=env_target, rendered=prepared.files,
         units=[*prepared.infrastructure_units, *prepared.instances], force=force)
     images = [f"{w.image}:{prepared.settings.tag}" for w in prepared.settings.workers]
-    result = _orfail(lambda: installer.install(
+    result = _or_fail(lambda: installer.install(
         request, images=images if pull else [], options=recorded(options),
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
         dry_run=dry_run))
@@ -176,40 +177,11 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         click.echo("\n".join(result.lines))
 
 
-def _orfail(call):
+def _or_fail(call):
     try:
         return call()
     except (InstallError, ManifestError) as exc:
         fail(str(exc))
-
-
-def _agent_program(root: Path, check_trust: bool) -> str:
-    """The packaged program when installed, else this one; refused if root must not run it."""
-    from tracardi_systemd.render import templates_dir
-    from tracardi_systemd.trust import agent_program_problem
-
-    packaged = root / DEFAULT_AGENT_PROGRAM.lstrip("/")
-    program = DEFAULT_AGENT_PROGRAM if packaged.exists() else running_program()
-    if check_trust and os.geteuid() == 0:
-        problem = agent_program_problem(Path(program), templates_dir())
-        if problem:
-            fail(f"the agent unit would run {program} as root, but {problem}: install "
-                  "tracardi-systemd from its deb or rpm package, or into a root-owned venv "
-                  "(e.g. /opt/tracardi-systemd), or pass --agent-program PATH of a "
-                  "root-owned install; nothing was changed")
-    return program
-
-
-def _require_live_host(docker: str) -> None:
-    if os.geteuid() != 0:
-        fail("install changes the system and needs root: run it with sudo "
-              "(or use --root DIR to prepare an offline root)")
-    if not systemd_is_running():
-        fail("systemd is not running on this host (no /run/systemd/system): install needs a "
-              "running systemd, or use --root DIR to prepare an offline root")
-    if not Path(docker).exists():
-        fail(f"the docker client {docker} is missing: install Docker "
-              "(apt-get install docker.io) or pass --docker PATH")
 
 
 @main.command()
@@ -225,7 +197,7 @@ def uninstall(purge: bool, force: bool, root: Path | None) -> None:
     if root is None and os.geteuid() != 0:
         fail("uninstall changes the system and needs root: run it with sudo")
     installer = Installer(root, Systemctl(root), Docker())
-    _orfail(lambda: installer.uninstall(purge, force, click.echo))
+    _or_fail(lambda: installer.uninstall(purge, force, click.echo))
 
 
 def _installed_manifest() -> Manifest:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tracardi_systemd.host import CommandError, Docker, Systemctl
+from tracardi_systemd.host import CommandError, Docker, Systemctl, systemd_is_running
 from tracardi_systemd.install import (
     InstallRefused,
     InstallRequest,
@@ -34,7 +34,12 @@ from tracardi_systemd.manifest import (
     manifest_path,
     save_manifest,
 )
-from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, is_unit_file_name
+from tracardi_systemd.names import (
+    AGENT_STATE_FILE,
+    AGENT_UNIT,
+    DEFAULT_AGENT_PROGRAM,
+    is_unit_file_name,
+)
 
 # write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
 _TEMP_FILE = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]{8}\.tmp")
@@ -97,6 +102,36 @@ class Installer:
 
     def on_disk(self, path: Path) -> Path:
         return self.root / path.relative_to("/")
+
+    def require_live_host(self) -> None:
+        if os.geteuid() != 0:
+            raise InstallError("install changes the system and needs root: run it with sudo "
+                               "(or use --root DIR to prepare an offline root)")
+        if not systemd_is_running():
+            raise InstallError(
+                "systemd is not running on this host (no /run/systemd/system): install needs "
+                "a running systemd, or use --root DIR to prepare an offline root")
+        if not Path(self.docker.program).exists():
+            raise InstallError(f"the docker client {self.docker.program} is missing: install "
+                               "Docker (apt-get install docker.io) or pass --docker PATH")
+
+    def agent_program(self, running: str, check_trust: bool) -> str:
+        """The packaged program when installed, else `running`; refused when root must not
+        run it (another user could edit it, or what it loads)."""
+        from tracardi_systemd.render import templates_dir
+        from tracardi_systemd.trust import agent_program_problem
+
+        packaged = self.on_disk(Path(DEFAULT_AGENT_PROGRAM))
+        program = DEFAULT_AGENT_PROGRAM if packaged.exists() else running
+        if check_trust and os.geteuid() == 0:
+            problem = agent_program_problem(Path(program), templates_dir())
+            if problem:
+                raise InstallError(
+                    f"the agent unit would run {program} as root, but {problem}: install "
+                    "tracardi-systemd from its deb or rpm package, or into a root-owned venv "
+                    "(e.g. /opt/tracardi-systemd), or pass --agent-program PATH of a "
+                    "root-owned install; nothing was changed")
+        return program
 
     def previous(self) -> Manifest | None:
         try:

@@ -33,11 +33,3 @@ def warning(file: str, line: int | None, message: str) -> Problem:
 
 def has_errors(problems: list[Problem]) -> bool:
     return any(p.severity is Severity.ERROR for p in problems)
-
-
-class InputError(Exception):
-    """Input that was refused; carries the problems that explain why."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import CLEAN_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
+from samples import CLEAN_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
 from tracardi_systemd.catalog import workers_for
 from tracardi_systemd.cli import main

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import CLEAN_ENV
+from samples import CLEAN_ENV
 
 from tracardi_systemd import cli as cli_module
 from tracardi_systemd import installer as installer_module

@@ -3,17 +3,19 @@ as root, end every fault healed or reported). Each test failed on the code befor
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import socket
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import CLEAN_ENV, SECRET_LICENSE
 from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
+from samples import CLEAN_ENV, SECRET_LICENSE
 
 from tracardi_systemd.agent import Agent, InputFiles
 from tracardi_systemd.cli import main
@@ -379,9 +381,14 @@ class QuietWatcher:
 
 
 def test_the_loop_survives_a_failing_cycle_and_stops_on_request(tmp_path, monkeypatch):
+    """READY only after a full cycle, WATCHDOG after each completed one, STOPPING at the
+    end: read from a real NOTIFY_SOCKET, as systemd would."""
+    address = str(tmp_path / "notify")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(1)
+    monkeypatch.setenv("NOTIFY_SOCKET", address)
     rig = AgentRig(tmp_path, [SCHEDULER])
-    notes = []
-    monkeypatch.setattr("sdnotify.SystemdNotifier.notify", lambda self, text: notes.append(text))
     stop = threading.Event()
     calls = []
 
@@ -396,10 +403,16 @@ def test_the_loop_survives_a_failing_cycle_and_stops_on_request(tmp_path, monkey
     real_cycle = rig.agent.cycle
     rig.agent.cycle = flaky_cycle
     rig.agent.run(stop, QuietWatcher(), 0.01, 60.0)
+    notes = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            notes.append(listener.recv(4096).decode())
     assert len(calls) == 3
     assert "cycle failed: [Errno 28] No space left on device" in rig.stderr.getvalue()
-    assert notes[0].startswith("READY=1\nWATCHDOG=1\nSTATUS=")  # READY after a full cycle
-    assert notes[-1] == "STOPPING=1"
+    assert len(notes) == 3  # nothing for the failed cycle
+    assert notes[0].startswith("READY=1\nWATCHDOG=1\nSTATUS=0/1 workers running")
+    assert notes[1].startswith("WATCHDOG=1\nSTATUS=")
+    assert notes[2] == "STOPPING=1"
 
 
 # --- medium ---------------------------------------------------------------------------------

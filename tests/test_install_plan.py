@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import CLEAN_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
+from samples import CLEAN_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
 from tracardi_systemd.cli import main
 from tracardi_systemd.install import (

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
+from samples import SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
 from tracardi_systemd.catalog import select_workers, workers_for
 from tracardi_systemd.envfile import load_env_file

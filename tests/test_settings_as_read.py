@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import CLEAN_ENV
+from samples import CLEAN_ENV
 
 from tracardi_systemd.catalog import select_workers
 from tracardi_systemd.cli import main

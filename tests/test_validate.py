@@ -3,7 +3,7 @@
 import shutil
 
 import pytest
-from conftest import CLEAN_ENV, EXAMPLE_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
+from samples import CLEAN_ENV, EXAMPLE_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
 from tracardi_systemd.catalog import select_workers, workers_for
 from tracardi_systemd.envfile import load_env_file

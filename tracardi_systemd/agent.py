@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-import sdnotify
+import sdnotify  # type: ignore[import-untyped]
 
 from tracardi_systemd.catalog import Worker, workers_for
 from tracardi_systemd.dependencies import Dependency, dependencies_of
@@ -83,7 +83,7 @@ class InputFiles:
         self._seen: tuple = ()
 
     def _fingerprint(self) -> tuple:
-        marks = []
+        marks: list[tuple[int, int, int] | None] = []
         for path in (self.manifest, self.env_file):
             try:
                 stat = path.stat()
@@ -226,7 +226,7 @@ class Agent:
         return observation, decision
 
     def _act(self, action: Action) -> None:
-        steps: dict[ActionKind, Callable[[str], None]] = {
+        steps: dict[ActionKind, Callable[[str], object]] = {
             ActionKind.REARM: self._rearm,
             ActionKind.RESTART: lambda unit: self.systemctl("restart", "--no-block", unit),
             ActionKind.REMOVE: self.engine.remove,

@@ -194,7 +194,7 @@ def apply_files(plan: Plan, unit_dir: Path) -> None:
     unit_dir.mkdir(parents=True, exist_ok=True)
     for change in plan.file_changes:
         path = unit_dir / change.name
-        if change.action is Action.REMOVE:
+        if change.new is None:  # Action.REMOVE
             path.unlink(missing_ok=True)
         else:
             write_atomic(path, change.new.encode(), UNIT_FILE_MODE)

@@ -18,9 +18,11 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def catalog_rows(workers: Iterable[Worker]) -> list[tuple[str, ...]]:
+def catalog_rows(workers: Iterable[Worker]) -> list[Sequence[str]]:
     """`workers`' table: unit, image, the settings each needs, commercial or not."""
-    return [("UNIT", "IMAGE", "SETTINGS", "DEPENDS ON", "LIVENESS", "COMMERCIAL")] + [
+    header: list[Sequence[str]] = [
+        ("UNIT", "IMAGE", "SETTINGS", "DEPENDS ON", "LIVENESS", "COMMERCIAL")]
+    return header + [
         (w.unit_base, w.image, ",".join(w.settings) + (",license" if w.commercial else ""),
          ",".join(w.dependencies), "yes" if w.liveness else "-",
          "yes" if w.commercial else "no")

@@ -1,8 +1,7 @@
 """A throw-away host with a real systemd (PID 1 of its own PID namespace) and a real dockerd.
 
-Recipe and pitfalls: /work/shared/e2e-sandbox.md (design notes of the project). The host's
-root filesystem is the read-only lower layer of an overlay; every write lands in an upper
-dir on disk under /var/tmp. Deviations from the recipe, each for a reason:
+The host's root filesystem is the read-only lower layer of an overlay; every write lands
+in an upper dir on disk under /var/tmp. Choices that are not obvious, each for a reason:
 
 - pivot_root instead of chroot: the kernel refuses user namespaces to a chrooted process,
   so any unit with PrivateUsers= (Debian's redis-server.service has it) fails with

@@ -60,9 +60,8 @@ def installed(tmp_path, write_env):
 
 
 def unit(name: str, active: str = "active", sub: str = "running", **times: int) -> UnitState:
-    return UnitState(name=name, load_state="loaded", active_state=active, sub_state=sub,
-                     result="success", restarts=0, main_pid=1, active_since_usec=100,
-                     enabled="enabled", **times)
+    return UnitState(name=name, active_state=active, sub_state=sub,
+                     result="success", restarts=0, active_since_usec=100, **times)
 
 
 def container(unit_name: str) -> ContainerState:

@@ -34,9 +34,8 @@ HALF = 0.5  # the fixed random(): jitter factor 1 + 0.2 * 0.5 = 1.1
 
 def unit(name: str, active: str = "active", sub: str = "running",
          result: str = "success") -> UnitState:
-    return UnitState(name=name, load_state="loaded", active_state=active, sub_state=sub,
-                     result=result, restarts=0, main_pid=100, active_since_usec=1,
-                     enabled="enabled")
+    return UnitState(name=name, active_state=active, sub_state=sub,
+                     result=result, restarts=0, active_since_usec=1)
 
 
 def worker_name(unit_name: str) -> str:

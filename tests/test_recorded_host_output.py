@@ -33,13 +33,13 @@ def test_systemctl_show_of_real_units_reads_back_their_states():
              "docker.service"]
     states = read_units(systemctl, units)
     running, failed, missing, docker = (states[u] for u in units)
-    assert (running.active_state, running.sub_state, running.load_state) == (
-        "active", "running", "loaded")
-    assert running.main_pid > 0 and running.active_since_usec > 0
+    assert (running.active_state, running.sub_state) == ("active", "running")
+    assert running.active_since_usec > 0 and running.inactive_since_usec == 0
     assert (failed.active_state, failed.result) == ("failed", "exit-code")
     assert failed.inactive_since_usec > 0 and failed.deactivated_usec > 0
-    assert (missing.load_state, missing.active_state) == ("not-found", "inactive")
-    assert (docker.active_state, docker.enabled) == ("active", "enabled")
+    assert (missing.active_state, missing.sub_state, missing.active_since_usec) == (
+        "inactive", "dead", 0)
+    assert docker.active_state == "active" and docker.deactivated_usec == 0
     # one call for all of them, asking for exactly what the agent reads
     assert len(systemctl.argv_seen) == 1 and systemctl.argv_seen[0][0] == "show"
 

@@ -17,9 +17,8 @@ from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
 from tracardi_systemd.observed import ContainerState, UnitState
 
 UNIT_PROPERTIES = (
-    "LoadState", "ActiveState", "SubState", "Result", "NRestarts", "MainPID",
-    "ActiveEnterTimestampMonotonic", "UnitFileState", "InactiveEnterTimestampMonotonic",
-    "ActiveExitTimestampMonotonic",
+    "ActiveState", "SubState", "Result", "NRestarts", "ActiveEnterTimestampMonotonic",
+    "InactiveEnterTimestampMonotonic", "ActiveExitTimestampMonotonic",
 )
 
 
@@ -39,14 +38,11 @@ def _unit_state(name: str, props: dict[str, str]) -> UnitState:
 
     return UnitState(
         name=name,
-        load_state=props.get("LoadState", "not-found"),
         active_state=props.get("ActiveState", "inactive"),
         sub_state=props.get("SubState", "dead"),
         result=props.get("Result", ""),
         restarts=number("NRestarts"),
-        main_pid=number("MainPID"),
         active_since_usec=number("ActiveEnterTimestampMonotonic"),
-        enabled=props.get("UnitFileState", ""),
         inactive_since_usec=number("InactiveEnterTimestampMonotonic"),
         deactivated_usec=number("ActiveExitTimestampMonotonic"),
     )

@@ -13,14 +13,11 @@ from tracardi_systemd.names import container_name
 @dataclass(frozen=True)
 class UnitState:
     name: str
-    load_state: str
     active_state: str
     sub_state: str
     result: str
     restarts: int
-    main_pid: int
     active_since_usec: int  # CLOCK_MONOTONIC, microseconds; 0 when never active
-    enabled: str
     inactive_since_usec: int = 0  # when it last became inactive (CLOCK_MONOTONIC, µs)
     deactivated_usec: int = 0  # when it last left the active state (CLOCK_MONOTONIC, µs)
 

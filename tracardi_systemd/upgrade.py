@@ -150,10 +150,12 @@ class Upgrade:
                      "nothing to do")
             return Outcome("unchanged", from_tag, to_tag, False, self.lines)
         new, old = self._prepare(to_tag), self._prepare(from_tag)
-        units = self._units_to_restart(new)
+        stopped = self._stopped(new)
+        units = [u for u in new.instances if u not in stopped]
         if dry_run:
-            self._show_plan(new, from_tag, to_tag, units, settings)
+            self._show_plan(new, from_tag, to_tag, units, stopped, settings)
             return Outcome("planned", from_tag, to_tag, True, self.lines)
+        self._say_stopped(stopped)
         with upgrade_lock(self.installer.root):
             self._pull(new, to_tag, from_tag, settings.pull)
             record_before = (self.manifest.previous_image_tag,
@@ -196,19 +198,21 @@ class Upgrade:
         return params | {"tracardi_version": self.manifest.tracardi_version,
                          "image_tag": tag}
 
-    def _units_to_restart(self, new: Prepared) -> list[str]:
-        """The worker units that run now, in catalog order; stopped ones stay stopped."""
+    def _stopped(self, new: Prepared) -> list[str]:
+        """The worker units an operator stopped: they stay stopped."""
         states = read_units(self.installer.systemctl, new.instances)
-        stopped = [u for u in new.instances if states[u].active_state == "inactive"]
+        return [u for u in new.instances if states[u].active_state == "inactive"]
+
+    def _say_stopped(self, stopped: list[str]) -> None:
         if stopped:
             self.say(f"not running, so not restarted (they run the new tag when started): "
                      f"{', '.join(stopped)}")
-        return [u for u in new.instances if u not in stopped]
 
     def _show_plan(self, new: Prepared, from_tag: str, to_tag: str, units: list[str],
-                   settings: UpgradeSettings) -> None:
+                   stopped: list[str], settings: UpgradeSettings) -> None:
         self.say(f"upgrade from image tag {from_tag} to {to_tag} "
                  f"(Tracardi {self.manifest.tracardi_version})")
+        self._say_stopped(stopped)
         how = {"always": "pull", "missing": "pull unless on this host",
                "never": "require on this host"}[settings.pull]
         for image in _images(new):

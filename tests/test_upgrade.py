@@ -191,6 +191,24 @@ def test_a_rollback_that_fails_too_says_so(root):
     assert "tracardi-update.service" in outcome.lines[-1]
 
 
+def test_docker_failing_to_answer_during_the_gate_rolls_back(root):
+    host = Host(root)
+    answers = host.inspect_labelled
+
+    def inspect_labelled(label):
+        if host.restarted() == [(u,) for u in WORKERS[:2]]:
+            raise CommandError("docker ps failed: Cannot connect to the Docker daemon")
+        return answers(label)
+
+    host.inspect_labelled = inspect_labelled
+
+    outcome = upgrade(root, host).run("0.8.2", FAST)
+
+    assert (outcome.result, outcome.failed_unit) == ("rolled back", WORKERS[1])
+    assert "could not be asked: docker ps failed" in outcome.reason
+    assert tags(root) == {"0.8.1"}
+
+
 def test_a_pull_that_fails_restarts_nothing_and_changes_nothing(root):
     before = sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file())
     host = Host(root, unpullable=("tracardi/com-tracardi-trigger-worker:0.8.2",))

@@ -272,11 +272,15 @@ class Upgrade:
         except CommandError as exc:
             return [Verdict(unit, False, f"it did not restart: {exc}") for unit in units]
         started = self.clock()
-        shown = read_units(systemctl, units)
-        gates = [Gate(_target(unit, prepared), self.times, started,
-                      shown[unit].restarts) for unit in units]
-        return watch(gates, systemctl, self.installer.docker, self.probe, self.clock,
-                     self.sleep)
+        try:
+            shown = read_units(systemctl, units)
+            gates = [Gate(_target(unit, prepared), self.times, started,
+                          shown[unit].restarts) for unit in units]
+            return watch(gates, systemctl, self.installer.docker, self.probe, self.clock,
+                         self.sleep)
+        except CommandError as exc:
+            return [Verdict(unit, False, f"systemd or Docker could not be asked: {exc}")
+                    for unit in units]
 
     def _roll_back(self, failed: Verdict, upgraded: list[str], old: Prepared,
                    record: tuple[str, str], from_tag: str, to_tag: str) -> Outcome:

@@ -155,7 +155,7 @@ def test_a_crash_looping_worker_puts_every_upgraded_worker_back(root):
 
     outcome = upgrade(root, host, journal).run("0.8.2", FAST)
 
-    assert (outcome.result, outcome.exit_status) == ("rolled back", 2)
+    assert (outcome.result, outcome.exit_status) == ("rolled back", 3)
     assert outcome.failed_unit == "tracardi-scheduler.service"
     assert "crash-looping" in outcome.reason
     first_three = tuple(WORKERS[:3])
@@ -186,7 +186,7 @@ def test_a_rollback_that_fails_too_says_so(root):
 
     outcome = upgrade(root, host, journal).run("0.8.2", FAST)
 
-    assert (outcome.result, outcome.exit_status) == ("rollback failed", 3)
+    assert (outcome.result, outcome.exit_status) == ("rollback failed", 4)
     assert journal.ids()[-1] == UpgradeEvent.ROLLBACK_FAILED.value
     assert "tracardi-update.service" in outcome.lines[-1]
 

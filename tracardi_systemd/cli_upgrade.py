@@ -55,8 +55,8 @@ def upgrade(image_tag: str | None, rollback: bool, window: float, start_timeout:
     container of the new image running for --window seconds without a restart, and its
     liveness check passing where it has one. When a worker fails the gate, every worker
     restarted so far goes back to the previous tag, the journal and stderr say so.
-    Exit status: 0 done (or nothing to do), 1 refused with nothing changed, 2 rolled
-    back, 3 the rollback failed too (the workers need attention).
+    Exit status: 0 done (or nothing to do), 1 refused with nothing changed, 2 a wrong
+    option, 3 rolled back, 4 the rollback failed too (the workers need attention).
     """
     if bool(image_tag) == rollback:
         raise click.UsageError("give either --image-tag TAG or --rollback")

@@ -44,9 +44,10 @@ class UpgradeEvent(Enum):
 
 SYSLOG_IDENTIFIER = "tracardi-systemd"
 PULL_POLICIES = ("always", "missing", "never")
-# Exit status per result: 1 is any refusal before a worker was restarted.
-EXIT_STATUS = {"done": 0, "unchanged": 0, "planned": 0, "rolled back": 2,
-               "rollback failed": 3}
+# Exit status per result: 1 is any refusal before a worker was restarted, 2 click's usage
+# error.
+EXIT_STATUS = {"done": 0, "unchanged": 0, "planned": 0, "rolled back": 3,
+               "rollback failed": 4}
 
 
 class UpgradeError(Exception):
@@ -226,7 +227,7 @@ class Upgrade:
             check = " and its liveness check passing" if target.liveness else ""
             self.say(f"restart {unit}, then wait for it: {gate}{check}")
         self.say(f"if one fails: install tag {from_tag} again, restart every worker "
-                 "restarted so far, exit 2")
+                 "restarted so far, exit 3")
 
     def _pull(self, new: Prepared, to_tag: str, from_tag: str, policy: str) -> None:
         docker = self.installer.docker

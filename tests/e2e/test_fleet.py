@@ -71,7 +71,7 @@ def test_rollout_rerun_and_rolling_upgrade_that_stops_at_the_host_that_rolled_ba
     assert counts["host2"]["failed"] == 1, counts
     assert counts.get("host3", {}).get("ok", 0) == 0, counts
     assert "fatal: [host2]" in upgrade.stdout
-    assert f"host2: the upgrade to {NEW_TAG} failed (exit status 2" in upgrade.stdout
+    assert f"host2: the upgrade to {NEW_TAG} failed (exit status 3" in upgrade.stdout
     assert "rolled back" in upgrade.stdout
     assert worker_images(fleet["host1"]) == dict.fromkeys(WORKERS, NEW_TAG)
     fleet["host2"].wait_until("systemctl is-active " + " ".join(

@@ -70,7 +70,7 @@ def test_upgrade_then_a_crash_looping_tag_is_rolled_back_then_rollback_later(hos
 
     failed, report = upgrade(host, f"--image-tag {CRASHING} {FAST}")
 
-    assert failed.returncode == 2, failed.stderr
+    assert failed.returncode == 3, failed.stderr
     assert report["result"] == "rolled back"
     assert report["failed_unit"] == "tracardi-trigger.service"
     assert "crash-looping" in report["reason"] or "stopped running" in report["reason"]

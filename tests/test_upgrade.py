@@ -233,8 +233,9 @@ def test_pull_missing_takes_images_on_the_host_and_never_requires_them(root):
     assert not [c for c in host.calls if c[0] == "pull"]
 
     host = Host(root, on_host=tuple(images[:-1]))
-    with pytest.raises(UpgradeError, match=r"trigger-worker:0.8.1 is not on this host"):
+    with pytest.raises(UpgradeError, match=r"trigger-worker:0.8.1 is not on this host") as err:
         upgrade(root, host).run("0.8.1", UpgradeSettings(2, 5, 3, pull="never"))
+    assert "or use --pull missing" in str(err.value)
 
 
 def test_stopped_workers_stay_stopped(root):

@@ -244,10 +244,15 @@ class Upgrade:
                 except CommandError as exc:
                     problems.append(str(exc))
         if problems:
-            hint = ("if the images are already on this host (docker load, or pulled by "
-                    "hand), use --pull missing; for the commercial images run "
-                    "tracardi-systemd login first" if policy == "always" else
-                    "put them on this host (docker pull, docker load) or use --pull always")
+            hint = {
+                "always": "if the images are already on this host (docker load, or pulled "
+                          "by hand), use --pull missing; for the commercial images run "
+                          "tracardi-systemd login first",
+                "missing": "put them on this host (docker load), or check the tag and "
+                           "the registry (tracardi-systemd login for the commercial images)",
+                "never": "put them on this host (docker pull, docker load) or use "
+                         "--pull missing",
+            }[policy]
             raise UpgradeError("\n".join(problems) + f"\nnot every image of tag {to_tag} "
                                f"could be had: no worker was restarted, they all still run "
                                f"{from_tag}; {hint}")

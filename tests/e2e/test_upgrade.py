@@ -15,6 +15,7 @@ from .standin import TRACARDI_081_IMAGES, build_standin_images
 
 GOOD = "0.8.2"
 CRASHING = "0.8.3-crash"  # the trigger worker's image exits 3 at once
+DEAF = "0.8.4-deaf"  # the update worker runs but never answers its liveness check
 FAST = "--pull missing --window 2 --liveness-timeout 15 --json"
 
 
@@ -23,6 +24,8 @@ def tagged(sandbox):
     build_standin_images(sandbox, tag=GOOD)
     build_standin_images(sandbox, TRACARDI_081_IMAGES[:-1], tag=CRASHING)
     build_standin_images(sandbox, TRACARDI_081_IMAGES[-1:], tag=CRASHING, crash=True)
+    build_standin_images(sandbox, TRACARDI_081_IMAGES[:1], tag=DEAF, liveness_fails=True)
+    build_standin_images(sandbox, TRACARDI_081_IMAGES[1:], tag=DEAF)
     return sandbox
 
 
@@ -123,3 +126,17 @@ def test_dry_run_shows_the_plan_and_changes_nothing(host):
     for unit in WORKER_UNITS:
         assert f"restart {unit}, then wait for it" in result.stdout
     assert host.run("cat /var/lib/tracardi-systemd/manifest.json").stdout == manifest
+
+
+def test_a_worker_failing_its_liveness_check_is_rolled_back(host):
+    install(host)
+    start_all(host)
+
+    result, report = upgrade(host, f"--image-tag {DEAF} --pull missing --window 1 "
+                                   "--liveness-timeout 3 --json")
+
+    assert result.returncode == 3, result.stderr
+    assert report["failed_unit"] == "tracardi-update.service"
+    assert "liveness check did not pass within 3.0 s" in report["reason"]
+    host.wait_until("systemctl is-active tracardi-update.service", timeout=30)
+    assert running_images(host) == dict.fromkeys(WORKER_UNITS, "0.8.1")

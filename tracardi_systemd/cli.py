@@ -12,6 +12,7 @@ import click
 from tracardi_systemd import __version__
 from tracardi_systemd.catalog import DEFAULT_VERSION, CatalogError, workers_for
 from tracardi_systemd.cli_agent import agent, login
+from tracardi_systemd.cli_upgrade import upgrade
 from tracardi_systemd.files import write_atomic
 from tracardi_systemd.host import Docker, Systemctl
 from tracardi_systemd.install import InstallRequest
@@ -228,3 +229,4 @@ def status(as_json: bool) -> None:
 
 main.add_command(login)
 main.add_command(agent)
+main.add_command(upgrade)

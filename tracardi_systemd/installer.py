@@ -152,7 +152,9 @@ class Installer:
 
     def install(self, request: InstallRequest, *, images: list[str], options: dict,
                 tracardi_version: str, enable: bool, start: bool,
-                dry_run: bool) -> Result:
+                dry_run: bool, upgrade: tuple[str, str] | None = None) -> Result:
+        """`upgrade`: (previous tag, new tag) to record for `upgrade --rollback`; None
+        keeps the record of the last upgrade."""
         with self._locked(not dry_run):
             previous = self.previous()
             plan = self.plan(request, previous)
@@ -160,7 +162,8 @@ class Installer:
                 lines = plan.describe(with_diff=True) + _unit_set_change(previous, request)
                 return Result(lines or ["nothing to change"], changed=bool(lines))
             return self._apply(request, previous, plan, images=images, options=options,
-                               tracardi_version=tracardi_version, enable=enable, start=start)
+                               tracardi_version=tracardi_version, enable=enable, start=start,
+                               upgrade=upgrade)
 
     @contextlib.contextmanager
     def _locked(self, writing: bool) -> Iterator[None]:
@@ -175,7 +178,7 @@ class Installer:
 
     def _apply(self, request: InstallRequest, previous: Manifest | None, plan: Plan, *,
                images: list[str], options: dict, tracardi_version: str, enable: bool,
-               start: bool) -> Result:
+               start: bool, upgrade: tuple[str, str] | None) -> Result:
         unit_dir = request.on_disk(request.unit_dir)
         remove_stale_temp_files([unit_dir, manifest_path(self.root).parent,
                                  request.on_disk(request.env_target).parent])
@@ -193,6 +196,9 @@ class Installer:
                 plan, unit_dir=str(request.unit_dir), env_file=str(request.env_target),
                 tracardi_version=tracardi_version, units=request.units, options=options,
                 env_digest=digest(request.env_data))
+            manifest.previous_image_tag, manifest.upgraded_image_tag = upgrade or (
+                (previous.previous_image_tag, previous.upgraded_image_tag) if previous
+                else ("", ""))
             if previous is None or manifest.to_json() != previous.to_json():
                 save_manifest(self.root, manifest)
             if not plan.nothing_to_change:

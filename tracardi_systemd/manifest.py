@@ -38,6 +38,10 @@ class Manifest:
     # through the install is still recognised as the tool's by the next one.
     pending: dict[str, str] = field(default_factory=dict)
     pending_env_digest: str = ""
+    # The last `upgrade`: the tag it left and the tag it went to. `upgrade --rollback` goes
+    # back to previous_image_tag while the installed tag is still upgraded_image_tag.
+    previous_image_tag: str = ""
+    upgraded_image_tag: str = ""
 
     def owns(self, name: str, data: bytes) -> bool:
         sha = digest(data)
@@ -86,6 +90,9 @@ class Manifest:
                     raise ValueError(f"{what}: the hash of {name} is not a sha256")
         if not isinstance(self.options, dict):
             raise ValueError("options is not a mapping")
+        for name in ("previous_image_tag", "upgraded_image_tag"):
+            if not isinstance(getattr(self, name), str):  # render checks it as a docker tag
+                raise ValueError(f"{name} is not text")
         for name in ("env_digest", "pending_env_digest"):
             value = getattr(self, name)
             if not isinstance(value, str) or (value and not _SHA256.fullmatch(value)):

@@ -44,7 +44,7 @@ for name in $names; do
 done
 
 eval "fail=\${STANDIN_FAIL_$W:-}"
-if [ "$fail" = 1 ]; then
+if [ "$fail" = 1 ] || [ -e /standin-crash ]; then
     echo "standin failing"
     exit 3
 fi
@@ -108,15 +108,31 @@ def worker_of(image: str) -> str:
     return name.removeprefix("com-tracardi-").removesuffix("-worker")
 
 
+# The update worker's liveness check runs `celery ... inspect ping`: this answers it.
+CELERY_SH = "#!/bin/sh\n[ ! -e /standin-liveness-fail ]\n"
+
+
 def build_standin_images(
-    sandbox: Sandbox, images: Iterable[str] = TRACARDI_081_IMAGES, tag: str = TRACARDI_TAG
+    sandbox: Sandbox,
+    images: Iterable[str] = TRACARDI_081_IMAGES,
+    tag: str = TRACARDI_TAG,
+    crash: bool = False,
+    liveness_fails: bool = False,
 ) -> None:
-    """Build one stand-in image per name, tagged `<image>:<tag>`, in the sandbox's docker."""
+    """Build one stand-in image per name, tagged `<image>:<tag>`, in the sandbox's docker.
+
+    crash: the image exits with status 3 at once, whatever its settings (a release that
+    crash-loops); liveness_fails: it runs, but its liveness check (celery ping) fails.
+    """
     root = "/tmp/standin-rootfs"
+    baked = [name for name, wanted in (("standin-crash", crash),
+                                       ("standin-liveness-fail", liveness_fails)) if wanted]
     sandbox.run(
         f"rm -rf {root} && mkdir -p {root}/bin {root}/tmp && cp /bin/busybox {root}/bin/ && "
         f"for a in $(busybox --list | grep -vx busybox); do ln -s busybox {root}/bin/$a; done && "
-        f"cat > {root}/standin.sh && chmod 755 {root}/standin.sh",
+        f"printf '{CELERY_SH}' > {root}/bin/celery && chmod 755 {root}/bin/celery && "
+        + "".join(f"touch {root}/{name} && " for name in baked)
+        + f"cat > {root}/standin.sh && chmod 755 {root}/standin.sh",
         input=STANDIN_SH,
     )
     sandbox.run(f"cat > {root}/bin/celery && chmod 755 {root}/bin/celery", input=CELERY_SH)

@@ -1,0 +1,142 @@
+"""`upgrade` on a real systemd + Docker host: a tag that works, a tag whose stand-in of the
+last worker crash-loops (everything rolled back), a later --rollback, a pull that fails."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tracardi_systemd.upgrade import UpgradeEvent
+
+from .operator import WORKER_UNITS, container, install, start_all, tool, uninstall_everything
+from .operator import write_env as write_env_file
+from .standin import TRACARDI_081_IMAGES, build_standin_images
+
+GOOD = "0.8.2"
+CRASHING = "0.8.3-crash"  # the trigger worker's image exits 3 at once
+DEAF = "0.8.4-deaf"  # the update worker runs but never answers its liveness check
+FAST = "--pull missing --window 2 --liveness-timeout 15 --json"
+
+
+@pytest.fixture(scope="module")
+def tagged(sandbox):
+    build_standin_images(sandbox, tag=GOOD)
+    build_standin_images(sandbox, TRACARDI_081_IMAGES[:-1], tag=CRASHING)
+    build_standin_images(sandbox, TRACARDI_081_IMAGES[-1:], tag=CRASHING, crash=True)
+    build_standin_images(sandbox, TRACARDI_081_IMAGES[:1], tag=DEAF, liveness_fails=True)
+    build_standin_images(sandbox, TRACARDI_081_IMAGES[1:], tag=DEAF)
+    return sandbox
+
+
+@pytest.fixture
+def host(tagged):
+    write_env_file(tagged)
+    yield tagged
+    uninstall_everything(tagged)
+
+
+def upgrade(host, args: str):
+    result = tool(host, f"upgrade {args}", check=False, timeout=300)
+    return result, json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def running_images(host) -> dict[str, str]:
+    """Each worker unit's container image, for those active with a running container."""
+    found = {}
+    for unit in WORKER_UNITS:
+        info = container(host, unit.removesuffix(".service"))
+        state = host.run(f"systemctl is-active {unit}", check=False).stdout.strip()
+        if info and info["State"]["Running"] and state == "active":
+            found[unit] = info["Config"]["Image"].rsplit(":", 1)[1]
+    return found
+
+
+def journal_entries(host, event: UpgradeEvent) -> list[dict]:
+    out = host.run(f"journalctl --no-pager -o json MESSAGE_ID={event.value}").stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_upgrade_then_a_crash_looping_tag_is_rolled_back_then_rollback_later(host):
+    install(host)
+    before = start_all(host)
+
+    done, report = upgrade(host, f"--image-tag {GOOD} {FAST}")
+
+    assert done.returncode == 0, done.stderr
+    assert (report["result"], report["from_tag"], report["to_tag"]) == ("done", "0.8.1", GOOD)
+    assert running_images(host) == dict.fromkeys(WORKER_UNITS, GOOD)
+    restarted = [line for line in done.stderr.splitlines() if line.startswith("restarting")]
+    assert restarted == [f"restarting {unit} on {GOOD}" for unit in WORKER_UNITS]
+    assert all(container(host, u.removesuffix(".service"))["Id"] != before[u]
+               for u in WORKER_UNITS)
+
+    failed, report = upgrade(host, f"--image-tag {CRASHING} {FAST}")
+
+    assert failed.returncode == 3, failed.stderr
+    assert report["result"] == "rolled back"
+    assert report["failed_unit"] == "tracardi-trigger.service"
+    assert "crash-looping" in report["reason"] or "stopped running" in report["reason"]
+    assert f"error: upgrade from image tag {GOOD} to {CRASHING} rolled back" in failed.stderr
+    host.wait_until("systemctl is-active " + " ".join(WORKER_UNITS), timeout=30)
+    assert running_images(host) == dict.fromkeys(WORKER_UNITS, GOOD)
+    unit_files = host.run("grep -h ':0\\.8\\.' /etc/systemd/system/tracardi-*.service").stdout
+    assert CRASHING not in unit_files
+    rolled = [e for e in journal_entries(host, UpgradeEvent.ROLLED_BACK)
+              if e.get("TRACARDI_TO_TAG") == CRASHING]
+    assert len(rolled) == 1
+    assert rolled[0]["TRACARDI_UNIT"] == "tracardi-trigger.service"
+    assert rolled[0]["SYSLOG_IDENTIFIER"] == "tracardi-systemd"
+    assert rolled[0]["PRIORITY"] == "3"
+    started = [e["TRACARDI_TO_TAG"] for e in journal_entries(host, UpgradeEvent.STARTED)]
+    assert {GOOD, CRASHING} <= set(started)
+    assert GOOD in [e["TRACARDI_TO_TAG"] for e in journal_entries(host, UpgradeEvent.DONE)]
+
+    back, report = upgrade(host, f"--rollback {FAST}")
+
+    assert back.returncode == 0, back.stderr
+    assert (report["from_tag"], report["to_tag"]) == (GOOD, "0.8.1")
+    assert running_images(host) == dict.fromkeys(WORKER_UNITS, "0.8.1")
+
+
+def test_a_pull_that_fails_restarts_nothing(host):
+    install(host)
+    before = start_all(host)
+
+    result, _ = upgrade(host, f"--image-tag {GOOD}")  # --pull always: no registry here
+
+    assert result.returncode == 1
+    assert f"docker pull --quiet tracardi/update-worker:{GOOD} failed" in result.stderr
+    assert "no worker was restarted, they all still run 0.8.1" in result.stderr
+    assert "use --pull missing" in result.stderr
+    after = {u: container(host, u.removesuffix(".service"))["Id"] for u in WORKER_UNITS}
+    assert after == before
+    assert "0.8.1" in host.run("grep -h 'update-worker:' "
+                               "/etc/systemd/system/tracardi-update.service").stdout
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(host):
+    install(host)
+    start_all(host)
+    manifest = host.run("cat /var/lib/tracardi-systemd/manifest.json").stdout
+
+    result = tool(host, f"upgrade --image-tag {GOOD} --dry-run")
+
+    assert result.stdout.startswith(f"upgrade from image tag 0.8.1 to {GOOD}")
+    for unit in WORKER_UNITS:
+        assert f"restart {unit}, then wait for it" in result.stdout
+    assert host.run("cat /var/lib/tracardi-systemd/manifest.json").stdout == manifest
+
+
+def test_a_worker_failing_its_liveness_check_is_rolled_back(host):
+    install(host)
+    start_all(host)
+
+    result, report = upgrade(host, f"--image-tag {DEAF} --pull missing --window 1 "
+                                   "--liveness-timeout 3 --json")
+
+    assert result.returncode == 3, result.stderr
+    assert report["failed_unit"] == "tracardi-update.service"
+    assert "liveness check did not pass within 3.0 s" in report["reason"]
+    host.wait_until("systemctl is-active tracardi-update.service", timeout=30)
+    assert running_images(host) == dict.fromkeys(WORKER_UNITS, "0.8.1")

@@ -158,8 +158,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         _require_live_host(options["docker"])
     installer = Installer(root, Systemctl(root), Docker(options["docker"]))
     previous = _orfail(installer.previous)
-    for reused in reuse_previous(ctx, options, previous):
-        click.echo(f"from the last install: --{reused}", err=True)
+    for line in reuse_previous(ctx, options, previous):
+        click.echo(line, err=True)
     options["tool"] = options["tool"] or _agent_program(installer.root, live and not dry_run)
     env_target = Path(options["installed_env_file"])
     env_source = env_file or installer.on_disk(env_target)

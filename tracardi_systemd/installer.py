@@ -34,7 +34,7 @@ from tracardi_systemd.manifest import (
     manifest_path,
     save_manifest,
 )
-from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, is_unit_file_name
+from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, TARGET, is_unit_file_name
 
 # write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
 _TEMP_FILE = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]{8}\.tmp")
@@ -122,7 +122,8 @@ class Installer:
             previous = self.previous()
             plan = self.plan(request, previous)
             if dry_run:
-                lines = plan.describe(with_diff=True) + _unit_set_change(previous, request)
+                lines = (_version_move(previous, request, tracardi_version)
+                         + plan.describe(with_diff=True) + _unit_set_change(previous, request))
                 return Result(lines or ["nothing to change"], changed=bool(lines))
             return self._apply(request, previous, plan, images=images, options=options,
                                tracardi_version=tracardi_version, enable=enable, start=start)
@@ -144,13 +145,15 @@ class Installer:
         unit_dir = request.on_disk(request.unit_dir)
         remove_stale_temp_files([unit_dir, manifest_path(self.root).parent,
                                  request.on_disk(request.env_target).parent])
-        lines = plan.describe(with_diff=False) + _unit_set_change(previous, request)
+        moving = _version_move(previous, request, tracardi_version)
+        lines = moving + plan.describe(with_diff=False) + _unit_set_change(previous, request)
         try:
             for image in images:
                 self.docker.pull(image)
             stale = units_no_longer_wanted(previous, request.units)
             if stale:
                 self.systemctl.disable(stale, now=self.live)
+            self._stop_removed(plan, stale)
             if not plan.nothing_to_change:
                 save_manifest(self.root, _with_pending(previous, request, plan))
             apply_files(plan, unit_dir)
@@ -162,7 +165,9 @@ class Installer:
                 save_manifest(self.root, manifest)
             if not plan.nothing_to_change:
                 self.systemctl.daemon_reload()
-                if self.live:
+                if self.live and moving:
+                    self._restart_kept(previous, request)
+                elif self.live:
                     lines.append("workers already running keep their old settings until "
                                  "restarted: systemctl restart tracardi.target")
                 if self.live and AGENT_UNIT in {c.name for c in plan.file_changes}:
@@ -177,6 +182,28 @@ class Installer:
             raise InstallError(_os_message(exc)) from None
         changed = bool(lines)
         return Result(lines or ["nothing to change"], changed)
+
+    def _stop_removed(self, plan: Plan, stale: list[str]) -> None:
+        """Stop what is about to lose its unit file: besides the units no longer wanted (just
+        disabled), a removed timer's job service, which is never enabled. A unit whose file is
+        gone would stay loaded as `not-found`, and a failed one listed as failed."""
+        if not self.live:
+            return
+        removed = [name for name in plan.removed
+                   if "@." not in name and name != TARGET and name not in stale]
+        if removed:
+            self.systemctl("stop", *removed)
+        if stale or removed:
+            with contextlib.suppress(CommandError):  # refused for units that are not loaded
+                self.systemctl("reset-failed", *stale, *removed)
+
+    def _restart_kept(self, previous: Manifest | None, request: InstallRequest) -> None:
+        """Another Tracardi release: a unit both releases have must not go on running the
+        old release's image, so those running are restarted (init first, by its order)."""
+        before = set(previous.units) if previous else set()
+        kept = [u for u in request.units if u in before and u not in (TARGET, AGENT_UNIT)]
+        if kept:
+            self.systemctl("try-restart", *kept)
 
     def uninstall(self, purge: bool, force: bool, say: Callable[[str], None]) -> None:
         with self._locked(True):
@@ -265,6 +292,17 @@ def _unit_set_change(previous: Manifest | None, request: InstallRequest) -> list
     lines = [f"enable {u}" for u in sorted(after - before) if u not in files]
     lines += [f"disable {u}" for u in sorted(before - after) if u not in files]
     return lines
+
+
+def _version_move(previous: Manifest | None, request: InstallRequest,
+                  version: str) -> list[str]:
+    """What moving to another Tracardi release does, said before it is done."""
+    if previous is None or previous.tracardi_version in ("", version):
+        return []
+    gone = units_no_longer_wanted(previous, request.units)
+    stopped = f"stop and disable {', '.join(gone)}" if gone else "no unit goes away"
+    return [f"Tracardi {previous.tracardi_version} -> {version}: {stopped}; units of both "
+            f"releases that are running restart on {version}'s images"]
 
 
 def _os_message(exc: OSError) -> str:

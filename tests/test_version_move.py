@@ -155,3 +155,14 @@ def test_on_a_live_host_the_old_units_stop_before_their_files_go_and_kept_ones_r
     # update is in both releases: restarted if it runs, so no 0.8.1 container stays up.
     assert restart == ("try-restart", "tracardi-update.service")
     assert enable[0] == "enable"
+
+
+def test_uninstall_on_a_live_host_stops_the_jobs_services_too(host_081):
+    systemctl = RecordingSystemctl()
+    installer = Installer(host_081, systemctl, docker=None)  # type: ignore[arg-type]
+    installer.live = True
+    installer.uninstall(purge=False, force=False, say=lambda line: None)
+    assert systemctl.calls[0][:3] == ("disable", "--quiet", "--now")
+    assert systemctl.calls[1] == ("stop", "tracardi-heartbeat-profile-segmentation.service",
+                                  "tracardi-heartbeat-visit-end.service")
+    assert not list((host_081 / UNITS).glob("tracardi-heartbeat*"))

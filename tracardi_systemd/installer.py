@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -153,7 +153,7 @@ class Installer:
             stale = units_no_longer_wanted(previous, request.units)
             if stale:
                 self.systemctl.disable(stale, now=self.live)
-            self._stop_removed(plan, stale)
+            self._stop_jobs(plan.removed, stale, reset=stale)
             if not plan.nothing_to_change:
                 save_manifest(self.root, _with_pending(previous, request, plan))
             apply_files(plan, unit_dir)
@@ -183,19 +183,19 @@ class Installer:
         changed = bool(lines)
         return Result(lines or ["nothing to change"], changed)
 
-    def _stop_removed(self, plan: Plan, stale: list[str]) -> None:
-        """Stop what is about to lose its unit file: besides the units no longer wanted (just
-        disabled), a removed timer's job service, which is never enabled. A unit whose file is
-        gone would stay loaded as `not-found`, and a failed one listed as failed."""
+    def _stop_jobs(self, files: Iterable[str], listed: list[str], reset: list[str]) -> None:
+        """Stop the services among `files` that are not in `listed` (a scheduled job's,
+        started by its timer and never enabled, so `disable --now` misses it), then forget
+        the failures of those and of `reset`: a unit whose file is gone would stay loaded
+        as `not-found`, and a failed one listed as failed."""
         if not self.live:
             return
-        removed = [name for name in plan.removed
-                   if "@." not in name and name != TARGET and name not in stale]
-        if removed:
-            self.systemctl("stop", *removed)
-        if stale or removed:
+        jobs = _never_enabled(files, listed)
+        if jobs:
+            self.systemctl("stop", *jobs)
+        if reset or jobs:
             with contextlib.suppress(CommandError):  # refused for units that are not loaded
-                self.systemctl("reset-failed", *stale, *removed)
+                self.systemctl("reset-failed", *reset, *jobs)
 
     def _restart_kept(self, previous: Manifest | None, request: InstallRequest) -> None:
         """Another Tracardi release: a unit both releases have must not go on running the
@@ -213,8 +213,7 @@ class Installer:
                 return
             try:
                 self.systemctl.disable(manifest.units, now=True)
-                if self.live:
-                    self.systemctl("reset-failed", *manifest.units)
+                self._stop_jobs(manifest.known_files(), manifest.units, reset=manifest.units)
             except CommandError as exc:
                 say(f"warning: {exc}")
             try:
@@ -292,6 +291,13 @@ def _unit_set_change(previous: Manifest | None, request: InstallRequest) -> list
     lines = [f"enable {u}" for u in sorted(after - before) if u not in files]
     lines += [f"disable {u}" for u in sorted(before - after) if u not in files]
     return lines
+
+
+def _never_enabled(files: Iterable[str], units: list[str]) -> list[str]:
+    """The unit files among `files` that are not in `units` and not templates or the
+    target: the services of scheduled jobs, which their timers start."""
+    return sorted(name for name in files
+                  if "@." not in name and name != TARGET and name not in units)
 
 
 def _version_move(previous: Manifest | None, request: InstallRequest,

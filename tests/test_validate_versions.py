@@ -1,7 +1,9 @@
 """Validation per release: how each reads REDIS_HOST, and MySQL and Pulsar from 0.9."""
 
+import shutil
+
 import pytest
-from conftest import SECRET_LICENSE, SECRET_PASSWORD
+from conftest import EXAMPLE_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
 from tracardi_systemd.catalog import select_workers
 from tracardi_systemd.envfile import load_env_file
@@ -164,3 +166,10 @@ def test_pulsar_api_must_be_an_http_url(check, value):
 def test_0_8_2_checks_pulsar_host_for_its_pulsar_workers(check):
     _, problems = check(replaced("PULSAR_HOST", "10.0.0.9"), "0.8.2")
     assert [m for m in errors(problems) if "PULSAR_HOST" in m]
+
+
+def test_the_bundled_12_example_validates_clean(tmp_path):
+    copy = tmp_path / "env-docker-1.2.example"
+    shutil.copyfile(EXAMPLE_ENV.with_name("env-docker-1.2.example"), copy)
+    copy.chmod(0o600)
+    assert validate(load_env_file(copy), select_workers("1.2.0")) == []

@@ -94,6 +94,13 @@ def test_chart_defaults_are_environment_the_env_file_overrides():
     assert "PAUSE" in passed_env(text) and "-e MODE=worker" in text
 
 
+def test_a_workers_chart_memory_limit_reaches_the_agent_unless_the_operator_gives_one():
+    agent = render(SETTINGS_12)["tracardi-agent.service"]
+    assert directive(agent, "ExecStart")[0].endswith(" --memory-limit apm=2500")
+    mine = render(replace(SETTINGS_12, memory_limits=("3000",)))["tracardi-agent.service"]
+    assert directive(mine, "ExecStart")[0].endswith(" --memory-limit 3000")
+
+
 # --- init ----------------------------------------------------------------------------------
 
 

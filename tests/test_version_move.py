@@ -143,7 +143,7 @@ def test_on_a_live_host_the_old_units_stop_before_their_files_go_and_kept_ones_r
     installer.install(request, images=[], options={}, tracardi_version="1.2.0", enable=True,
                       start=False, dry_run=False)
 
-    disable, stop, reset, reload, restart, enable = systemctl.calls
+    disable, stop, reset, reload, restart, restart_agent, enable = systemctl.calls
     assert disable[:3] == ("disable", "--quiet", "--now")
     assert set(disable[3:]) == {*ONLY_081, "tracardi-trigger@1.service",
                                 "tracardi-trigger@2.service"} - {"tracardi-trigger.service"}
@@ -154,6 +154,8 @@ def test_on_a_live_host_the_old_units_stop_before_their_files_go_and_kept_ones_r
     assert reload == ("daemon-reload",)
     # update is in both releases: restarted if it runs, so no 0.8.1 container stays up.
     assert restart == ("try-restart", "tracardi-update.service")
+    # Its unit changed (1.2's apm may use 2500 MiB): it reads the new manifest at once.
+    assert restart_agent == ("try-restart", "tracardi-agent.service")
     assert enable[0] == "enable"
 
 

@@ -105,6 +105,8 @@ class Worker:
     schedule: Schedule | None = None  # when kind is "scheduled"
     requires: tuple[str, ...] = ()  # entries that must have run before it starts (init)
     default: bool = True  # selected when no --worker is given: the chart enables it
+    # The chart's memory limit where it is above the agent's default (2048 MiB).
+    memory_limit_mib: int | None = None
 
     @property
     def unit_base(self) -> str:
@@ -253,7 +255,8 @@ INIT_09 = _core(INIT, "tracardi/init", "Tracardi init (installs or upgrades the 
                 dependencies=BACKGROUND_DEPENDENCIES)
 APM_09 = Worker(name="apm", image="tracardi/apm", description="Tracardi APM worker",
                 settings=CORE_SETTINGS, dependencies=CORE_DEPENDENCIES, commercial=False,
-                environment={"MODE": "worker"}, defaults={"PAUSE": "900"})
+                environment={"MODE": "worker"}, defaults={"PAUSE": "900"},
+                memory_limit_mib=2500)
 # From 0.9 a huey consumer that takes the Redis port from REDIS_PORT (core config).
 HUEY_UPDATE_WORKER = Worker(
     name="update", image="tracardi/update-worker", description="Tracardi update worker (huey)",

@@ -92,9 +92,17 @@ class RenderSettings:
     def agent_argv(self) -> list[str]:
         argv = ["agent", "--env-file", self.installed_env_file,
                 "--interval", str(self.agent_interval), "--docker", self.docker]
-        for limit in self.memory_limits:
+        for limit in (*self.memory_limits, *self.catalog_memory_limits):
             argv += ["--memory-limit", limit]
         return argv
+
+    @property
+    def catalog_memory_limits(self) -> list[str]:
+        """WORKER=MIB for workers whose chart allows more memory than the agent's default,
+        unless the operator gave any --memory-limit (theirs is the last word)."""
+        if self.memory_limits:
+            return []
+        return [f"{w.name}={w.memory_limit_mib}" for w in self.workers if w.memory_limit_mib]
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,17 @@ RELEASE_081 = Release("0.8.1", (
 
 # Helm 0.8.2 (images 0.8.2.1): workers under workers/pulsar consume from Pulsar, the
 # flushers (workers/redis) move Redis buffers to Elasticsearch.
+_ON_PULSAR = {"settings": (*CORE_SETTINGS, "PULSAR_HOST"), "dependencies": PULSAR_DEPENDENCIES}
+
+
+def _apm(pause: str, memory_limit_mib: int | None = None) -> Worker:
+    """Automatic profile merging, open source: MODE=worker, a pass every PAUSE seconds."""
+    return Worker(name="apm", image="tracardi/apm", description="Tracardi APM worker",
+                  settings=CORE_SETTINGS, dependencies=CORE_DEPENDENCIES, commercial=False,
+                  environment={"MODE": "worker"}, defaults={"PAUSE": pause},
+                  memory_limit_mib=memory_limit_mib)
+
+
 RELEASE_082 = Release("0.8.2.1", (
     CELERY_UPDATE_WORKER,
     _core("segmentation", "tracardi/com-tracardi-segmentation-worker",
@@ -214,31 +225,29 @@ RELEASE_082 = Release("0.8.2.1", (
     _core("post-collection", "tracardi/com-tracardi-coping-worker",
           "Tracardi post-collection (coping) worker"),
     _core("scheduler", "tracardi/com-tracardi-scheduler-worker", "Tracardi scheduler worker",
-          settings=(*CORE_SETTINGS, "PULSAR_HOST"), dependencies=PULSAR_DEPENDENCIES),
+          **_ON_PULSAR),
     *_roles("flusher", "tracardi/com-tracardi-flusher-worker", "Tracardi flusher worker",
             ("profile", "session")),
     *_roles("storage", "tracardi/com-tracardi-storage-worker", "Tracardi storage worker",
             ("event", "profile", "session"),
-            settings=(*CORE_SETTINGS, "PULSAR_HOST"), dependencies=PULSAR_DEPENDENCIES,
+            **_ON_PULSAR,
             defaults={"PULSAR_COLLECTOR_POOL": "500"}),
     _core("workflow", "tracardi/com-tracardi-workflow-worker", "Tracardi workflow worker",
-          settings=(*CORE_SETTINGS, "PULSAR_HOST"), dependencies=PULSAR_DEPENDENCIES,
+          **_ON_PULSAR,
           environment={"CONSUMER_TYPE": "event"}),
     *_roles("outbound", "tracardi/com-tracardi-outbound-worker", "Tracardi outbound worker",
             ("profile", "event"),
-            settings=(*CORE_SETTINGS, "PULSAR_HOST"), dependencies=PULSAR_DEPENDENCIES),
+            **_ON_PULSAR),
     _core("metrics", "tracardi/com-tracardi-metrics-worker", "Tracardi metrics worker",
-          settings=(*CORE_SETTINGS, "PULSAR_HOST"), dependencies=PULSAR_DEPENDENCIES),
+          **_ON_PULSAR),
     _core("visit-end-checker", "tracardi/com-tracardi-visit-end-checker-worker",
           "Tracardi visit end checker worker",
-          settings=(*CORE_SETTINGS, "PULSAR_HOST"), dependencies=PULSAR_DEPENDENCIES,
+          **_ON_PULSAR,
           defaults={"DEFAULT_RESCHEDULING_TIME": "1200", "CLOSE_VISIT_AFTER": "2100"}),
     _core("visit-ended", "tracardi/com-tracardi-visit-ended-worker",
           "Tracardi visit ended worker",
-          settings=(*CORE_SETTINGS, "PULSAR_HOST"), dependencies=PULSAR_DEPENDENCIES),
-    Worker(name="apm", image="tracardi/apm", description="Tracardi APM worker",
-           settings=CORE_SETTINGS, dependencies=CORE_DEPENDENCIES, commercial=False,
-           environment={"MODE": "worker"}, defaults={"PAUSE": "15"}),
+          **_ON_PULSAR),
+    _apm(pause="15"),
     _job("metrics-job", "tracardi/com-metrics-job", "Tracardi metrics job", every(30)),
     _job("cond-segmentation-job", "tracardi/com-cond-segmentation-job",
          "Tracardi conditional segmentation job", every(10)),
@@ -253,10 +262,7 @@ _AFTER_INIT = {"settings": BACKGROUND_SETTINGS, "dependencies": BACKGROUND_DEPEN
 INIT_09 = _core(INIT, "tracardi/init", "Tracardi init (installs or upgrades the system)",
                 kind="run-once", settings=BACKGROUND_SETTINGS,
                 dependencies=BACKGROUND_DEPENDENCIES)
-APM_09 = Worker(name="apm", image="tracardi/apm", description="Tracardi APM worker",
-                settings=CORE_SETTINGS, dependencies=CORE_DEPENDENCIES, commercial=False,
-                environment={"MODE": "worker"}, defaults={"PAUSE": "900"},
-                memory_limit_mib=2500)
+APM_09 = _apm(pause="900", memory_limit_mib=2500)
 # From 0.9 a huey consumer that takes the Redis port from REDIS_PORT (core config).
 HUEY_UPDATE_WORKER = Worker(
     name="update", image="tracardi/update-worker", description="Tracardi update worker (huey)",

@@ -124,6 +124,12 @@ def test_commercial_workers_require_init_and_the_others_do_not():
         assert (names.INIT_UNIT in after) == worker.commercial == (names.INIT_UNIT in requires)
 
 
+def test_a_worker_without_the_init_it_requires_is_refused():
+    settings = replace(SETTINGS_12, workers=select_workers("1.2.0")[1:])
+    with pytest.raises(UnsafeValue, match="background-function requires init, which is not"):
+        render(settings)
+
+
 def test_a_failed_init_names_in_its_journal_the_units_it_blocks():
     text = render(SETTINGS_12)["tracardi-init.service"]
     line = directive(text, "ExecStopPost")[-1]

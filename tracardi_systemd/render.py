@@ -225,6 +225,10 @@ def _check(settings: RenderSettings) -> None:
                               "unit, not a long-running worker; it has no replicas")
         if not 1 <= count <= 1000:
             raise UnsafeValue(f"--replicas {name}={count}: the count must be 1 to 1000")
+    for worker in settings.workers:
+        for required in worker.requires:
+            if required not in known:
+                raise UnsafeValue(f"{worker.name} requires {required}, which is not selected")
     for name in settings.env_keys:
         if not _ENV_NAME.fullmatch(name):
             raise UnsafeValue(f"{name!r} is not a valid environment variable name")

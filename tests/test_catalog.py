@@ -6,6 +6,7 @@ from tracardi_systemd.catalog import (
     CATALOG,
     DEFAULT_VERSION,
     CatalogError,
+    entries_for,
     select_workers,
     workers_for,
 )
@@ -71,9 +72,9 @@ def test_unknown_worker_is_refused_naming_the_known_ones():
     assert "update" in message and "post-collection" in message
 
 
-def test_no_names_selects_every_worker():
-    assert select_workers("0.8.1") == workers_for("0.8.1")
-    assert select_workers("0.8.1", []) == workers_for("0.8.1")
+def test_no_names_selects_every_entry_on_by_default():
+    assert select_workers("0.8.1") == entries_for("0.8.1")
+    assert select_workers("0.8.1", []) == entries_for("0.8.1")
 
 
 @pytest.mark.parametrize("names", [["scheduler"], ["tracardi-scheduler"]])

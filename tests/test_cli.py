@@ -62,12 +62,18 @@ def test_workers_prints_a_table_of_the_catalog(cli):
     result = cli("workers")
     assert result.exit_code == 0
     header, *rows = result.output.splitlines()
-    assert header.split() == ["UNIT", "IMAGE", "SETTINGS", "DEPENDS", "ON", "LIVENESS",
-                              "COMMERCIAL"]
+    assert header.split() == ["UNIT", "RUNS", "IMAGE", "SETTINGS", "DEPENDS", "ON",
+                              "LIVENESS", "COMMERCIAL", "DEFAULT"]
+    core = "ELASTIC_HOST,REDIS_HOST,license"
     assert [row.split() for row in rows] == [
-        ["tracardi-update", "tracardi/update-worker", "REDIS_HOST", "redis", "yes", "no"],
-        *([f"tracardi-{w.name}", w.image, "ELASTIC_HOST,REDIS_HOST,license",
-           "redis,elasticsearch", "-", "yes"] for w in workers_for("0.8.1")[1:]),
+        ["tracardi-update.service", "always", "tracardi/update-worker:0.8.1", "REDIS_HOST",
+         "redis", "yes", "no", "yes"],
+        *([f"tracardi-{w.name}.service", "always", f"{w.image}:0.8.1", core,
+           "redis,elasticsearch", "-", "yes", "yes"] for w in workers_for("0.8.1")[1:]),
+        ["tracardi-heartbeat-profile-segmentation.timer", "*/30", "*", "*", "*", "*",
+         "tracardi/com-heartbeat-job:0.8.1", core, "redis,elasticsearch", "-", "yes", "yes"],
+        ["tracardi-heartbeat-visit-end.timer", "*/20", "*", "*", "*", "*",
+         "tracardi/com-heartbeat-job:0.8.1", core, "redis,elasticsearch", "-", "yes", "yes"],
     ]
 
 
@@ -75,14 +81,30 @@ def test_workers_json(cli):
     result = cli("workers", "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert [d["unit"] for d in data] == [f"{w.unit_base}.service" for w in workers_for("0.8.1")]
+    assert [d["unit"] for d in data] == [
+        *(f"{w.unit_base}.service" for w in workers_for("0.8.1")),
+        "tracardi-heartbeat-profile-segmentation.timer", "tracardi-heartbeat-visit-end.timer"]
     assert data[0] == {
-        "name": "update", "unit": "tracardi-update.service", "image": "tracardi/update-worker",
+        "name": "update", "unit": "tracardi-update.service", "kind": "service",
+        "image": "tracardi/update-worker", "image_tag": "0.8.1",
         "description": "Tracardi update worker", "settings": ["REDIS_HOST"],
         "dependencies": ["redis"], "commercial": False,
         "liveness": workers_for("0.8.1")[0].liveness.command,
+        "environment": {}, "defaults": {}, "schedule": None, "requires": [], "default": True,
     }
     assert all(d["commercial"] for d in data[1:])
+    assert data[-1]["schedule"] == "*/20 * * * *"
+    assert data[-1]["environment"]["QUALIFY_BY"] == "visit-end"
+
+
+def test_workers_of_another_version_lists_its_catalog(cli):
+    result = cli("workers", "--tracardi-version", "1.2.0", "--json")
+    assert result.exit_code == 0
+    data = {d["name"]: d for d in json.loads(result.stdout)}
+    assert data["init"]["kind"] == "run-once"
+    assert data["background-function"]["environment"] == {"CONSUMER_TYPE": "system.function"}
+    assert data["background-function"]["requires"] == ["init"]
+    assert {d["image_tag"] for d in data.values()} == {"1.2.x"}
 
 
 def test_workers_of_an_unknown_version_fail_with_a_message(cli):
@@ -146,7 +168,9 @@ def test_render_writes_the_unit_files(cli, write_env, tmp_path):
     out = tmp_path / "units"
     result = cli("render", "--env-file", write_env(CLEAN_ENV), "--out", out)
     assert result.exit_code == 0, result.output
+    jobs = ("tracardi-heartbeat-profile-segmentation", "tracardi-heartbeat-visit-end")
     expected = sorted([f"{w.unit_base}.service" for w in workers_for("0.8.1")]
+                      + [f"{job}.{suffix}" for job in jobs for suffix in ("service", "timer")]
                       + ["tracardi.target", "tracardi-agent.service"])
     assert sorted(p.name for p in out.iterdir()) == expected
     assert result.stdout.split() == [str(out / name) for name in expected]

@@ -148,8 +148,9 @@ def test_upgrade_restarts_one_worker_at_a_time_and_records_both_tags(root):
 
     assert (outcome.result, outcome.exit_status, outcome.changed) == ("done", 0, True)
     assert host.restarted() == [(u,) for u in WORKERS]
+    # every image of the release, the heartbeat job's too, each once
     assert [c[-1] for c in host.calls if c[0] == "pull"] == [
-        host.image_of(u) for u in WORKERS]
+        *(host.image_of(u) for u in WORKERS), "tracardi/com-heartbeat-job:0.8.2"]
     assert tags(root) == {"0.8.2"}
     manifest = load_manifest(root)
     assert manifest.options["image_tag"] == "0.8.2"
@@ -238,12 +239,13 @@ def test_a_pull_that_fails_restarts_nothing_and_changes_nothing(root):
 
 def test_pull_missing_takes_images_on_the_host_and_never_requires_them(root):
     images = [Host(root).image_of(u).replace("0.8.1", "0.8.2") for u in WORKERS]
+    images.append("tracardi/com-heartbeat-job:0.8.2")
     host = Host(root, on_host=tuple(images))
     settings = UpgradeSettings(2, 5, 3, pull="missing")
     assert upgrade(root, host).run("0.8.2", settings).result == "done"
     assert not [c for c in host.calls if c[0] == "pull"]
 
-    host = Host(root, on_host=tuple(images[:-1]))
+    host = Host(root, on_host=tuple(images[:-2]))
     with pytest.raises(UpgradeError, match=r"trigger-worker:0.8.1 is not on this host") as err:
         upgrade(root, host).run("0.8.1", UpgradeSettings(2, 5, 3, pull="never"))
     assert "or use --pull missing" in str(err.value)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from tracardi_systemd import __version__
-from tracardi_systemd.catalog import DEFAULT_VERSION, CatalogError, workers_for
+from tracardi_systemd.catalog import DEFAULT_VERSION, CatalogError, release
 from tracardi_systemd.cli_agent import agent, login
 from tracardi_systemd.cli_upgrade import upgrade
 from tracardi_systemd.files import write_atomic
@@ -64,17 +64,20 @@ def main() -> None:
               help="The Tracardi release whose workers to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def workers(tracardi_version: str, as_json: bool) -> None:
-    """List the workers of a Tracardi release: unit, image, settings they need."""
+    """List the catalog of a Tracardi release: its workers, the run-once init and the
+    scheduled jobs; unit, image, the settings each needs, and whether install selects it
+    without --worker (as Tracardi's charts enable it)."""
     from tracardi_systemd.table import catalog_rows, columns
 
     try:
-        rows = workers_for(tracardi_version)
+        chosen = release(tracardi_version)
     except CatalogError as exc:
         fail(str(exc))
     if as_json:
-        click.echo(json.dumps([w.describe() for w in rows], indent=2))
+        click.echo(json.dumps([w.describe() | {"image_tag": chosen.image_tag}
+                               for w in chosen.workers], indent=2))
     else:
-        click.echo(columns(catalog_rows(rows)))
+        click.echo(columns(catalog_rows(chosen.workers, chosen.image_tag)))
 
 
 @main.command()
@@ -156,8 +159,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
     if live and not dry_run:
         _or_fail(installer.require_live_host)
     previous = _or_fail(installer.previous)
-    for reused in reuse_previous(ctx, options, previous):
-        click.echo(f"from the last install: --{reused}", err=True)
+    for line in reuse_previous(ctx, options, previous):
+        click.echo(line, err=True)
     options["tool"] = options["tool"] or _or_fail(
         lambda: installer.agent_program(running_program(), check_trust=live and not dry_run))
     env_target = Path(options["installed_env_file"])
@@ -167,9 +170,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         root=installer.root, unit_dir=Path(unit_dir), env_source=env_source,
         env_data=prepared.env.raw, env_target=env_target, rendered=prepared.files,
         units=[*prepared.infrastructure_units, *prepared.instances], force=force)
-    images = [f"{w.image}:{prepared.settings.tag}" for w in prepared.settings.workers]
     result = _or_fail(lambda: installer.install(
-        request, images=images if pull else [], options=recorded(options),
+        request, images=prepared.images if pull else [], options=recorded(options),
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
         dry_run=dry_run))
     if as_json:

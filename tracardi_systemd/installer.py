@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from tracardi_systemd.names import (
     AGENT_STATE_FILE,
     AGENT_UNIT,
     DEFAULT_AGENT_PROGRAM,
+    TARGET,
     is_unit_file_name,
 )
 
@@ -159,7 +160,8 @@ class Installer:
             previous = self.previous()
             plan = self.plan(request, previous)
             if dry_run:
-                lines = plan.describe(with_diff=True) + _unit_set_change(previous, request)
+                lines = (_version_move(previous, request, tracardi_version)
+                         + plan.describe(with_diff=True) + _unit_set_change(previous, request))
                 return Result(lines or ["nothing to change"], changed=bool(lines))
             return self._apply(request, previous, plan, images=images, options=options,
                                tracardi_version=tracardi_version, enable=enable, start=start,
@@ -182,13 +184,15 @@ class Installer:
         unit_dir = request.on_disk(request.unit_dir)
         remove_stale_temp_files([unit_dir, manifest_path(self.root).parent,
                                  request.on_disk(request.env_target).parent])
-        lines = plan.describe(with_diff=False) + _unit_set_change(previous, request)
+        moving = _version_move(previous, request, tracardi_version)
+        lines = moving + plan.describe(with_diff=False) + _unit_set_change(previous, request)
         try:
             for image in images:
                 self.docker.pull(image)
             stale = units_no_longer_wanted(previous, request.units)
             if stale:
                 self.systemctl.disable(stale, now=self.live)
+            self._stop_jobs(plan.removed, stale, reset=stale)
             if not plan.nothing_to_change:
                 save_manifest(self.root, _with_pending(previous, request, plan))
             apply_files(plan, unit_dir)
@@ -203,7 +207,9 @@ class Installer:
                 save_manifest(self.root, manifest)
             if not plan.nothing_to_change:
                 self.systemctl.daemon_reload()
-                if self.live:
+                if self.live and moving:
+                    self._restart_kept(previous, request)
+                elif self.live:
                     lines.append("workers already running keep their old settings until "
                                  "restarted: systemctl restart tracardi.target")
                 if self.live and AGENT_UNIT in {c.name for c in plan.file_changes}:
@@ -219,6 +225,28 @@ class Installer:
         changed = bool(lines)
         return Result(lines or ["nothing to change"], changed)
 
+    def _stop_jobs(self, files: Iterable[str], listed: list[str], reset: list[str]) -> None:
+        """Stop the services among `files` that are not in `listed` (a scheduled job's,
+        started by its timer and never enabled, so `disable --now` misses it), then forget
+        the failures of those and of `reset`: a unit whose file is gone would stay loaded
+        as `not-found`, and a failed one listed as failed."""
+        if not self.live:
+            return
+        jobs = _never_enabled(files, listed)
+        if jobs:
+            self.systemctl("stop", *jobs)
+        if reset or jobs:
+            with contextlib.suppress(CommandError):  # refused for units that are not loaded
+                self.systemctl("reset-failed", *reset, *jobs)
+
+    def _restart_kept(self, previous: Manifest | None, request: InstallRequest) -> None:
+        """Another Tracardi release: a unit both releases have must not go on running the
+        old release's image, so those running are restarted (init first, by its order)."""
+        before = set(previous.units) if previous else set()
+        kept = [u for u in request.units if u in before and u not in (TARGET, AGENT_UNIT)]
+        if kept:
+            self.systemctl("try-restart", *kept)
+
     def uninstall(self, purge: bool, force: bool, say: Callable[[str], None]) -> None:
         with self._locked(True):
             manifest = self.previous()
@@ -227,8 +255,7 @@ class Installer:
                 return
             try:
                 self.systemctl.disable(manifest.units, now=True)
-                if self.live:
-                    self.systemctl("reset-failed", *manifest.units)
+                self._stop_jobs(manifest.known_files(), manifest.units, reset=manifest.units)
             except CommandError as exc:
                 say(f"warning: {exc}")
             try:
@@ -306,6 +333,24 @@ def _unit_set_change(previous: Manifest | None, request: InstallRequest) -> list
     lines = [f"enable {u}" for u in sorted(after - before) if u not in files]
     lines += [f"disable {u}" for u in sorted(before - after) if u not in files]
     return lines
+
+
+def _never_enabled(files: Iterable[str], units: list[str]) -> list[str]:
+    """The unit files among `files` that are not in `units` and not templates or the
+    target: the services of scheduled jobs, which their timers start."""
+    return sorted(name for name in files
+                  if "@." not in name and name != TARGET and name not in units)
+
+
+def _version_move(previous: Manifest | None, request: InstallRequest,
+                  version: str) -> list[str]:
+    """What moving to another Tracardi release does, said before it is done."""
+    if previous is None or previous.tracardi_version in ("", version):
+        return []
+    gone = units_no_longer_wanted(previous, request.units)
+    stopped = f"stop and disable {', '.join(gone)}" if gone else "no unit goes away"
+    return [f"Tracardi {previous.tracardi_version} -> {version}: {stopped}; units of both "
+            f"releases that are running restart on {version}'s images"]
 
 
 def _os_message(exc: OSError) -> str:

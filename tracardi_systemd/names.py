@@ -14,6 +14,9 @@ PREFIX = "tracardi-"
 TARGET = "tracardi.target"
 AGENT_UNIT = "tracardi-agent.service"
 DOCKER_UNIT = "docker.service"
+# The run-once unit (Tracardi's `init`) that the commercial workers of 0.9+ require: it
+# runs and exits, so the agent does not supervise it as a worker.
+INIT_UNIT = "tracardi-init.service"
 
 LABEL_MANAGED = "tracardi.managed"
 LABEL_WORKER = "tracardi.worker"
@@ -45,6 +48,11 @@ def unit_file(worker: str, template: bool) -> str:
     return f"{unit_base(worker)}@.service" if template else f"{unit_base(worker)}.service"
 
 
+def timer_file(worker: str) -> str:
+    """The timer that starts a scheduled job's tracardi-<job>.service."""
+    return f"{unit_base(worker)}.timer"
+
+
 def instance_units(worker: str, replicas: int) -> tuple[str, ...]:
     """The units to enable and start: tracardi-x.service, or tracardi-x@1..N.service."""
     if replicas > 1:
@@ -63,8 +71,10 @@ def container_specifier(template: bool) -> str:
 
 
 def worker_of_unit(unit: str) -> str:
-    """tracardi-scheduler.service and tracardi-scheduler@2.service run `scheduler`."""
-    return unit.removeprefix(PREFIX).split("@", 1)[0].removesuffix(".service")
+    """tracardi-scheduler.service and tracardi-scheduler@2.service run `scheduler`;
+    tracardi-metrics-job.timer starts `metrics-job`."""
+    base = unit.removeprefix(PREFIX).split("@", 1)[0]
+    return base.removesuffix(".service").removesuffix(".timer")
 
 
 def worker_name(given: str) -> str:
@@ -77,4 +87,7 @@ def is_unit_file_name(name: str) -> bool:
 
 
 def is_worker_unit(unit: str) -> bool:
-    return unit not in (TARGET, AGENT_UNIT) and is_unit_file_name(unit)
+    """A long-running worker's unit, which the agent supervises: not the target, the agent,
+    the run-once init, or a scheduled job's timer."""
+    return (unit.endswith(".service") and unit not in (AGENT_UNIT, INIT_UNIT)
+            and is_unit_file_name(unit))

@@ -112,22 +112,39 @@ def recorded(params: dict[str, Any]) -> dict[str, Any]:
             for name in REUSED if params.get(name) not in (None, (), {})}
 
 
+# Options that name a release's workers or images: they are not carried to another release.
+VERSION_BOUND = ("workers", "image_tag", "replicas", "memory_limits")
+
+
 def reuse_previous(ctx: click.Context, params: dict[str, Any],
                    previous: Manifest | None) -> list[str]:
-    """Fill options left at their default from the last install; say which were reused."""
+    """Fill options left at their default from the last install; say which were reused and,
+    when the Tracardi version changes, which were not (they name the old release's workers
+    or image tag)."""
     if previous is None:
         return []
-    reused = []
-    for name, value in previous.options.items():
-        if name in REUSED and ctx.get_parameter_source(name) is ParameterSource.DEFAULT:
-            params[name] = tuple(value) if isinstance(value, list) else value
-            shown = " ".join(params[name]) if isinstance(params[name], tuple) else value
-            reused.append(f"{name.replace('_', '-')}={shown}")
+    lines = []
     if ctx.get_parameter_source("tracardi_version") is ParameterSource.DEFAULT:
         params["tracardi_version"] = previous.tracardi_version
+        lines.append(f"from the last install: --tracardi-version={previous.tracardi_version}")
+    moving = params["tracardi_version"] != previous.tracardi_version
+    for name, value in previous.options.items():
+        if name not in REUSED or name == "tracardi_version":
+            continue
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+            continue
+        value = tuple(value) if isinstance(value, list) else value
+        shown = " ".join(value) if isinstance(value, tuple) else value
+        option = f"--{name.replace('_', '-')}={shown}"
+        if moving and name in VERSION_BOUND:
+            lines.append(f"not from the last install (Tracardi {previous.tracardi_version}, "
+                         f"now {params['tracardi_version']}): {option}")
+            continue
+        params[name] = value
+        lines.append(f"from the last install: {option}")
     if params.get("workers") == ("all",):
         params["workers"] = ()
-    return reused
+    return lines
 
 
 def running_program() -> str:

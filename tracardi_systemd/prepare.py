@@ -31,12 +31,19 @@ class Prepared:
     problems: list[Problem] = field(default_factory=list)  # warnings only
 
     @property
+    def images(self) -> list[str]:
+        """Every image the selection runs, once (one image serves several roles)."""
+        return list(dict.fromkeys(f"{w.image}:{self.settings.tag}"
+                                  for w in self.settings.workers))
+
+    @property
     def infrastructure_units(self) -> list[str]:
         return [TARGET, AGENT_UNIT]
 
     @property
     def instances(self) -> list[str]:
-        """Every worker unit to enable and start, in catalog order."""
+        """Every unit of the selected entries to enable and start, in catalog order: the
+        workers (each replica), the run-once init, the timers of the scheduled jobs."""
         return [i for unit in worker_units(self.settings) for i in unit.instances]
 
 
@@ -48,9 +55,10 @@ def prepare(env_path: Path, tracardi_version: str, workers: tuple[str, ...] = ()
     except CatalogError as exc:
         raise PrepareError(str(exc)) from None
     names = [w.name for w in selected]
+    supervised = [w.name for w in selected if w.kind == "service"]  # what the agent watches
     try:
         counts = parse_replicas(replicas, names)
-        parse_memory_limits(options.get("memory_limits", ()), names)  # type: ignore[arg-type]
+        parse_memory_limits(options.get("memory_limits", ()), supervised)  # type: ignore[arg-type]
     except LimitError as exc:
         raise PrepareError(str(exc)) from None
     from tracardi_systemd.validate import validate  # loads urllib and the rules: late

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracardi_systemd import escape, names
-from tracardi_systemd.catalog import Worker
+from tracardi_systemd.catalog import Worker, image_tag_for
 from tracardi_systemd.escape import UnsafeValue
 from tracardi_systemd.names import (
     AGENT_UNIT,
@@ -44,6 +44,15 @@ WORKER_DEFAULT_ENV = {"SAVE_LOGS": "no", "LOGGING_LEVEL": "info"}
 LICENSE_MAPPING_SCRIPT = 'export LICENSE="${LICENSE:-$API_LICENSE}"; exec "$0" "$@"'
 # `docker rm -f NAME` with its output dropped: $0 is the docker client, $1 the container.
 QUIET_REMOVE_SCRIPT = 'exec "$0" rm -f "$1" >/dev/null 2>&1'
+# Run by a failed run-once unit ($0, its name): an error line in its journal naming the
+# units ($@) that it keeps from starting ("<3>" is journald's priority prefix for err).
+RUN_ONCE_FAILED_SCRIPT = (
+    '[ "$SERVICE_RESULT" = success ] || echo "<3>$0 failed ($SERVICE_RESULT, $EXIT_CODE '
+    '$EXIT_STATUS): $* require it and will not start until it succeeds; see journalctl -u '
+    '$0, fix the cause, then: systemctl start tracardi.target"'
+)
+TEMPLATES = {"service": "worker.service.j2", "run-once": "run-once.service.j2",
+             "scheduled": "job.service.j2"}
 
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -73,7 +82,7 @@ class RenderSettings:
 
     @property
     def tag(self) -> str:
-        return self.image_tag or self.version
+        return self.image_tag or image_tag_for(self.version)
 
     @property
     def watchdog_sec(self) -> int:
@@ -84,14 +93,23 @@ class RenderSettings:
     def agent_argv(self) -> list[str]:
         argv = ["agent", "--env-file", self.installed_env_file,
                 "--interval", str(self.agent_interval)]
-        for limit in self.memory_limits:
+        for limit in (*self.memory_limits, *self.catalog_memory_limits):
             argv += ["--memory-limit", limit]
         return argv
+
+    @property
+    def catalog_memory_limits(self) -> list[str]:
+        """WORKER=MIB for workers whose chart allows more memory than the agent's default,
+        unless the operator gave any --memory-limit (theirs is the last word)."""
+        if self.memory_limits:
+            return []
+        return [f"{w.name}={w.memory_limit_mib}" for w in self.workers if w.memory_limit_mib]
 
 
 @dataclass(frozen=True)
 class WorkerUnit:
-    """One worker's unit file: a plain service, or a template when it has replicas."""
+    """One catalog entry's unit file: a plain service, a template when a worker has
+    replicas; a scheduled job has a timer beside its service."""
 
     worker: Worker
     replicas: int
@@ -105,8 +123,14 @@ class WorkerUnit:
         return names.unit_file(self.worker.name, self.is_template)
 
     @property
+    def timer(self) -> str | None:
+        return names.timer_file(self.worker.name) if self.worker.kind == "scheduled" else None
+
+    @property
     def instances(self) -> tuple[str, ...]:
-        """The unit names to enable and start."""
+        """The unit names to enable and start: a job's timer (which starts the job)."""
+        if self.timer:
+            return (self.timer,)
         return names.instance_units(self.worker.name, self.replicas)
 
 
@@ -120,17 +144,24 @@ def render(settings: RenderSettings) -> dict[str, str]:
     env = _jinja()
     files = {}
     for unit in worker_units(settings):
-        files[unit.filename] = env.get_template("worker.service.j2").render(
+        worker = unit.worker
+        files[unit.filename] = env.get_template(TEMPLATES[worker.kind]).render(
             unit=unit,
-            worker=unit.worker,
+            worker=worker,
             settings=settings,
             container=names.container_specifier(unit.is_template),
             label_unit=LABEL_UNIT,
             quiet_remove_script=QUIET_REMOVE_SCRIPT,
-            run_args=_docker_run_args(unit.worker, settings),
-            env_defaults=WORKER_DEFAULT_ENV | settings.worker_env,
+            run_args=_docker_run_args(worker, settings),
+            env_defaults=env_defaults(worker, settings),
             license_script=LICENSE_MAPPING_SCRIPT,
+            requires=[names.unit_file(name, template=False) for name in worker.requires],
+            required_by=[w.unit_base for w in settings.workers if worker.name in w.requires],
+            failed_script=RUN_ONCE_FAILED_SCRIPT,
         )
+        if unit.timer:
+            files[unit.timer] = env.get_template("job.timer.j2").render(
+                unit=unit, worker=worker, settings=settings)
     files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings)
     files[AGENT_UNIT] = env.get_template("agent.service.j2").render(
         settings=settings,
@@ -139,9 +170,14 @@ def render(settings: RenderSettings) -> dict[str, str]:
     return files
 
 
+def env_defaults(worker: Worker, settings: RenderSettings) -> dict[str, str]:
+    """The unit's Environment=: the env file (EnvironmentFile=) overrides each of them."""
+    return WORKER_DEFAULT_ENV | worker.defaults | settings.worker_env
+
+
 def container_env_names(worker: Worker, settings: RenderSettings) -> list[str]:
     """Names passed with `-e NAME`: docker takes each value from the unit's environment."""
-    passed = set(settings.env_keys) | set(WORKER_DEFAULT_ENV) | set(settings.worker_env)
+    passed = set(settings.env_keys) | set(env_defaults(worker, settings))
     passed -= set(LICENSE_NAMES) | set(TOOL_ONLY_SETTINGS) | set(worker.environment)
     if worker.commercial:
         passed.add("LICENSE")
@@ -153,7 +189,10 @@ def _docker_run_args(worker: Worker, settings: RenderSettings) -> list[list[str]
     groups = [["--init", "--log-driver", "none"]]
     if settings.network:
         groups.append(["--network", settings.network])
-    groups.append(["--label", f"{LABEL_MANAGED}=true", "--label", f"{LABEL_WORKER}={worker.name}"])
+    # Only the agent's own: it removes a managed container that no active unit owns, and
+    # runs of init or a job are not supervised by it.
+    managed = ["--label", f"{LABEL_MANAGED}=true"] if worker.kind == "service" else []
+    groups.append([*managed, "--label", f"{LABEL_WORKER}={worker.name}"])
     if settings.liveness and worker.liveness:
         check = worker.liveness
         every = f"{settings.liveness_interval}s" if settings.liveness_interval else check.interval
@@ -179,12 +218,19 @@ def _check(settings: RenderSettings) -> None:
             f"--network {settings.network!r} is not a docker network name: use letters, "
             "digits, '_', '.' and '-', starting with a letter or digit"
         )
-    known = {w.name for w in settings.workers}
+    known = {w.name: w for w in settings.workers}
     for name, count in settings.replicas.items():
         if name not in known:
             raise UnsafeValue(f"--replicas {name}={count}: {name!r} is not a selected worker")
+        if known[name].kind != "service" and count != 1:
+            raise UnsafeValue(f"--replicas {name}={count}: {name} is a {known[name].kind} "
+                              "unit, not a long-running worker; it has no replicas")
         if not 1 <= count <= 1000:
             raise UnsafeValue(f"--replicas {name}={count}: the count must be 1 to 1000")
+    for worker in settings.workers:
+        for required in worker.requires:
+            if required not in known:
+                raise UnsafeValue(f"{worker.name} requires {required}, which is not selected")
     for name in settings.env_keys:
         if not _ENV_NAME.fullmatch(name):
             raise UnsafeValue(f"{name!r} is not a valid environment variable name")

@@ -1,16 +1,17 @@
-"""`status`: one row per managed worker unit, from systemd, Docker and the agent's report."""
+"""`status`: one row per managed worker unit, from systemd, Docker and the agent's report;
+and the state of the units that are no long-running workers (init, the jobs' timers)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tracardi_systemd.engine import EngineError
 from tracardi_systemd.host import ContainerSource, SystemctlClient
 from tracardi_systemd.manifest import Manifest
-from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, is_worker_unit
+from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, TARGET, is_worker_unit
 from tracardi_systemd.observe import (
     ContainerReader,
     by_unit,
@@ -55,27 +56,46 @@ class WorkerRow:
 
 
 @dataclass
+class UnitRow:
+    """A unit that runs no long-running worker: the run-once init, a scheduled job's timer.
+    Both are `active` when all is well: init `exited` after its run, a timer `waiting`."""
+
+    unit: str
+    state: str  # ActiveState/SubState
+    result: str  # systemd's Result of the last run: success, exit-code...
+
+    @property
+    def healthy(self) -> bool:
+        return self.state.startswith("active/")
+
+
+@dataclass
 class Status:
     workers: list[WorkerRow]
     agent: str
     docker_problem: str = ""  # why Docker could not be asked (e.g. no access to its socket)
+    others: list[UnitRow] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
         return (self.agent == "active/running" and not self.docker_problem
-                and all(w.healthy for w in self.workers))
+                and all(w.healthy for w in self.workers) and all(o.healthy for o in self.others))
 
     def to_json(self) -> str:
         rows = [asdict(w) | {"healthy": w.healthy, "problems": w.problems}
                 for w in self.workers]
+        others = [asdict(o) | {"healthy": o.healthy} for o in self.others]
         return json.dumps({"healthy": self.healthy, "agent": self.agent,
-                           "docker_problem": self.docker_problem, "workers": rows}, indent=2)
+                           "docker_problem": self.docker_problem, "workers": rows,
+                           "others": others}, indent=2)
 
 
 def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSource,
             agent_state_file: Path = AGENT_STATE_FILE) -> Status:
     worker_units = [u for u in manifest.units if is_worker_unit(u)]
-    units = read_units(systemctl, [*worker_units, AGENT_UNIT])
+    other_units = [u for u in manifest.units
+                   if u not in (TARGET, AGENT_UNIT) and not is_worker_unit(u)]
+    units = read_units(systemctl, [*worker_units, *other_units, AGENT_UNIT])
     docker_problem = ""
     try:
         containers = by_unit(ContainerReader(engine).read())
@@ -103,7 +123,9 @@ def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSou
             liveness=(container.health or "-") if container else "-",
         ))
     agent = units[AGENT_UNIT]
-    return Status(rows, f"{agent.active_state}/{agent.sub_state}", docker_problem)
+    others = [UnitRow(name, f"{units[name].active_state}/{units[name].sub_state}",
+                      units[name].result) for name in other_units]
+    return Status(rows, f"{agent.active_state}/{agent.sub_state}", docker_problem, others)
 
 
 def _agent_view(path: Path) -> dict[str, dict]:
@@ -135,7 +157,10 @@ def format_table(status: Status) -> str:
     ]
     verdict = "healthy" if status.healthy else "NOT healthy"
     docker = f"docker: {status.docker_problem}\n" if status.docker_problem else ""
-    return f"{columns(rows)}\nagent: tracardi-agent.service {status.agent}\n{docker}{verdict}"
+    others = "".join(f"{o.unit} {o.state} (last run: {o.result or '-'})"
+                     f"{'' if o.healthy else ' NOT healthy'}\n" for o in status.others)
+    return (f"{columns(rows)}\n{others}agent: tracardi-agent.service {status.agent}\n"
+            f"{docker}{verdict}")
 
 
 def _duration(seconds: float | None) -> str:

@@ -18,13 +18,22 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-def catalog_rows(workers: Iterable[Worker]) -> list[Sequence[str]]:
-    """`workers`' table: unit, image, the settings each needs, commercial or not."""
+def catalog_rows(workers: Iterable[Worker], tag: str) -> list[Sequence[str]]:
+    """`workers`' table: each entry's unit, when it runs, its image, the settings and
+    services it needs, whether it is commercial and selected without --worker."""
     header: list[Sequence[str]] = [
-        ("UNIT", "IMAGE", "SETTINGS", "DEPENDS ON", "LIVENESS", "COMMERCIAL")]
+        ("UNIT", "RUNS", "IMAGE", "SETTINGS", "DEPENDS ON", "LIVENESS", "COMMERCIAL",
+         "DEFAULT")]
     return header + [
-        (w.unit_base, w.image, ",".join(w.settings) + (",license" if w.commercial else ""),
+        (w.unit, _runs(w), f"{w.image}:{tag}",
+         ",".join(w.settings) + (",license" if w.commercial else ""),
          ",".join(w.dependencies), "yes" if w.liveness else "-",
-         "yes" if w.commercial else "no")
+         "yes" if w.commercial else "no", "yes" if w.default else "no")
         for w in workers
     ]
+
+
+def _runs(worker: Worker) -> str:
+    if worker.schedule:
+        return worker.schedule.cron
+    return "once,first" if worker.kind == "run-once" else "always"

@@ -28,7 +28,7 @@ from tracardi_systemd.install import InstallRequest
 from tracardi_systemd.installer import Installer, InstallError, Result
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import Manifest, manifest_path
-from tracardi_systemd.names import worker_of_unit
+from tracardi_systemd.names import is_worker_unit, worker_of_unit
 from tracardi_systemd.observe import read_units
 from tracardi_systemd.options import REUSED, recorded
 from tracardi_systemd.prepare import Prepared, PrepareError, prepare
@@ -155,7 +155,7 @@ class Upgrade:
             return Outcome("unchanged", from_tag, to_tag, False, self.lines)
         new, old = self._prepare(to_tag), self._prepare(from_tag)
         stopped = self._stopped(new)
-        units = [u for u in new.instances if u not in stopped]
+        units = [u for u in new.instances if is_worker_unit(u) and u not in stopped]
         if dry_run:
             self._show_plan(new, from_tag, to_tag, units, stopped, settings)
             return Outcome("planned", from_tag, to_tag, True, self.lines)
@@ -204,8 +204,9 @@ class Upgrade:
 
     def _stopped(self, new: Prepared) -> list[str]:
         """The worker units an operator stopped: they stay stopped."""
-        states = read_units(self.installer.systemctl, new.instances)
-        return [u for u in new.instances if states[u].active_state == "inactive"]
+        workers = [u for u in new.instances if is_worker_unit(u)]
+        states = read_units(self.installer.systemctl, workers)
+        return [u for u in workers if states[u].active_state == "inactive"]
 
     def _say_stopped(self, stopped: list[str]) -> None:
         if stopped:
@@ -219,7 +220,7 @@ class Upgrade:
         self._say_stopped(stopped)
         how = {"always": "pull", "missing": "pull unless on this host",
                "never": "require on this host"}[settings.pull]
-        for image in _images(new):
+        for image in new.images:
             self.say(f"{how}: {image}")
         self.say("install:")
         for line in self._install(new, (from_tag, to_tag), dry_run=True).lines:
@@ -235,7 +236,7 @@ class Upgrade:
     def _pull(self, new: Prepared, to_tag: str, from_tag: str, policy: str) -> None:
         docker = self.installer.docker
         problems = []
-        for image in _images(new):
+        for image in new.images:
             if policy != "always" and _present(docker, image):
                 self.say(f"{image} is on this host: not pulled")
             elif policy == "never":
@@ -323,10 +324,6 @@ class Upgrade:
               to_tag: str, **fields: str) -> None:
         self.journal.send(message, priority, event.value, SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER,
                           TRACARDI_FROM_TAG=from_tag, TRACARDI_TO_TAG=to_tag, **fields)
-
-
-def _images(prepared: Prepared) -> list[str]:
-    return [f"{w.image}:{prepared.settings.tag}" for w in prepared.settings.workers]
 
 
 def _target(unit: str, prepared: Prepared) -> Target:

@@ -12,8 +12,10 @@ import stat
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from tracardi_systemd.catalog import REDIS, Worker
+from tracardi_systemd.catalog import MYSQL, PULSAR, REDIS, Worker
 from tracardi_systemd.dependencies import (
+    DEFAULT_MYSQL_PORT,
+    DEFAULT_PULSAR_PORT,
     DEFAULT_REDIS_PORT,
     elastic_entries,
     elastic_url,
@@ -38,6 +40,8 @@ def validate(env: EnvFile, workers: Iterable[Worker]) -> list[Problem]:
     checker.required(workers)
     checker.redis(workers)
     checker.elastic()
+    checker.mysql(workers)
+    checker.pulsar(workers)
     checker.logging_level(workers)
     checker.permissions()
     return env.problems + checker.problems
@@ -96,9 +100,8 @@ class _Checker:
         readers = [w for w in workers if w.needs(REDIS)]
         if not host or not readers:
             return
-        port = self.values.get("REDIS_PORT", "").strip()
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
-            self._error("REDIS_PORT", f"REDIS_PORT={port!r} is not a port number (1-65535)")
+        port = self._port("REDIS_PORT")
+        if port is None:
             return
         if host.lower().startswith("rediss://"):
             said: dict[str, list[str]] = {}
@@ -147,9 +150,7 @@ class _Checker:
         scheme = self.values.get("ELASTIC_SCHEME", "").strip()
         if scheme and scheme not in ("http", "https"):
             self._error("ELASTIC_SCHEME", f"ELASTIC_SCHEME={scheme!r}: write http or https")
-        port = self.values.get("ELASTIC_PORT", "").strip()
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
-            self._error("ELASTIC_PORT", f"ELASTIC_PORT={port!r} is not a port number (1-65535)")
+        self._port("ELASTIC_PORT")
         for entry in elastic_entries(self.values.get("ELASTIC_HOST", "")):
             try:
                 parts = urlsplit(elastic_url(entry, self.values))
@@ -179,6 +180,51 @@ class _Checker:
                 f"ELASTIC_VERIFY_CERTS={verify} means false to Tracardi (only 'yes' means "
                 "true): write ELASTIC_VERIFY_CERTS=yes to verify certificates"
             ))
+
+    def _port(self, key: str) -> str | None:
+        """The value of a port setting, after an error if it is not a port number."""
+        port = self.values.get(key, "").strip()
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            self._error(key, f"{key}={port!r} is not a port number (1-65535)")
+            return None
+        return port
+
+    def mysql(self, workers: tuple[Worker, ...]) -> None:
+        """Tracardi builds its MySQL URL as MYSQL_SCHEMA + credentials@ + MYSQL_HOST + ':' +
+        MYSQL_PORT: MYSQL_HOST must be a bare host name."""
+        if not any(w.needs(MYSQL) for w in workers):
+            return
+        port = self._port("MYSQL_PORT")
+        host = self.values.get("MYSQL_HOST", "").strip()
+        if "@" in host:  # never repeat it: the part before '@' may be a password
+            self._error("MYSQL_HOST", (
+                "MYSQL_HOST holds credentials (...@host): write only the host in MYSQL_HOST, "
+                "the user in MYSQL_USERNAME and the password in MYSQL_PASSWORD"))
+        elif "://" in host:
+            self._error("MYSQL_HOST", (
+                f"MYSQL_HOST={host} is a URL, but Tracardi puts MYSQL_SCHEMA "
+                "(mysql+aiomysql:// unless set) in front of it: write the bare host name"))
+        elif ":" in host:
+            name, _, given = host.partition(":")
+            self._error("MYSQL_HOST", (
+                f"MYSQL_HOST={host} has a port, but Tracardi appends ':' and MYSQL_PORT "
+                f"(now {port or DEFAULT_MYSQL_PORT}) to it: write MYSQL_HOST={name} and "
+                f"MYSQL_PORT={given}"))
+
+    def pulsar(self, workers: tuple[Worker, ...]) -> None:
+        """PULSAR_HOST is the Pulsar client's service URL; PULSAR_API the admin API's."""
+        if not any(w.needs(PULSAR) for w in workers):
+            return
+        host = self.values.get("PULSAR_HOST", "").strip()
+        if host and not _url_with_host(host, ("pulsar", "pulsar+ssl")):
+            self._error("PULSAR_HOST", (
+                f"PULSAR_HOST={shown('PULSAR_HOST', host)} is not a Pulsar service URL: write "
+                f"PULSAR_HOST=pulsar://HOST:{DEFAULT_PULSAR_PORT} (pulsar+ssl:// for TLS)"))
+        api = self.values.get("PULSAR_API", "").strip()
+        if api and not _url_with_host(api, ("http", "https")):
+            self._error("PULSAR_API", (
+                f"PULSAR_API={shown('PULSAR_API', api)} is not the http(s) URL of Pulsar's "
+                "admin API: write PULSAR_API=http://HOST:8080"))
 
     def logging_level(self, workers: tuple[Worker, ...]) -> None:
         """Tracardi's core config reads it: every commercial worker, not the update worker."""
@@ -212,3 +258,13 @@ class _Checker:
                 f"(mode {stat.S_IMODE(mode):04o}): run  chmod 600 {self.file}  "
                 "(install writes its copy 0600)"
             ))
+
+
+def _url_with_host(value: str, schemes: tuple[str, ...]) -> bool:
+    """An absolute URL of one of `schemes`, with a host and (if any) a valid port."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in schemes and bool(parts.hostname) and parts.path in ("", "/")

@@ -20,9 +20,22 @@ TRACARDI_081_IMAGES = [
     "tracardi/com-tracardi-scheduler-worker",
     "tracardi/com-tracardi-coping-worker",
     "tracardi/com-tracardi-trigger-worker",
+    "tracardi/com-heartbeat-job",
 ]
-# Worker names that do not follow from the image name.
-WORKER_OF_IMAGE = {"tracardi/com-tracardi-coping-worker": "post-collection"}
+# Tracardi 1.2's default selection (its images are tagged 1.2.x).
+TRACARDI_12_TAG = "1.2.x"
+TRACARDI_12_IMAGES = [
+    "tracardi/init",
+    "tracardi/background-worker",
+    "tracardi/apm",
+    "tracardi/update-worker",
+]
+# Worker names that do not follow from the image name (the background worker's roles all
+# answer to STANDIN_FAIL_BACKGROUND).
+WORKER_OF_IMAGE = {"tracardi/com-tracardi-coping-worker": "post-collection",
+                   "tracardi/com-heartbeat-job": "heartbeat"}
+# Images that run once and exit 0 (init, scheduled jobs), after STANDIN_ONCE_SECONDS (1).
+RUN_ONCE_IMAGES = {"tracardi/init", "tracardi/com-heartbeat-job"}
 
 STANDIN_SH = r"""#!/bin/sh
 # Stand-in for a Tracardi worker. W is the worker in upper case: STANDIN_FAIL_SCHEDULER,
@@ -30,6 +43,9 @@ STANDIN_SH = r"""#!/bin/sh
 worker=${STANDIN_WORKER:-$(cat /standin-worker)}
 W=$(echo "$worker" | tr 'a-z-' 'A-Z_')
 echo "standin start $(cat /standin-image) worker=$worker"
+if [ -n "${CONSUMER_TYPE:-}" ]; then
+    echo "consumer-type $CONSUMER_TYPE"
+fi
 
 names=$(env | sed -n 's/^\([A-Z][A-Z0-9_]*\)=.*/\1/p' |
     grep -vxE 'PATH|HOME|HOSTNAME|PWD|SHLVL|TERM' | sort -u | xargs)
@@ -62,6 +78,12 @@ else
     if [ "${STANDIN_REQUIRE_REDIS:-}" = 1 ]; then
         exit 1
     fi
+fi
+
+if [ "$(cat /standin-kind)" = once ]; then
+    sleep "${STANDIN_ONCE_SECONDS:-1}"
+    echo "standin done"
+    exit 0
 fi
 
 eval "alloc=\${STANDIN_ALLOC_MB_$W:-}"
@@ -138,8 +160,9 @@ def build_standin_images(
     sandbox.run(f"cat > {root}/bin/celery && chmod 755 {root}/bin/celery", input=CELERY_SH)
     for image in images:
         ref = shlex.quote(f"{image}:{tag}")
+        kind = "once" if image in RUN_ONCE_IMAGES else "service"
         sandbox.run(
             f"echo {shlex.quote(worker_of(image))} > {root}/standin-worker && "
-            f"echo {ref} > {root}/standin-image && "
+            f"echo {ref} > {root}/standin-image && echo {kind} > {root}/standin-kind && "
             f"tar -C {root} -c . | {DOCKER} import -c 'CMD [\"/standin.sh\"]' - {ref}"
         )

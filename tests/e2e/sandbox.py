@@ -39,6 +39,9 @@ from pathlib import Path
 
 DOCKER = "/usr/bin/docker"
 CHECKOUT = Path(__file__).resolve().parents[2]
+# What booting needs of the machine; scripts/packages.sh names the Debian packages.
+REQUIRED_PROGRAMS = ("/lib/systemd/systemd", "/usr/sbin/dockerd", DOCKER, "/bin/busybox",
+                     "/usr/bin/redis-server", "/usr/bin/nsenter", "/usr/bin/unshare", "/sbin/ip")
 
 # Units of the machine not wanted inside: the gettys would open the machine's console.
 MASKED_UNITS = ("getty.target", "console-getty.service", "postgresql.service")
@@ -80,6 +83,11 @@ exec env -i container=other /lib/systemd/systemd --system
 
 class SandboxError(RuntimeError):
     pass
+
+
+def missing_programs() -> list[str]:
+    """The programs a sandbox needs that this machine lacks."""
+    return [path for path in REQUIRED_PROGRAMS if not os.path.exists(path)]
 
 
 def _cgroup_mounts() -> list[tuple[str, str, str]]:

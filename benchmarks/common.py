@@ -27,10 +27,14 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(CHECKOUT))
 
-from tests.e2e.conftest import start_redis  # noqa: E402
 from tests.e2e.operator import ENV_SOURCE, INSTALLED_ENV, TOOL, install, write_env  # noqa: E402
 from tests.e2e.sandbox import Sandbox  # noqa: E402
-from tests.e2e.standin import TRACARDI_TAG, build_standin_images  # noqa: E402
+from tests.e2e.standin import (  # noqa: E402
+    TRACARDI_TAG,
+    build_standin_images,
+    start_fake_elasticsearch,
+    start_redis,
+)
 
 __all__ = ["ENV_SOURCE", "INSTALLED_ENV", "TOOL", "install", "write_env"]
 
@@ -50,8 +54,7 @@ def sandbox_host() -> Iterator[Sandbox]:
     try:
         build_standin_images(host)
         start_redis(host)
-        host.run("systemd-run -q --unit=fake-elasticsearch /usr/bin/python3 -m http.server "
-                 "9200 --bind 127.0.0.1")
+        start_fake_elasticsearch(host)
         write_env(host)
         yield host
     finally:

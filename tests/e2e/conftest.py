@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from .sandbox import Sandbox
-from .standin import build_standin_images
+from .sandbox import Sandbox, missing_programs
+from .standin import build_standin_images, start_redis
 
 E2E_DIR = Path(__file__).resolve().parent
-NEEDED = ["/lib/systemd/systemd", "/usr/sbin/dockerd", "/usr/bin/docker", "/bin/busybox"]
-NEEDED += ["/usr/bin/redis-server", "/usr/bin/nsenter", "/usr/bin/unshare"]
-PACKAGES = "systemd docker.io busybox-static redis-server util-linux"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,9 +28,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def require_host() -> None:
     """Skip without root and Debian's packages; fail instead on CI, where they must be."""
-    problems = [path for path in NEEDED if not os.path.exists(path)]
+    problems = missing_programs()
     if problems:
-        problems = [f"missing {' '.join(problems)} (apt-get install {PACKAGES})"]
+        problems = [f"missing {' '.join(problems)} (as root, scripts/test installs them)"]
     if os.geteuid() != 0:
         problems.insert(0, "not root")
     if problems:
@@ -41,12 +38,6 @@ def require_host() -> None:
         if os.environ.get("CI"):
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-
-
-def start_redis(sandbox: Sandbox) -> None:
-    """Debian's redis-server unit, answering on 127.0.0.1:6379 (the sandbox's loopback)."""
-    sandbox.run("systemctl start redis-server.service")
-    sandbox.wait_until("redis-cli -h 127.0.0.1 -p 6379 ping | grep -qx PONG", timeout=15)
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,9 @@ from pathlib import Path
 
 DOCKER = "/usr/bin/docker"
 CHECKOUT = Path(__file__).resolve().parents[2]
+# What booting needs of the machine; scripts/packages.sh names the Debian packages.
+REQUIRED_PROGRAMS = ("/lib/systemd/systemd", "/usr/sbin/dockerd", DOCKER, "/bin/busybox",
+                     "/usr/bin/redis-server", "/usr/bin/nsenter", "/usr/bin/unshare", "/sbin/ip")
 
 # Units of the machine not wanted inside: the gettys would open the machine's console.
 MASKED_UNITS = ("getty.target", "console-getty.service", "postgresql.service")
@@ -81,6 +84,11 @@ class SandboxError(RuntimeError):
     pass
 
 
+def missing_programs() -> list[str]:
+    """The programs a sandbox needs that this machine lacks."""
+    return [path for path in REQUIRED_PROGRAMS if not os.path.exists(path)]
+
+
 def _cgroup_mounts() -> list[tuple[str, str, str]]:
     """(mount point, fstype, super options) of the machine's cgroup hierarchies."""
     mounts = []
@@ -115,6 +123,21 @@ def _pid_children(pid: int) -> list[int]:
         if ppid == pid:
             children.append(int(stat.parent.name))
     return children
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+    except OSError:
+        return []
+
+
+def _reaped(pid: int) -> bool:
+    """Reap a child process of ours if it has ended; whether it is gone."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
 
 
 class Sandbox:
@@ -272,6 +295,7 @@ class Sandbox:
         """Power off (kill after timeout), then remove what the sandbox left on the machine."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
+            self._end_commands()
             if self.pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.pid, signal.SIGRTMIN + 4)  # systemd's power-off request
@@ -286,6 +310,27 @@ class Sandbox:
         self._remove_cgroups()
         if self._owns_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _end_commands(self) -> None:
+        """End the commands this process still runs inside, e.g. when a Ctrl-C cut run() short.
+
+        A live nsenter stalls the power-off for its whole timeout: systemd-shutdown SIGSTOPs
+        every process inside, nsenter (outside) then stops itself too and never reaps its
+        killed child, which systemd-shutdown waits for. Killed first, the child is reaped.
+        """
+        prefix = ["nsenter", "-t", str(self.pid)]
+        nsenters = [pid for pid in _pid_children(os.getpid()) if _argv(pid)[:3] == prefix]
+        deadline = time.monotonic() + 5
+        while nsenters and time.monotonic() < deadline:
+            for pid in nsenters:
+                for child in _pid_children(pid):  # none yet while nsenter joins namespaces
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
+            time.sleep(0.05)
+            nsenters = [pid for pid in nsenters if not _reaped(pid)]
+        for pid in nsenters:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _remove_cgroups(self) -> None:
         # Processes of a dead namespace take a moment to go; a cgroup in use is EBUSY.

@@ -1,4 +1,5 @@
-"""Stand-in Tracardi worker images, built inside a sandbox (no registry is reachable).
+"""Stand-in Tracardi worker images, built inside a sandbox (no registry is reachable), and
+the services the workers reach there: Debian's Redis, a TCP listener for Elasticsearch.
 
 Each image is busybox plus /standin.sh, imported with `docker import` under a real image
 name. What the script prints and the environment variables that steer it are described in
@@ -166,3 +167,17 @@ def build_standin_images(
             f"echo {ref} > {root}/standin-image && echo {kind} > {root}/standin-kind && "
             f"tar -C {root} -c . | {DOCKER} import -c 'CMD [\"/standin.sh\"]' - {ref}"
         )
+
+
+def start_redis(sandbox: Sandbox) -> None:
+    """Debian's redis-server unit, answering on 127.0.0.1:6379 (the sandbox's loopback)."""
+    sandbox.run("systemctl start redis-server.service")
+    sandbox.wait_until("redis-cli -h 127.0.0.1 -p 6379 ping | grep -qx PONG", timeout=15)
+
+
+def start_fake_elasticsearch(sandbox: Sandbox) -> None:
+    """A TCP listener on 127.0.0.1:9200, enough for the agent's reachability probe."""
+    sandbox.run(
+        "systemctl is-active -q fake-elasticsearch || systemd-run -q "
+        "--unit=fake-elasticsearch /usr/bin/python3 -m http.server 9200 --bind 127.0.0.1"
+    )

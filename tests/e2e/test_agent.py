@@ -20,6 +20,7 @@ from .operator import (
     write_env,
 )
 from .sandbox import Sandbox
+from .standin import start_fake_elasticsearch
 
 # The agent's cycle; install writes it into tracardi-agent.service.
 INTERVAL = 2
@@ -51,11 +52,7 @@ def set_installed(host, name: str, value: str) -> None:
 @pytest.fixture
 def agent_host(sandbox):
     """All workers and the agent running; a TCP listener stands in for Elasticsearch."""
-    sandbox.run(
-        "systemctl is-active -q fake-elasticsearch || systemd-run -q "
-        "--unit=fake-elasticsearch /usr/bin/python3 -m http.server 9200 "
-        "--bind 127.0.0.1"
-    )
+    start_fake_elasticsearch(sandbox)
     since = sandbox.run("date +%s").stdout.strip()
     time.sleep(1)  # --since has a resolution of one second
     yield AgentHost(sandbox, since)

@@ -117,7 +117,8 @@ def test_a_dry_run_of_a_move_shows_the_plan_and_the_diffs_and_writes_nothing(hos
 
 
 class RecordingSystemctl(Systemctl):
-    """Records every systemctl call instead of running it, as on a live host."""
+    """Records every systemctl call instead of running it, as on a live host where every
+    unit asked about has failed."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,6 +126,9 @@ class RecordingSystemctl(Systemctl):
 
     def __call__(self, *args: str) -> str:
         self.calls.append(args)
+        if args[0] == "show":
+            units = args[args.index("--") + 1:]
+            return "".join(f"Id={unit}\nActiveState=failed\n\n" for unit in units)
         return ""
 
 
@@ -143,7 +147,8 @@ def test_on_a_live_host_the_old_units_stop_before_their_files_go_and_kept_ones_r
     installer.install(request, images=[], options={}, tracardi_version="1.2.0", enable=True,
                       start=False, dry_run=False)
 
-    disable, stop, reset, reload, restart, restart_agent, enable = systemctl.calls
+    disable, stop, show, reset, reload, restart, restart_agent, enable = systemctl.calls
+    assert show[0] == "show"
     assert disable[:3] == ("disable", "--quiet", "--now")
     assert set(disable[3:]) == {*ONLY_081, "tracardi-trigger@1.service",
                                 "tracardi-trigger@2.service"} - {"tracardi-trigger.service"}

@@ -41,6 +41,7 @@ from tracardi_systemd.names import (
     TARGET,
     is_unit_file_name,
 )
+from tracardi_systemd.observe import read_units
 
 # write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
 _TEMP_FILE = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]{8}\.tmp")
@@ -209,7 +210,7 @@ class Installer:
                 self.systemctl.daemon_reload()
                 if self.live and moving:
                     self._restart_kept(previous, request)
-                elif self.live:
+                elif self.live and previous is not None:
                     lines.append("workers already running keep their old settings until "
                                  "restarted: systemctl restart tracardi.target")
                 if self.live and AGENT_UNIT in {c.name for c in plan.file_changes}:
@@ -235,9 +236,11 @@ class Installer:
         jobs = _never_enabled(files, listed)
         if jobs:
             self.systemctl("stop", *jobs)
-        if reset or jobs:
-            with contextlib.suppress(CommandError):  # refused for units that are not loaded
-                self.systemctl("reset-failed", *reset, *jobs)
+        # Only the failed ones: systemctl refuses units it already unloaded after the stop.
+        states = read_units(self.systemctl, [*reset, *jobs]) if reset or jobs else {}
+        failed = [unit for unit, state in states.items() if state.active_state == "failed"]
+        if failed:
+            self.systemctl("reset-failed", *failed)
 
     def _restart_kept(self, previous: Manifest | None, request: InstallRequest) -> None:
         """Another Tracardi release: a unit both releases have must not go on running the

@@ -121,6 +121,7 @@ def test_restarts_are_held_while_redis_is_down(agent_host):
 
 def test_removed_container_and_orphan_are_repaired_within_two_cycles(agent_host):
     host = agent_host.host
+    write_env(host)
     ids = start_everything(host)
 
     host.run("docker rm -f tracardi-scheduler")

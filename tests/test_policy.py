@@ -629,3 +629,13 @@ def test_summary_says_since_when_a_dependency_is_down():
                        clock_time="12:05")
     history = decide(back, history, Config(), lambda: HALF).history
     assert summary(back, history) == "1/1 workers running; redis ok"
+
+
+def test_a_unit_seen_failed_once_keeps_the_agent_looking_at_systemd_every_tick():
+    from tracardi_systemd.policy import settled
+
+    sim = Sim()
+    sim.step(0.0, healthy(SCHEDULER))
+    assert settled(sim.history)
+    sim.step(10.0, view(SCHEDULER, "failed", "failed", "exit-code", status=None))
+    assert not settled(sim.history)  # the second look decides whether systemd gave up

@@ -432,10 +432,11 @@ class _Decider:
 
 
 def settled(history: History) -> bool:
-    """Nothing in flux: every worker running or stopped, every dependency up, no orphan
-    waiting for its second look. Until then the agent asks systemd every tick."""
+    """Nothing in flux: every worker running or stopped (and not seen failed in the last
+    look, which needs a second one), every dependency up, no orphan waiting for its second
+    look. Until then the agent asks systemd every tick."""
     return (not history.down_since and not history.orphans_seen
-            and all(h.state in (State.RUNNING, State.STOPPED)
+            and all(h.state in (State.RUNNING, State.STOPPED) and not h.failed_last_cycle
                     for h in history.workers.values()))
 
 

@@ -111,10 +111,11 @@ done
 
 
 # What the liveness check of the Celery update worker runs (catalog.CELERY_PING): the
-# stand-in answers like a consuming worker, until a test makes it stop with
+# stand-in answers like a consuming worker, unless its image was built to fail the check
+# (/standin-liveness-fail) or a test made this container stop answering with
 # `docker exec <container> touch /tmp/not-live`.
 CELERY_SH = r"""#!/bin/sh
-if [ -e /tmp/not-live ]; then
+if [ -e /tmp/not-live ] || [ -e /standin-liveness-fail ]; then
     echo "Error: No nodes replied within time constraint" >&2
     exit 69
 fi
@@ -129,10 +130,6 @@ def worker_of(image: str) -> str:
         return WORKER_OF_IMAGE[image]
     name = image.rsplit("/", 1)[-1]
     return name.removeprefix("com-tracardi-").removesuffix("-worker")
-
-
-# The update worker's liveness check runs `celery ... inspect ping`: this answers it.
-CELERY_SH = "#!/bin/sh\n[ ! -e /standin-liveness-fail ]\n"
 
 
 def build_standin_images(
@@ -153,7 +150,6 @@ def build_standin_images(
     sandbox.run(
         f"rm -rf {root} && mkdir -p {root}/bin {root}/tmp && cp /bin/busybox {root}/bin/ && "
         f"for a in $(busybox --list | grep -vx busybox); do ln -s busybox {root}/bin/$a; done && "
-        f"printf '{CELERY_SH}' > {root}/bin/celery && chmod 755 {root}/bin/celery && "
         + "".join(f"touch {root}/{name} && " for name in baked)
         + f"cat > {root}/standin.sh && chmod 755 {root}/standin.sh",
         input=STANDIN_SH,

@@ -22,8 +22,10 @@ FAST = "--pull missing --window 2 --liveness-timeout 15 --json"
 @pytest.fixture(scope="module")
 def tagged(sandbox):
     build_standin_images(sandbox, tag=GOOD)
-    build_standin_images(sandbox, TRACARDI_081_IMAGES[:-1], tag=CRASHING)
-    build_standin_images(sandbox, TRACARDI_081_IMAGES[-1:], tag=CRASHING, crash=True)
+    trigger = "tracardi/com-tracardi-trigger-worker"
+    build_standin_images(sandbox, [i for i in TRACARDI_081_IMAGES if i != trigger],
+                         tag=CRASHING)
+    build_standin_images(sandbox, [trigger], tag=CRASHING, crash=True)
     build_standin_images(sandbox, TRACARDI_081_IMAGES[:1], tag=DEAF, liveness_fails=True)
     build_standin_images(sandbox, TRACARDI_081_IMAGES[1:], tag=DEAF)
     return sandbox

@@ -635,7 +635,24 @@ def test_a_unit_seen_failed_once_keeps_the_agent_looking_at_systemd_every_tick()
     from tracardi_systemd.policy import settled
 
     sim = Sim()
+    running = healthy(SCHEDULER)
+    sim.step(0.0, running)
+    assert settled(observe(running), sim.history)
+    failing = view(SCHEDULER, "failed", "failed", "exit-code", status=None)
+    sim.step(10.0, failing)
+    assert not settled(observe(failing), sim.history)  # a second look decides: gave up?
+
+
+def test_a_unit_between_two_states_keeps_the_agent_looking_even_if_it_ran_before():
+    from tracardi_systemd.policy import settled
+
+    sim = Sim()
     sim.step(0.0, healthy(SCHEDULER))
-    assert settled(sim.history)
-    sim.step(10.0, view(SCHEDULER, "failed", "failed", "exit-code", status=None))
-    assert not settled(sim.history)  # the second look decides whether systemd gave up
+    restarting = view(SCHEDULER, "activating", "auto-restart", status=None)
+    sim.step(10.0, restarting)
+    assert not settled(observe(restarting), sim.history)
+
+
+def observe(*views: WorkerView) -> Observation:
+    return Observation(now=0.0, workers={v.unit.name: v for v in views}, containers=[],
+                       dependencies={})

@@ -291,9 +291,9 @@ class Agent:
         wake at once on a Docker event. READY after the first full cycle; WATCHDOG after
         every tick that completed."""
         notifier = sdnotify.SystemdNotifier()
-        ready, next_reconcile = False, 0.0
+        ready, next_reconcile, in_flux = False, 0.0, True
         while not stop.is_set():
-            reconcile = self.clock() >= next_reconcile or not settled(self.history)
+            reconcile = self.clock() >= next_reconcile or in_flux
             try:
                 observation, _ = self.cycle(refresh_systemd=reconcile)
             except (CommandError, EngineError, OSError) as exc:
@@ -302,6 +302,7 @@ class Agent:
                 self._report(EventKind.CYCLE_FAILED, Priority.ERROR, f"cycle failed: {exc}",
                              TRACARDI_REASON=str(exc))
             else:
+                in_flux = not settled(observation, self.history)
                 if reconcile:
                     next_reconcile = self.clock() + reconcile_every
                 first = "" if ready else "READY=1\n"

@@ -431,10 +431,17 @@ class _Decider:
                         TRACARDI_REASON=f"{what} {percent:.0f}%")
 
 
-def settled(history: History) -> bool:
-    """Nothing in flux: every worker running or stopped (and not seen failed in the last
-    look, which needs a second one), every dependency up, no orphan waiting for its second
-    look. Until then the agent asks systemd every tick."""
+def settled(observation: Observation, history: History) -> bool:
+    """Nothing in flux: every unit running with its container or stopped, none seen failed
+    in the last look (that needs a second one), every dependency up, no orphan waiting for
+    its second look. Until then the agent asks systemd every tick: a unit between two
+    states (auto-restart, activating) may settle without any Docker event to tell."""
+    for view in observation.workers.values():
+        unit = view.unit
+        running = (unit.active_state, unit.sub_state) == ("active", "running") and (
+            view.container is not None and view.container.running)
+        if not running and unit.active_state != "inactive":
+            return False
     return (not history.down_since and not history.orphans_seen
             and all(h.state in (State.RUNNING, State.STOPPED) and not h.failed_last_cycle
                     for h in history.workers.values()))

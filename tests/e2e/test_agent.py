@@ -112,8 +112,9 @@ def test_restarts_are_held_while_redis_is_down(agent_host):
     host.run("systemctl start redis-server")
     wait_running(host, "tracardi-update", timeout=60)
 
-    down = agent_host.entries("TRACARDI_ACTION=unreachable", "TRACARDI_DEPENDENCY=redis")
-    up = agent_host.entries("TRACARDI_ACTION=reachable", "TRACARDI_DEPENDENCY=redis")
+    redis = "'TRACARDI_DEPENDENCY=redis 127.0.0.1:6379'"  # the dependency as each worker reads it
+    down = agent_host.entries("TRACARDI_ACTION=unreachable", redis)
+    up = agent_host.entries("TRACARDI_ACTION=reachable", redis)
     assert len(down) == 1 and len(up) == 1
     assert agent_host.entries("TRACARDI_ACTION=held", "TRACARDI_UNIT=tracardi-update.service")
 

@@ -257,8 +257,9 @@ def test_agent_supervises_without_its_state_file_or_journald(agent_host):
     host = agent_host.host
     write_env(host)
     start_everything(host)
-    host.run("systemctl stop tracardi-agent && rm -rf /run/tracardi-systemd && "
-             "touch /run/tracardi-systemd && systemctl start tracardi-agent")
+    # A folder where the state file goes: the agent's RuntimeDirectory= itself is systemd's.
+    state = "/run/tracardi-systemd/agent-state.json"
+    host.run(f"until [ -d {state} ]; do rm -f {state}; mkdir {state} 2>/dev/null; done")
     pid = agent_pid(host)
     agent_host.wait_for_entry(f"MESSAGE_ID={STATE_UNWRITABLE}", timeout=20)
     host.wait_until("systemctl show -p StatusText --value tracardi-agent "
@@ -281,7 +282,8 @@ def test_agent_supervises_without_its_state_file_or_journald(agent_host):
                             "| grep -q 'journal unreachable'", timeout=20)
     finally:
         host.run("systemctl start systemd-journald.socket systemd-journald-dev-log.socket "
-                 "systemd-journald.service; rm -f /run/tracardi-systemd; docker rm -f stray "
+                 f"systemd-journald.service; rmdir {state}; "
+                 "docker rm -f stray "
                  ">/dev/null 2>&1 || true")
     assert agent_pid(host) == pid
     if streams_kept:

@@ -187,7 +187,7 @@ class Installer:
             try:
                 self.systemctl.disable(manifest.units, now=True)
                 if self.live:
-                    self.systemctl("reset-failed", *manifest.units)
+                    self._reset_failed(manifest.units)
             except CommandError as exc:
                 say(f"warning: {exc}")
             try:
@@ -198,6 +198,14 @@ class Installer:
                 say(f"warning: {exc}")
             except OSError as exc:
                 raise InstallError(_os_message(exc)) from None
+
+    def _reset_failed(self, units: list[str]) -> None:
+        """Forget the failures of units that failed; only of those: systemd 257 unloads a
+        stopped unit at once and refuses reset-failed of a unit it has not loaded."""
+        shown = self.systemctl.show(units, ["ActiveState"])
+        failed = [unit for unit in units if shown.get(unit, {}).get("ActiveState") == "failed"]
+        if failed:
+            self.systemctl("reset-failed", *failed)
 
     def _remove_files(self, manifest: Manifest, purge: bool, force: bool,
                       say: Callable[[str], None]) -> None:

@@ -92,3 +92,12 @@ def start_all(host: Sandbox) -> dict[str, str]:
     """Start tracardi.target; the running container id of each worker unit."""
     host.run("systemctl start tracardi.target")
     return {unit: wait_running(host, unit.removesuffix(".service")) for unit in WORKER_UNITS}
+
+
+def start_fake_elasticsearch(host: Sandbox) -> None:
+    """A TCP listener on 127.0.0.1:9200, the ELASTIC_HOST of BASE_SETTINGS: enough for the
+    agent's reachability probe and `status`; it stays up for the session."""
+    host.run(
+        "systemctl is-active -q fake-elasticsearch || systemd-run -q "
+        "--unit=fake-elasticsearch /usr/bin/python3 -m http.server 9200 --bind 127.0.0.1"
+    )

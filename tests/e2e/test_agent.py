@@ -13,6 +13,7 @@ from .operator import (
     container,
     install,
     start_all,
+    start_fake_elasticsearch,
     uninstall_everything,
     wait_running,
     write_env,
@@ -49,11 +50,7 @@ def set_installed(host, name: str, value: str) -> None:
 @pytest.fixture
 def agent_host(sandbox):
     """All workers and the agent running; a TCP listener stands in for Elasticsearch."""
-    sandbox.run(
-        "systemctl is-active -q fake-elasticsearch || systemd-run -q "
-        "--unit=fake-elasticsearch /usr/bin/python3 -m http.server 9200 "
-        "--bind 127.0.0.1"
-    )
+    start_fake_elasticsearch(sandbox)
     since = sandbox.run("date +%s").stdout.strip()
     time.sleep(1)  # --since has a resolution of one second
     yield AgentHost(sandbox, since)

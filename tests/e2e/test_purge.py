@@ -14,7 +14,9 @@ CHURN = ("/var/lib/docker", "/var/lib/containerd", "/var/log", "/var/lib/systemd
 
 def files(host: Sandbox) -> set[str]:
     prune = " -o ".join(f"-path {path}" for path in CHURN)
-    out = host.run(f"find {WATCHED} -xdev \\( {prune} \\) -prune -o -print").stdout
+    # Only those that exist: removing a deb may take /opt with it (Debian 13 ships none).
+    existing = f"$(for d in {WATCHED}; do [ -e $d ] && echo $d; done)"
+    out = host.run(f"find {existing} -xdev \\( {prune} \\) -prune -o -print").stdout
     return set(out.split("\n"))
 
 

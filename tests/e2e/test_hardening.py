@@ -77,6 +77,9 @@ def test_the_agent_and_the_docker_clients_run_without_privileges(host: Sandbox) 
     host_net = host.run("readlink /proc/1/ns/net").stdout
     assert host.run(f"readlink /proc/{agent}/ns/net").stdout == host_net
     assert host.run(f"readlink /proc/{client}/ns/net").stdout != host_net
+    # ... and sees in /proc only the processes it may ptrace (its own), and no kernel files.
+    proc = host.run(f"grep ' /proc ' /proc/{client}/mountinfo").stdout
+    assert "hidepid=ptraceable" in proc and "subset=pid" in proc, proc
     # Its one writable place is systemd's, and goes when the agent stops.
     assert host.run(f"nsenter -t {agent} -m touch /etc/tracardi/x", check=False).returncode != 0
     host.run(f"systemctl stop {AGENT}")

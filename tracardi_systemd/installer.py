@@ -41,7 +41,6 @@ from tracardi_systemd.names import (
     TARGET,
     is_unit_file_name,
 )
-from tracardi_systemd.observe import read_units
 
 # write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
 _TEMP_FILE = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]{8}\.tmp")
@@ -236,11 +235,8 @@ class Installer:
         jobs = _never_enabled(files, listed)
         if jobs:
             self.systemctl("stop", *jobs)
-        # Only the failed ones: systemctl refuses units it already unloaded after the stop.
-        states = read_units(self.systemctl, [*reset, *jobs]) if reset or jobs else {}
-        failed = [unit for unit, state in states.items() if state.active_state == "failed"]
-        if failed:
-            self.systemctl("reset-failed", *failed)
+        if reset or jobs:
+            self._reset_failed([*reset, *jobs])
 
     def _restart_kept(self, previous: Manifest | None, request: InstallRequest) -> None:
         """Another Tracardi release: a unit both releases have must not go on running the
@@ -269,6 +265,14 @@ class Installer:
                 say(f"warning: {exc}")
             except OSError as exc:
                 raise InstallError(_os_message(exc)) from None
+
+    def _reset_failed(self, units: list[str]) -> None:
+        """Forget the failures of units that failed; only of those: systemd 257 unloads a
+        stopped unit at once and refuses reset-failed of a unit it has not loaded."""
+        shown = self.systemctl.show(units, ["ActiveState"])
+        failed = [unit for unit in units if shown.get(unit, {}).get("ActiveState") == "failed"]
+        if failed:
+            self.systemctl("reset-failed", *failed)
 
     def _remove_files(self, manifest: Manifest, purge: bool, force: bool,
                       say: Callable[[str], None]) -> None:

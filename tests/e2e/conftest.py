@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from .releases import VARIABLE as RELEASE_VARIABLE
+from .releases import ReleaseError, prepare, selected
 from .sandbox import Sandbox, missing_programs
 from .standin import build_standin_images, start_redis
 
@@ -18,33 +20,60 @@ E2E_DIR = Path(__file__).resolve().parent
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs root; boots a real systemd and dockerd")
+    config.addinivalue_line("markers", "machine_release_only: inspects what only a build on "
+                            "the machine's release makes (the rpm); left out of other tiers")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_report_header() -> str:
+    return f"e2e release: {selected().name} (set {RELEASE_VARIABLE} to change it)"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+    if selected().is_machine:
+        return
+    # Deselected, not skipped: the machine's tier runs them.
+    left_out = [item for item in items if item.get_closest_marker("machine_release_only")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+
+
+def _cannot_run(message: str) -> None:
+    """Skip; fail instead on CI, where everything the e2e tests need must be there."""
+    message = "e2e tests cannot run: " + message
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 def require_host() -> None:
-    """Skip without root and Debian's packages; fail instead on CI, where they must be."""
-    problems = missing_programs()
+    """Root, and Debian's packages on the machine when the sandbox boots the machine's root."""
+    problems = [] if os.geteuid() == 0 else ["not root"]
+    missing = missing_programs()
+    if missing and selected().is_machine:
+        problems.append(f"missing {' '.join(missing)} (as root, scripts/test installs them)")
     if problems:
-        problems = [f"missing {' '.join(problems)} (as root, scripts/test installs them)"]
-    if os.geteuid() != 0:
-        problems.insert(0, "not root")
-    if problems:
-        message = "e2e tests cannot run: " + "; ".join(problems)
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        _cannot_run("; ".join(problems))
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[Sandbox]:
-    """One host for the whole session: stand-in images built, Redis up."""
+def lower_root() -> Path:
+    """The root filesystem the sandboxes boot: the selected release's (releases.py)."""
     require_host()
-    host = Sandbox.boot()
+    try:
+        return prepare(selected())
+    except ReleaseError as exc:
+        _cannot_run(str(exc))
+        raise
+
+
+@pytest.fixture(scope="session")
+def sandbox(lower_root: Path) -> Iterator[Sandbox]:
+    """One host for the whole session: stand-in images built, Redis up."""
+    host = Sandbox.boot(lower=lower_root)
     try:
         build_standin_images(host)
         start_redis(host)
@@ -54,18 +83,17 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def boot_host() -> Iterator[Callable[..., Sandbox]]:
+def boot_host(lower_root: Path) -> Iterator[Callable[..., Sandbox]]:
     """Boots a host on a disk of its own; each call after the first is a reboot of it.
 
     Use it as `with boot_host(build_images=True) as host: ...`; whatever the test leaves
     running is shut down, and the disk removed, at teardown.
     """
-    require_host()
     disk = Path(tempfile.mkdtemp(prefix="tracardi-e2e-host-", dir="/var/tmp"))
     booted: list[Sandbox] = []
 
     def boot(build_images: bool = False) -> Sandbox:
-        host = Sandbox.boot(disk)
+        host = Sandbox.boot(disk, lower=lower_root)
         booted.append(host)
         if build_images:
             build_standin_images(host)

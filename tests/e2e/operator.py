@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from pathlib import Path
 
+from .releases import selected
 from .sandbox import Sandbox
 
-CHECKOUT = Path(__file__).resolve().parents[2]
-TOOL = str(CHECKOUT / ".venv" / "bin" / "tracardi-systemd")
+TOOL = selected().tool  # the checkout's, in a venv of the booted release's Python
 ENV_SOURCE = "/root/env-docker"
 INSTALLED_ENV = "/etc/tracardi/.env-docker"
 LICENSE = "LIC-e2e-7f3a9c-do-not-leak-31337"

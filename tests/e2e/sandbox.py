@@ -1,7 +1,8 @@
 """A throw-away host with a real systemd (PID 1 of its own PID namespace) and a real dockerd.
 
-The host's root filesystem is the read-only lower layer of an overlay; every write lands
-in an upper dir on disk under /var/tmp. Choices that are not obvious, each for a reason:
+A root filesystem is the read-only lower layer of an overlay: the machine's own (Debian
+12), or another Debian release's (releases.py); every write lands in an upper dir on disk
+under /var/tmp. Choices that are not obvious, each for a reason:
 
 - pivot_root instead of chroot: the kernel refuses user namespaces to a chrooted process,
   so any unit with PrivateUsers= (Debian's redis-server.service has it) fails with
@@ -57,7 +58,7 @@ set -eu
 D={dir}; R=$D/root
 mkdir -p $D/upper $D/work $D/docker $D/containerd $R
 touch $D/console.log
-mount -t overlay overlay -o lowerdir=/,upperdir=$D/upper,workdir=$D/work $R
+mount -t overlay overlay -o lowerdir={lower},upperdir=$D/upper,workdir=$D/work $R
 mount -t proc proc $R/proc
 mount --rbind /sys $R/sys
 # In the new cgroup namespace these show only this sandbox's subtree.
@@ -141,21 +142,25 @@ def _reaped(pid: int) -> bool:
 
 
 class Sandbox:
-    def __init__(self, directory: Path, owns_dir: bool) -> None:
+    def __init__(self, directory: Path, owns_dir: bool, lower: Path = Path("/")) -> None:
         self.dir = directory
+        self.lower = lower
         self._owns_dir = owns_dir
         self._cgroups: list[Path] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self.pid = 0
 
     @classmethod
-    def boot(cls, persistent_dir: Path | None = None, timeout: float = 120) -> Sandbox:
-        """Boot a sandbox; with persistent_dir, booting again on it is a reboot of that host."""
+    def boot(cls, persistent_dir: Path | None = None, timeout: float = 120,
+             lower: Path = Path("/")) -> Sandbox:
+        """Boot a sandbox whose root is an overlay of `lower` (the machine's own root by
+        default); with persistent_dir, booting again on it is a reboot of that host."""
         if persistent_dir is None:
-            sandbox = cls(Path(tempfile.mkdtemp(prefix="tracardi-e2e-", dir="/var/tmp")), True)
+            directory = Path(tempfile.mkdtemp(prefix="tracardi-e2e-", dir="/var/tmp"))
+            sandbox = cls(directory, True, lower)
         else:
             persistent_dir.mkdir(parents=True, exist_ok=True)
-            sandbox = cls(persistent_dir.resolve(), False)
+            sandbox = cls(persistent_dir.resolve(), False, lower)
         try:
             sandbox._start()
             sandbox._wait_until_up(timeout)
@@ -186,6 +191,7 @@ class Sandbox:
             mounts.append(f"mkdir -p {inside}; mount -t {fstype} {options} {fstype} {inside}")
         boot = BOOT_SCRIPT.format(
             dir=shlex.quote(str(self.dir)),
+            lower=shlex.quote(str(self.lower)),
             checkout=shlex.quote(str(CHECKOUT)),
             cgroup_mounts="\n".join(mounts),
             masked=" ".join(MASKED_UNITS),

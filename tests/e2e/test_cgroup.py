@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import shlex
 
-from .sandbox import CHECKOUT, DOCKER, Sandbox
+from .releases import selected
+from .sandbox import DOCKER, Sandbox
 
 IMAGE = "tracardi/com-tracardi-scheduler-worker:0.8.1"
-PYTHON = CHECKOUT / ".venv" / "bin" / "python"
+PYTHON = selected().python
 READ = """
 import json, sys
 from tracardi_systemd.cgroup import cgroup_version, containers_memory, memory_cgroup

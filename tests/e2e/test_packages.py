@@ -1,8 +1,10 @@
 """The deb and rpm of packaging/build: installed, used, upgraded and removed as an operator would.
 
-The deb goes into the sandbox (Debian 12 with a real systemd and dockerd); the rpm is
-inspected and installed into a scratch root with `rpm --root`. Both packages are built
-once per module, the second time with a bumped version, from a copy of this checkout.
+The deb is built for the sandbox's release (`--release`, releases.py) and goes into the
+sandbox (a real systemd and dockerd of that release); the rpm, which only the bookworm
+build makes, is inspected and installed into a scratch root with `rpm --root`. Packages
+are built once per module, the second time with a bumped version, from a copy of this
+checkout.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from .operator import (
     wait_running,
     write_env,
 )
+from .releases import selected
 from .sandbox import CHECKOUT, Sandbox
+from .standin import start_fake_elasticsearch
 
 CLI = "/usr/bin/tracardi-systemd"  # the package's, not the checkout's venv
 PREFIX = "/opt/tracardi-systemd"
@@ -37,9 +41,10 @@ PACKAGE = "tracardi-systemd"
 
 @dataclass(frozen=True)
 class Build:
-    version: str
+    version: str  # the project's, as the CLI says it
+    deb_version: str  # the deb's: the project's plus +deb12 or +deb13
     deb: Path
-    rpm: Path
+    rpm: Path | None  # only the bookworm build makes one
 
 
 @dataclass(frozen=True)
@@ -56,15 +61,21 @@ def bumped(version: str) -> str:
 
 
 def build(out: Path, version: str | None = None) -> Build:
-    argv = [str(CHECKOUT / "packaging" / "build"), "--out", str(out)]
+    release = selected()
+    argv = [str(CHECKOUT / "packaging" / "build"), "--release", release.name, "--out", str(out)]
     if version:
         argv += ["--version", version]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"packaging/build failed:\n{result.stdout}{result.stderr}"
-    deb, rpm = (Path(line) for line in result.stdout.split())
-    built = deb.name.split("_")[1]
+    made = [Path(line) for line in result.stdout.split()]
+    deb = next(path for path in made if path.suffix == ".deb")
+    rpm = next((path for path in made if path.suffix == ".rpm"), None)
+    deb_version = deb.name.split("_")[1]
+    built, _, suffix = deb_version.partition("+")
+    assert suffix == f"deb{release.version}"
     assert version in (None, built)
-    return Build(built, deb, rpm)
+    assert (rpm is not None) == (release.name == "bookworm")
+    return Build(built, deb_version, deb, rpm)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +95,7 @@ def builds() -> Iterator[Builds]:
 @pytest.fixture
 def deb_host(sandbox: Sandbox) -> Iterator[Sandbox]:
     write_env(sandbox)
+    start_fake_elasticsearch(sandbox)  # `status` is healthy only with it reachable
     yield sandbox
     # Whatever the test left: the workers (with the checkout's CLI, which reads the same
     # manifest), then the package, so that the other e2e tests find the host as it was.
@@ -115,6 +127,11 @@ def test_deb_installs_runs_the_workers_and_leaves_nothing_after_removal(deb_host
     host.run(f"dpkg -i {builds.v1.deb}")
 
     assert host.run(f"{CLI} --version").stdout.split()[-1] == builds.v1.version
+    # The deb names the release's own interpreter, the one its venv links to.
+    python = host.run("basename $(readlink -f /usr/bin/python3)").stdout.strip()
+    depends = host.run(f"dpkg-query -W -f '${{Depends}}' {PACKAGE}").stdout
+    assert depends.split(", ")[0] == python
+    assert host.run(f"readlink -f {PREFIX}/bin/python").stdout.strip() == f"/usr/bin/{python}"
     # The package enables nothing by itself: the agent is `install`'s to enable.
     assert host.run(f"systemctl is-enabled {AGENT}", check=False).stdout.strip() == "disabled"
     # (systemd names it /lib/...: Debian 12 has merged /usr, /lib is a link to usr/lib.)
@@ -168,7 +185,7 @@ def test_upgrade_keeps_the_env_file_and_the_running_workers(deb_host, builds):
     host.run(f"dpkg -i {builds.v2.deb}")
 
     installed = host.run(f"dpkg-query -W -f '${{Version}}' {PACKAGE}").stdout
-    assert installed == builds.v2.version
+    assert installed == builds.v2.deb_version
     assert host.run(f"{CLI} --version").stdout.split()[-1] == builds.v2.version
     assert host.run(f"sha256sum {INSTALLED_ENV}; stat -c '%a %U' {INSTALLED_ENV}").stdout == (
         env_before
@@ -201,7 +218,9 @@ def rpm_query(rpm: str, *args: str) -> str:
     return subprocess.run([rpm, *args], capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.machine_release_only
 def test_rpm_contents_dependencies_and_scripts(builds, rpm_tool):
+    assert builds.v1.rpm is not None
     package = str(builds.v1.rpm)
     assert builds.v1.rpm.name == f"{PACKAGE}-{builds.v1.version}-1.x86_64.rpm"
 
@@ -224,7 +243,9 @@ def test_rpm_contents_dependencies_and_scripts(builds, rpm_tool):
     assert scripts.count("[ -d /run/systemd/system ]") >= 3
 
 
+@pytest.mark.machine_release_only
 def test_rpm_installs_into_a_scratch_root_and_its_cli_runs_there(builds, rpm_tool, tmp_path):
+    assert builds.v1.rpm is not None
     root = tmp_path / "root"
     (root / "bin").mkdir(parents=True)
     # The scriptlets run chrooted in the root: give them a shell (and no systemd).

@@ -1,0 +1,57 @@
+"""`uninstall --purge` after a real run leaves nothing of the tool's on the host."""
+
+from __future__ import annotations
+
+from .operator import install, start_all, tool, uninstall_everything, write_env
+from .sandbox import Sandbox
+
+# Every place the tool or systemd on its behalf may write, less what churns by itself.
+WATCHED = "/etc /var /run /opt /usr/local /root"
+CHURN = ("/var/lib/docker", "/var/lib/containerd", "/var/log", "/var/lib/systemd",
+         "/var/cache", "/var/tmp", "/run/systemd", "/run/user", "/run/docker",
+         "/run/containerd", "/run/log", "/run/udev", "/run/credentials")
+
+
+def files(host: Sandbox) -> set[str]:
+    prune = " -o ".join(f"-path {path}" for path in CHURN)
+    # Only those that exist: removing a deb may take /opt with it (Debian 13 ships none).
+    existing = f"$(for d in {WATCHED}; do [ -e $d ] && echo $d; done)"
+    out = host.run(f"find {existing} -xdev \\( {prune} \\) -prune -o -print").stdout
+    return set(out.split("\n"))
+
+
+def test_uninstall_purge_after_a_run_leaves_nothing(sandbox: Sandbox) -> None:
+    host = sandbox
+    write_env(host, STANDIN_FAIL_SCHEDULER="1")  # one unit ends up failed
+    before = files(host)
+    try:
+        install(host, "--agent-interval 2")
+        host.run("systemctl start tracardi.target")
+        host.wait_until("systemctl is-failed -q tracardi-scheduler", timeout=60)
+        host.wait_until("test -s /run/tracardi-systemd/agent-state.json", timeout=30)
+
+        result = tool(host, "uninstall --purge")
+
+        assert "warning" not in result.stdout + result.stderr
+        left = sorted(files(host) - before)
+        assert left == [], f"left behind: {left}"
+        units = host.run("systemctl list-units --all --no-legend 'tracardi*'").stdout
+        assert units.strip() == ""
+        assert host.run("docker ps -aq --filter label=tracardi.managed=true").stdout == ""
+    finally:
+        uninstall_everything(host)
+
+
+def test_uninstall_without_purge_keeps_only_the_env_file(sandbox: Sandbox) -> None:
+    host = sandbox
+    write_env(host)
+    before = files(host)
+    try:
+        install(host)
+        start_all(host)
+
+        tool(host, "uninstall")
+
+        assert sorted(files(host) - before) == ["/etc/tracardi", "/etc/tracardi/.env-docker"]
+    finally:
+        uninstall_everything(host)

@@ -21,6 +21,9 @@ PACKAGES = "systemd docker.io busybox-static redis-server util-linux"
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs root; boots a real systemd and dockerd")
+    config.addinivalue_line(
+        "markers", "unhealed_hang: the update worker's hang after a Redis outage, not healed"
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,0 +1,172 @@
+"""The real update worker of Tracardi 0.8.1 (Celery 5.2.6) under the tool's unit.
+
+Isolation: these tests boot a sandbox of their own (module scope) and import the real
+image there as tracardi/update-worker:0.8.1; the session's sandbox, and every other test,
+keeps the busybox stand-in under that name. Each test installs the update worker alone
+(`--worker update`) with the agent, and leaves the sandbox as it found it.
+
+Figures (costs, memory, outages) are printed: run with `-s` to see them.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .celery_image import import_image, rootfs_tar
+from .celery_ops import (
+    CONTAINER,
+    REDIS_CLI,
+    UNIT,
+    cgroup_memory,
+    consumed_within,
+    cost_of,
+    docker_stats_memory,
+    heartbeats,
+    inspect_ping,
+    node_name,
+    one_off,
+    outages_until_hung,
+    ping_command,
+    queue_touch,
+    redis_view,
+    wait_ready,
+    worker_ports,
+)
+from .conftest import require_host, start_redis
+from .operator import container, install, tool, uninstall_everything, wait_running, write_env
+from .sandbox import Sandbox
+
+CONSUME_BOUND = 20  # seconds a healthy worker may take to run a queued task
+OUTAGE = 60  # seconds without Redis
+HANG_BOUND = 60  # seconds a task must stay unconsumed to call the worker hung
+# One 60 s outage hangs the worker about one time in three (see README-celery.md):
+# 8 outages miss it with a probability of about 3 %.
+OUTAGE_ATTEMPTS = 8
+MiB = 2**20
+
+
+@pytest.fixture(scope="module")
+def celery_host() -> Iterator[Sandbox]:
+    """A sandbox of its own with the real worker image and Redis."""
+    require_host()
+    tar, seconds = rootfs_tar()  # before the boot: the sandbox sees the disk as it was
+    built = f"built in {seconds:.1f} s" if seconds else "cached"
+    print(f"\nworker rootfs ({built}): {tar}")
+    host = Sandbox.boot()
+    try:
+        started = time.monotonic()
+        import_image(host, tar)
+        print(f"docker import: {time.monotonic() - started:.1f} s")
+        start_redis(host)
+        yield host
+    finally:
+        host.shutdown()
+
+
+@pytest.fixture
+def worker(celery_host: Sandbox) -> Iterator[Sandbox]:
+    """The update worker and the agent installed and started, the worker ready."""
+    host = celery_host
+    host.run(f"{REDIS_CLI} flushall")
+    write_env(host)
+    install(host, "--worker update --agent-interval 2")
+    host.run("systemctl start tracardi.target")
+    wait_running(host, CONTAINER)
+    wait_ready(host)
+    yield host
+    uninstall_everything(host)
+    host.run("systemctl start redis-server")
+
+
+REDIS_URL = "import tracardi.worker.celery_worker as w; print(w.redis_url())"
+
+
+@pytest.mark.parametrize(
+    ("env", "url"),
+    [
+        ({}, "redis://localhost:6379"),
+        ({"REDIS_HOST": "10.0.0.7"}, "redis://10.0.0.7"),
+        ({"REDIS_HOST": "10.0.0.7:6380", "REDIS_PORT": "6390"}, "redis://10.0.0.7:6380"),
+        ({"REDIS_HOST": "redis://10.0.0.7:6380"}, "redis://10.0.0.7:6380"),
+        ({"REDIS_HOST": "10.0.0.7", "REDIS_PASSWORD": "pw"}, "redis://:pw@10.0.0.7"),
+        ({"REDIS_HOST": "rediss://10.0.0.7"}, "redis://rediss://10.0.0.7"),
+    ],
+)
+def test_the_image_reads_redis_host_as_tracardi_081_does(celery_host, env, url):
+    # The app builds its broker URL at import: no Redis is needed for this.
+    assert one_off(celery_host, REDIS_URL, env=env) == url
+
+
+def test_a_queued_task_is_consumed_and_the_worker_answers_pings(worker):
+    queue_touch(worker, "healthy")
+
+    assert consumed_within(worker, "healthy", CONSUME_BOUND) is not None
+    assert inspect_ping(worker)
+    assert worker.run(f"{REDIS_CLI} llen celery").stdout.strip() == "0"
+
+
+@pytest.mark.unhealed_hang
+def test_unhealed_hang_after_a_redis_outage(worker):
+    """THE BUG: after a Redis outage the worker reconnects and never takes a task again.
+
+    Today's tool does not notice (the agent runs, the unit and its container stay up);
+    `systemctl restart` heals it. A later change makes the agent heal it instead.
+    """
+    before = container(worker, CONTAINER)["Id"]
+    assert inspect_ping(worker), "a healthy worker answers pings"
+
+    key, outages = outages_until_hung(worker, OUTAGE, OUTAGE_ATTEMPTS, CONSUME_BOUND)
+    for n, outage in enumerate(outages, 1):
+        print(f"outage {n}: {outage}")
+    assert key is not None, f"no hang in {len(outages)} outages of {OUTAGE} s"
+
+    assert consumed_within(worker, key, HANG_BOUND - CONSUME_BOUND) is None
+    assert container(worker, CONTAINER)["Id"] == before
+    assert container(worker, CONTAINER)["State"]["Running"]
+    assert worker.run(f"systemctl is-active {UNIT}").stdout.strip() == "active"
+    assert not inspect_ping(worker), "the hung worker answers no ping"
+    hung, beats = redis_view(worker, worker_ports(worker)), heartbeats(worker)
+    print(f"hung: {hung}; heartbeats in 5 s: {beats}")
+    assert not hung.consuming and hung.pattern_subscribers == 0 and hung.queue_length >= 1
+    assert beats > 0, "its heartbeats go on: they cannot tell the hang"
+
+    worker.run(f"systemctl restart {UNIT}")
+    wait_ready(worker)
+
+    assert consumed_within(worker, key, CONSUME_BOUND) is not None
+    assert inspect_ping(worker)
+
+
+def test_what_liveness_checks_cost_and_say_when_healthy(worker):
+    node = node_name(worker)
+    pings = [cost_of(worker, ping_command(node, timeout=5)) for _ in range(5)]
+    views = [cost_of(worker, f"{REDIS_CLI} client list") for _ in range(5)]
+    for name, costs in (("inspect ping (docker exec)", pings), ("redis CLIENT LIST", views)):
+        print(
+            f"{name}: wall {statistics.median(c.wall for c in costs):.3f} s, "
+            f"client CPU {statistics.median(c.client_cpu for c in costs):.3f} s, "
+            f"sandbox CPU {statistics.median(c.sandbox_cpu for c in costs):.3f} s (medians of 5)"
+        )
+
+    view = redis_view(worker, worker_ports(worker))
+    print(f"healthy: {view}; heartbeats in 5 s: {heartbeats(worker)}")
+    assert inspect_ping(worker)
+    assert view.consuming and view.pattern_subscribers >= 1 and view.queue_length == 0
+
+
+def test_memory_of_the_cgroup_matches_docker_stats(worker):
+    queue_touch(worker, "warm")  # so the pool processes have run a task
+    assert consumed_within(worker, "warm", CONSUME_BOUND) is not None
+
+    cgroup = cgroup_memory(worker)
+    stats = docker_stats_memory(worker)
+    status = tool(worker, "status --json", check=False).stdout
+    print(f"memory: cgroup usage - inactive_file {cgroup / MiB:.1f} MiB, "
+          f"docker stats {stats / MiB:.1f} MiB; status --json: {status.strip()}")
+    assert cgroup > 20 * MiB, "a Celery worker with two pool processes"
+    assert abs(cgroup - stats) <= max(2 * MiB, 0.05 * stats)
+

@@ -135,6 +135,7 @@ class RedisView:
     brpop_idle: list[int]  # idle seconds of its connections whose last command was BRPOP
     pattern_subscribers: int  # its PSUBSCRIBE connections: the broadcast (pidbox) listener
     queue_length: int  # tasks waiting in the queue
+    pidbox_bindings: int  # members of _kombu.binding.celery.pidbox (kept across restarts)
 
     @property
     def consuming(self) -> bool:
@@ -157,6 +158,9 @@ def redis_view(host: Sandbox, ports: set[int]) -> RedisView:
         brpop_idle=[int(c["idle"]) for c in brpop],
         pattern_subscribers=sum(c.get("psub", "0") != "0" for c in mine),
         queue_length=int(host.run(f"{REDIS_CLI} llen {QUEUE}").stdout.strip()),
+        pidbox_bindings=int(
+            host.run(f"{REDIS_CLI} scard _kombu.binding.celery.pidbox").stdout.strip()
+        ),
     )
 
 

@@ -214,7 +214,7 @@ def cost_of(host: Sandbox, command: str, baseline: float = 2) -> Cost:
         "u() { cat /sys/fs/cgroup/cpuacct/cpuacct.usage; }; n() { date +%s%N; }; "
         f"a=$(u); t0=$(n); sleep {baseline:g}; b=$(u); t1=$(n); "
         f"/usr/bin/time -f '%U %S' -o /tmp/cost-of {command} >/dev/null 2>&1; "
-        "c=$(u); t2=$(n); echo $a $t0 $b $t1 $c $t2 $(cat /tmp/cost-of)"
+        "c=$(u); t2=$(n); echo $a $t0 $b $t1 $c $t2 $(tail -n 1 /tmp/cost-of)"
     )
     a, t0, b, t1, c, t2, user, system = host.run(script, timeout=120).stdout.split()
     idle_rate = (int(b) - int(a)) / (int(t1) - int(t0))

@@ -8,6 +8,7 @@ has none), and an optional REDIS_PASSWORD. Broker and result backend are that Re
 import os
 import socket
 import time
+from collections.abc import Mapping
 
 import redis
 from celery import Celery
@@ -15,7 +16,7 @@ from celery import Celery
 SCHEME = "redis://"
 
 
-def redis_url(env=os.environ) -> str:
+def redis_url(env: Mapping[str, str] = os.environ) -> str:
     host = env.get("REDIS_HOST", "redis://localhost:6379")
     if not host.startswith(SCHEME):
         host = SCHEME + host

@@ -245,7 +245,8 @@ def outages_until_hung(host: Sandbox, seconds: float, attempts: int, bound: floa
     """Redis outages until a task queued after one is not consumed within `bound` s.
 
     Whether an outage hangs kombu 5.3's Redis transport is a race with Python's garbage
-    collector (see tests/e2e/README-celery.md), so one outage is not always enough.
+    collector (see tests/e2e/README-celery.md): the first outages of a worker's life
+    do not (here, the third 60 s outage did, every time).
     Returns the key of the stuck task (None if no outage hung the worker) and every outage.
     """
     outages = []

@@ -43,8 +43,8 @@ from .sandbox import Sandbox
 CONSUME_BOUND = 20  # seconds a healthy worker may take to run a queued task
 OUTAGE = 60  # seconds without Redis
 HANG_BOUND = 60  # seconds a task must stay unconsumed to call the worker hung
-# One 60 s outage hangs the worker about one time in three, a race with the garbage
-# collector (README-celery.md): 10 outages miss it with a probability of about 2.4 %.
+# The hang is a race with the garbage collector (README-celery.md); in every run here the
+# third 60 s outage of a worker's life hung it, the first two never did.
 OUTAGE_ATTEMPTS = 10
 MiB = 2**20
 

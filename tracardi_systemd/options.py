@@ -94,8 +94,9 @@ render_options = apply([
                  help="Give workers that have one (the Celery update worker) a Docker health "
                  "check proving they consume work; the agent restarts a worker it fails."),
     click.option("--liveness-interval", type=click.IntRange(1), metavar="SECONDS",
-                 help="Seconds between liveness checks (default: the catalog's, 60); a "
-                 "worker is restarted after 3 failures in a row."),
+                 help="Seconds between liveness checks (default: the catalog's, 300 for "
+                 "the Celery ping); a worker is restarted after the catalog's number of "
+                 "failures in a row (2)."),
     click.option("--agent-program", "tool", callback=absolute,
                  help="The tracardi-systemd program the agent unit runs as root; it must be "
                  f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),

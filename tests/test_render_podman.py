@@ -112,3 +112,51 @@ def test_quadlet_generates_services_systemd_accepts(version, tmp_path):
     problems = [line for line in done.stderr.splitlines() + done.stdout.splitlines()
                 if "quadlet-generator" not in line and not line.startswith("generated:")]
     assert problems == []
+
+
+# --- install --runtime podman on an offline root ------------------------------------------
+
+def test_install_writes_container_files_to_their_own_folder_and_uninstall_removes_them(
+        write_env, tmp_path):
+    from click.testing import CliRunner
+    from samples import CLEAN_ENV
+
+    from tracardi_systemd.cli import main
+    from tracardi_systemd.manifest import load_manifest
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+    root = tmp_path / "root"
+    env = write_env(CLEAN_ENV)
+    done = invoke("install", "--root", str(root), "--env-file", str(env),
+                  "--runtime", "podman", "--replicas", "scheduler=2")
+    assert done.exit_code == 0, done.output
+    quadlet = root / "etc/containers/systemd"
+    assert (quadlet / "tracardi-update.container").is_file()
+    assert (quadlet / "tracardi-scheduler@.container").is_file()
+    assert (root / "etc/systemd/system/tracardi.target").is_file()
+    assert not (root / "etc/systemd/system/tracardi-update.container").exists()
+    manifest = load_manifest(root)
+    assert manifest is not None and manifest.quadlet_dir == "/etc/containers/systemd"
+    assert manifest.options["runtime"] == "podman"
+    assert "podman secret create --replace" in done.output  # offline: no secret store
+    again = invoke("install", "--root", str(root))  # the runtime of the last install
+    assert again.exit_code == 0, again.output
+    assert not any(line.startswith(("create ", "update ", "remove "))
+                   for line in again.output.splitlines()), again.output
+    gone = invoke("uninstall", "--root", str(root), "--purge")
+    assert gone.exit_code == 0, gone.output
+    assert not list(quadlet.iterdir()) and load_manifest(root) is None
+
+
+def test_a_manifest_with_container_files_needs_their_folder():
+    from tracardi_systemd.manifest import Manifest
+
+    with pytest.raises(ValueError, match="quadlet_dir"):
+        Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
+                 tracardi_version="0.8.1", units=[],
+                 files={"tracardi-update.container": "0" * 64}).check()
+    with pytest.raises(ValueError, match="quadlet_dir"):
+        Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
+                 tracardi_version="0.8.1", units=[], quadlet_dir="/etc/../x").check()

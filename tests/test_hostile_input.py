@@ -260,9 +260,9 @@ def test_what_is_installed_is_the_bytes_that_were_checked(write_env, tmp_path, m
     env = write_env(CLEAN_ENV)
     real_apply = install_module.apply_files
 
-    def swap_then_apply(plan, unit_dir):
+    def swap_then_apply(plan, unit_dir, quadlet_dir=None):
         env.write_text(CLEAN_ENV + "LD_PRELOAD=/tmp/evil.so\n")
-        real_apply(plan, unit_dir)
+        real_apply(plan, unit_dir, quadlet_dir)
 
     monkeypatch.setattr("tracardi_systemd.installer.apply_files", swap_then_apply)
     assert invoke("install", "--root", str(root), "--env-file", str(env)).exit_code == 0

@@ -18,7 +18,13 @@ from tracardi_systemd.host import Docker, Systemctl
 from tracardi_systemd.install import InstallRequest
 from tracardi_systemd.installer import Installer, InstallError
 from tracardi_systemd.manifest import Manifest, ManifestError, load_manifest
-from tracardi_systemd.names import DEFAULT_AGENT_PROGRAM, DEFAULT_UNIT_DIR
+from tracardi_systemd.names import (
+    DEFAULT_AGENT_PROGRAM,
+    DEFAULT_PODMAN,
+    DEFAULT_QUADLET_DIR,
+    DEFAULT_UNIT_DIR,
+    LICENSE_SECRET,
+)
 from tracardi_systemd.options import (
     absolute,
     env_file_option,
@@ -156,11 +162,14 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         fail("--start and --pull act on the live system and cannot be used with --root")
     live = root is None
     installer = Installer(root, Systemctl(root), Docker(options["docker"]))
-    if live and not dry_run:
-        _or_fail(installer.require_live_host)
     previous = _or_fail(installer.previous)
     for line in reuse_previous(ctx, options, previous):
         click.echo(line, err=True)
+    podman = options["runtime"] == "podman"  # the last install's when not given
+    if podman:
+        installer.docker = Docker(DEFAULT_PODMAN)
+    if live and not dry_run:
+        _or_fail(installer.require_live_host)
     options["tool"] = options["tool"] or _or_fail(
         lambda: installer.agent_program(running_program(), check_trust=live and not dry_run))
     env_target = Path(options["installed_env_file"])
@@ -169,7 +178,9 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
     request = InstallRequest(
         root=installer.root, unit_dir=Path(unit_dir), env_source=env_source,
         env_data=prepared.env.raw, env_target=env_target, rendered=prepared.files,
-        units=[*prepared.infrastructure_units, *prepared.instances], force=force)
+        units=[*prepared.infrastructure_units, *prepared.instances], force=force,
+        quadlet_dir=Path(DEFAULT_QUADLET_DIR) if podman else None,
+        secrets=podman_secrets(prepared) if podman else {})
     result = _or_fail(lambda: installer.install(
         request, images=prepared.images if pull else [], options=recorded(options),
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
@@ -178,6 +189,15 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         click.echo(json.dumps({"changed": result.changed, "lines": result.lines}))
     else:
         click.echo("\n".join(result.lines))
+
+
+def podman_secrets(prepared: Prepared) -> dict[str, str]:
+    """The license as the commercial containers read it (LICENSE, else API_LICENSE)."""
+    values = prepared.env.values
+    license = values.get("LICENSE") or values.get("API_LICENSE")
+    if license and any(w.commercial for w in prepared.settings.workers):
+        return {LICENSE_SECRET: license}
+    return {}
 
 
 def _or_fail(call):

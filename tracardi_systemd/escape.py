@@ -108,7 +108,15 @@ def unit_path(value: str) -> str:
     return _specifiers(value)
 
 
+def quadlet_value(value: str | int) -> str:
+    """A Quadlet key that becomes one podman argument (HealthCmd=). Quadlet (5.4) quotes it
+    in the generated ExecStart= but escapes neither `%` nor `$`, so systemd would expand
+    both there: written `%%` and `$$`, they reach podman as `%` and `$`."""
+    return unit_text(value).replace("$", "$$")
+
+
 FILTERS = {
+    "quadlet_value": quadlet_value,
     "exec_program": exec_program,
     "exec_arg": exec_arg,
     "env_assignment": env_assignment,

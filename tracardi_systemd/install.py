@@ -16,7 +16,7 @@ from stat import S_ISREG
 
 from tracardi_systemd.files import write_atomic
 from tracardi_systemd.manifest import Manifest, digest
-from tracardi_systemd.names import DEFAULT_ENV_FILE
+from tracardi_systemd.names import DEFAULT_ENV_FILE, is_quadlet_file
 from tracardi_systemd.secrets import is_secret
 
 ENV_FILE_MODE = 0o600
@@ -124,12 +124,18 @@ def plan_units(rendered: dict[str, str], current: dict[str, str | None],
     return plan
 
 
-def read_current(unit_dir: Path, names: set[str]) -> dict[str, str | None]:
+def place(name: str, unit_dir: Path, quadlet_dir: Path | None) -> Path:
+    """Where a file goes: Quadlet .container files in their own folder, the rest as units."""
+    return (quadlet_dir if quadlet_dir is not None and is_quadlet_file(name) else unit_dir) / name
+
+
+def read_current(unit_dir: Path, names: set[str],
+                 quadlet_dir: Path | None = None) -> dict[str, str | None]:
     """Each file's text, None when missing. What is not a regular UTF-8 file reads as a
     text no rendering equals, so the planner refuses to replace it without --force."""
     current: dict[str, str | None] = {}
     for name in names:
-        path = unit_dir / name
+        path = place(name, unit_dir, quadlet_dir)
         try:
             if path.is_symlink() or not path.is_file():
                 exists = os.path.lexists(path)
@@ -178,7 +184,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def apply_files(plan: Plan, unit_dir: Path) -> None:
+def apply_files(plan: Plan, unit_dir: Path, quadlet_dir: Path | None = None) -> None:
     """Write the plan to disk: env file, then each unit file atomically."""
     if plan.env and plan.env.needed:
         plan.env.target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -193,7 +199,8 @@ def apply_files(plan: Plan, unit_dir: Path) -> None:
             os.close(fd)
     unit_dir.mkdir(parents=True, exist_ok=True)
     for change in plan.file_changes:
-        path = unit_dir / change.name
+        path = place(change.name, unit_dir, quadlet_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if change.new is None:  # Action.REMOVE
             path.unlink(missing_ok=True)
         else:
@@ -216,17 +223,28 @@ class InstallRequest:
     rendered: dict[str, str]
     units: list[str]  # what to enable and start: target, agent, worker instances
     force: bool
+    quadlet_dir: Path | None = None  # as seen on the target system; for --runtime podman
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # Podman's, by name
 
     def on_disk(self, path: Path) -> Path:
         return self.root / path.relative_to("/")
+
+
+
+def quadlet_dir_on_disk(request: InstallRequest, previous: Manifest | None) -> Path | None:
+    """Where .container files are read, written and removed: this install's folder, else
+    the last install's (a move from podman back to docker removes them there)."""
+    folder = request.quadlet_dir or (Path(previous.quadlet_dir) if previous and
+                                     previous.quadlet_dir else None)
+    return request.on_disk(folder) if folder else None
 
 
 def plan_install(request: InstallRequest, previous: Manifest | None) -> Plan:
     """Raises InstallRefused when the env file's target may not be written."""
     unit_dir = request.on_disk(request.unit_dir)
     names = request.rendered.keys() | (previous.files.keys() if previous else set())
-    plan = plan_units(request.rendered, read_current(unit_dir, set(names)), previous,
-                      request.force)
+    current = read_current(unit_dir, set(names), quadlet_dir_on_disk(request, previous))
+    plan = plan_units(request.rendered, current, previous, request.force)
     plan.env = plan_env_copy(request.env_data, request.env_source,
                              request.on_disk(request.env_target),
                              previous, request.force,

@@ -24,6 +24,7 @@ from tracardi_systemd.install import (
     apply_files,
     manifest_for,
     plan_install,
+    quadlet_dir_on_disk,
     units_no_longer_wanted,
 )
 from tracardi_systemd.manifest import (
@@ -39,6 +40,7 @@ from tracardi_systemd.names import (
     AGENT_UNIT,
     DEFAULT_AGENT_PROGRAM,
     TARGET,
+    generated_unit,
     is_unit_file_name,
 )
 
@@ -92,6 +94,25 @@ def _ours(name: str) -> bool:
     return is_unit_file_name(name) or name in ("manifest.json", ".env-docker")
 
 
+MIN_PODMAN = (4, 4)  # the first with Quadlet
+
+
+def require_quadlet(podman: Docker) -> None:
+    """Refuse Podman without Quadlet (Debian 12's 4.3): a plain `podman run` unit would be
+    the Docker path again, without what --runtime podman is for."""
+    try:
+        version = podman("version", "--format", "{{.Client.Version}}").strip()
+    except (CommandError, OSError) as exc:
+        raise InstallError(f"--runtime podman: {podman.program} does not answer ({exc}): "
+                           "install Podman 4.4 or later (apt-get install podman)") from None
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    if parts < MIN_PODMAN:
+        raise InstallError(
+            f"--runtime podman needs Podman 4.4 or later (Quadlet); this host has {version} "
+            "(Debian 12 ships 4.3): use --runtime docker here, or Debian 13 / RHEL 9 "
+            "for Podman")
+
+
 class Installer:
     """Carries out install and uninstall against one root with the given host adapters."""
 
@@ -112,7 +133,9 @@ class Installer:
             raise InstallError(
                 "systemd is not running on this host (no /run/systemd/system): install needs "
                 "a running systemd, or use --root DIR to prepare an offline root")
-        if not Path(self.docker.program).exists():
+        if self.docker.program.endswith("podman"):
+            require_quadlet(self.docker)
+        elif not Path(self.docker.program).exists():
             raise InstallError(f"the docker client {self.docker.program} is missing: install "
                                "Docker (apt-get install docker.io) or pass --docker PATH")
 
@@ -182,7 +205,9 @@ class Installer:
                images: list[str], options: dict, tracardi_version: str, enable: bool,
                start: bool, upgrade: tuple[str, str] | None) -> Result:
         unit_dir = request.on_disk(request.unit_dir)
-        remove_stale_temp_files([unit_dir, manifest_path(self.root).parent,
+        quadlet_dir = quadlet_dir_on_disk(request, previous)
+        remove_stale_temp_files([unit_dir, *([quadlet_dir] if quadlet_dir else []),
+                                 manifest_path(self.root).parent,
                                  request.on_disk(request.env_target).parent])
         moving = _version_move(previous, request, tracardi_version)
         lines = moving + plan.describe(with_diff=False) + _unit_set_change(previous, request)
@@ -195,9 +220,16 @@ class Installer:
             self._stop_jobs(plan.removed, stale, reset=stale)
             if not plan.nothing_to_change:
                 save_manifest(self.root, _with_pending(previous, request, plan))
-            apply_files(plan, unit_dir)
+            apply_files(plan, unit_dir, quadlet_dir)
+            if self.live:
+                self._create_secrets(request)
+            elif request.secrets:
+                lines.append(f"an offline root cannot hold Podman secrets: on the host, run "
+                             f"podman secret create --replace NAME - for "
+                             f"{', '.join(sorted(request.secrets))} (value on stdin)")
             manifest = manifest_for(
                 plan, unit_dir=str(request.unit_dir), env_file=str(request.env_target),
+                quadlet_dir=str(request.quadlet_dir or ""),
                 tracardi_version=tracardi_version, units=request.units, options=options,
                 env_digest=digest(request.env_data))
             manifest.previous_image_tag, manifest.upgraded_image_tag = upgrade or (
@@ -224,6 +256,11 @@ class Installer:
             raise InstallError(_os_message(exc)) from None
         changed = bool(lines)
         return Result(lines or ["nothing to change"], changed)
+
+    def _create_secrets(self, request: InstallRequest) -> None:
+        """Podman secrets from stdin: the value is in no argv and no file of the tool's."""
+        for name, value in sorted(request.secrets.items()):
+            self.docker("secret", "create", "--replace", name, "-", input=value)
 
     def _stop_jobs(self, files: Iterable[str], listed: list[str], reset: list[str]) -> None:
         """Stop the services among `files` that are not in `listed` (a scheduled job's,
@@ -276,9 +313,8 @@ class Installer:
 
     def _remove_files(self, manifest: Manifest, purge: bool, force: bool,
                       say: Callable[[str], None]) -> None:
-        unit_dir = self.on_disk(Path(manifest.unit_dir))
         for name in sorted(manifest.known_files()):
-            path = unit_dir / name
+            path = self.on_disk(Path(manifest.dir_of(name))) / name
             if not os.path.lexists(path):
                 continue
             data = _contents(path)
@@ -320,7 +356,8 @@ def _with_pending(previous: Manifest | None, request: InstallRequest, plan: Plan
     base = previous or Manifest(unit_dir=str(request.unit_dir), env_file=str(request.env_target),
                                 tracardi_version="", units=[])
     pending = {c.name: digest(c.new.encode()) for c in plan.file_changes if c.new is not None}
-    return replace(base, pending=pending, pending_env_digest=digest(request.env_data))
+    return replace(base, pending=pending, pending_env_digest=digest(request.env_data),
+                   quadlet_dir=base.quadlet_dir or str(request.quadlet_dir or ""))
 
 
 def _contents(path: Path) -> bytes | None:
@@ -345,7 +382,7 @@ def _unit_set_change(previous: Manifest | None, request: InstallRequest) -> list
 def _never_enabled(files: Iterable[str], units: list[str]) -> list[str]:
     """The unit files among `files` that are not in `units` and not templates or the
     target: the services of scheduled jobs, which their timers start."""
-    return sorted(name for name in files
+    return sorted(generated_unit(name) for name in files
                   if "@." not in name and name != TARGET and name not in units)
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tracardi_systemd.files import write_atomic
-from tracardi_systemd.names import MANIFEST, is_unit_file_name
+from tracardi_systemd.names import MANIFEST, is_quadlet_file, is_unit_file_name
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -42,6 +42,12 @@ class Manifest:
     # back to previous_image_tag while the installed tag is still upgraded_image_tag.
     previous_image_tag: str = ""
     upgraded_image_tag: str = ""
+    # Where the Quadlet .container files are (--runtime podman); "" when there are none.
+    quadlet_dir: str = ""
+
+    def dir_of(self, name: str) -> str:
+        """The folder a recorded file is in: .container files in quadlet_dir."""
+        return self.quadlet_dir if is_quadlet_file(name) and self.quadlet_dir else self.unit_dir
 
     def owns(self, name: str, data: bytes) -> bool:
         sha = digest(data)
@@ -75,6 +81,10 @@ class Manifest:
         for name, value in (("unit_dir", self.unit_dir), ("env_file", self.env_file)):
             if not is_plain_absolute_path(value):
                 raise ValueError(f"{name} {value!r} is not a normalized absolute path")
+        if self.quadlet_dir != "" and not is_plain_absolute_path(self.quadlet_dir):
+            raise ValueError(f"quadlet_dir {self.quadlet_dir!r} is not a normalized absolute path")
+        if not self.quadlet_dir and any(is_quadlet_file(n) for n in self.known_files()):
+            raise ValueError("it records .container files but no quadlet_dir")
         if not isinstance(self.tracardi_version, str):
             raise ValueError("tracardi_version is not text")
         if not isinstance(self.units, list) or not all(

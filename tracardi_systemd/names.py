@@ -26,6 +26,13 @@ DEFAULT_ENV_FILE = "/etc/tracardi/.env-docker"
 DEFAULT_DOCKER = "/usr/bin/docker"
 DEFAULT_AGENT_PROGRAM = "/usr/bin/tracardi-systemd"
 DEFAULT_UNIT_DIR = "/etc/systemd/system"
+# Podman: Quadlet reads .container files here and generates tracardi-<worker>.service.
+DEFAULT_PODMAN = "/usr/bin/podman"
+DEFAULT_QUADLET_DIR = "/etc/containers/systemd"
+# The Podman secret that holds the license of the commercial images (LICENSE, else
+# API_LICENSE, of the env file); created from stdin by install, never written to a file.
+LICENSE_SECRET = "tracardi-license"
+RUNTIMES = ("docker", "podman")
 
 # Paths of the tool's own state, relative to the root it works on ("/" on a live host).
 STATE_DIR = Path("var/lib/tracardi-systemd")
@@ -34,7 +41,7 @@ AGENT_STATE_FILE = Path("/run/tracardi-systemd/agent-state.json")
 
 # What a unit file written by this tool may be called: nothing with a '/' or '..'.
 _UNIT_FILE = re.compile(
-    r"tracardi(-[a-z0-9][a-z0-9-]*)?(@[A-Za-z0-9_.-]*)?\.(service|target|timer)"
+    r"tracardi(-[a-z0-9][a-z0-9-]*)?(@[A-Za-z0-9_.-]*)?\.(service|target|timer|container)"
 )
 
 
@@ -46,6 +53,21 @@ def unit_base(worker: str) -> str:
 def unit_file(worker: str, template: bool) -> str:
     """The file a worker's unit is written to: a template when it has replicas."""
     return f"{unit_base(worker)}@.service" if template else f"{unit_base(worker)}.service"
+
+
+def container_file(worker: str, template: bool) -> str:
+    """The Quadlet file of a worker on Podman; Quadlet generates unit_file() from it."""
+    return unit_file(worker, template).removesuffix(".service") + ".container"
+
+
+def is_quadlet_file(name: str) -> bool:
+    """A file that lives in the Quadlet folder, not in the unit folder."""
+    return name.endswith(".container")
+
+
+def generated_unit(name: str) -> str:
+    """The service Quadlet generates from a .container file; other names as they are."""
+    return name.removesuffix(".container") + ".service" if is_quadlet_file(name) else name
 
 
 def timer_file(worker: str) -> str:

@@ -15,7 +15,12 @@ from click.core import ParameterSource
 from tracardi_systemd.catalog import DEFAULT_VERSION
 from tracardi_systemd.limits import DEFAULT_MEMORY_LIMIT_MIB
 from tracardi_systemd.manifest import Manifest
-from tracardi_systemd.names import DEFAULT_AGENT_PROGRAM, DEFAULT_DOCKER, DEFAULT_ENV_FILE
+from tracardi_systemd.names import (
+    DEFAULT_AGENT_PROGRAM,
+    DEFAULT_DOCKER,
+    DEFAULT_ENV_FILE,
+    RUNTIMES,
+)
 from tracardi_systemd.secrets import is_secret
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -68,6 +73,10 @@ selection_options = apply([
 
 # Options that shape the unit files, named as RenderSettings names them.
 render_options = apply([
+    click.option("--runtime", type=click.Choice(RUNTIMES), default="docker",
+                 show_default=True,
+                 help="docker: services that run `docker run`; podman: Quadlet .container "
+                 "files in /etc/containers/systemd (Podman 4.4+). Never guessed from the host."),
     click.option("--image-tag", help="Docker image tag (default: the Tracardi version)."),
     click.option("--network", help="Docker network for the containers, e.g. host "
                  "(default: Docker's default bridge)."),
@@ -102,9 +111,9 @@ render_options = apply([
                  f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),
 ])
 
-REUSED = ("tracardi_version", "workers", "image_tag", "network", "replicas", "worker_env",
-          "installed_env_file", "docker", "stop_timeout", "agent_interval", "memory_limits",
-          "liveness", "liveness_interval", "tool")
+REUSED = ("runtime", "tracardi_version", "workers", "image_tag", "network", "replicas",
+          "worker_env", "installed_env_file", "docker", "stop_timeout", "agent_interval",
+          "memory_limits", "liveness", "liveness_interval", "tool")
 
 
 def recorded(params: dict[str, Any]) -> dict[str, Any]:

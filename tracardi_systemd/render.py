@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracardi_systemd import escape, names
-from tracardi_systemd.catalog import Worker, image_tag_for
+from tracardi_systemd.catalog import Liveness, Worker, image_tag_for
 from tracardi_systemd.escape import UnsafeValue
 from tracardi_systemd.names import (
     AGENT_UNIT,
@@ -25,6 +25,8 @@ from tracardi_systemd.names import (
     LABEL_MANAGED,
     LABEL_UNIT,
     LABEL_WORKER,
+    LICENSE_SECRET,
+    RUNTIMES,
     TARGET,
 )
 from tracardi_systemd.secrets import LICENSE_NAMES
@@ -79,6 +81,7 @@ class RenderSettings:
     restart_sec: str = "100ms"
     start_limit_burst: int = 5
     start_limit_interval: str = "60s"
+    runtime: str = "docker"  # or "podman": Quadlet .container files instead of services
 
     @property
     def tag(self) -> str:
@@ -113,6 +116,7 @@ class WorkerUnit:
 
     worker: Worker
     replicas: int
+    runtime: str = "docker"
 
     @property
     def is_template(self) -> bool:
@@ -120,6 +124,13 @@ class WorkerUnit:
 
     @property
     def filename(self) -> str:
+        if self.runtime == "podman":
+            return names.container_file(self.worker.name, self.is_template)
+        return names.unit_file(self.worker.name, self.is_template)
+
+    @property
+    def service(self) -> str:
+        """The service systemd runs: the file itself, or what Quadlet generates from it."""
         return names.unit_file(self.worker.name, self.is_template)
 
     @property
@@ -131,16 +142,23 @@ class WorkerUnit:
         """The unit names to enable and start: a job's timer (which starts the job)."""
         if self.timer:
             return (self.timer,)
+        if self.runtime == "podman":
+            # Generated units cannot be enabled: Quadlet wires [Install] itself, and
+            # tracardi.target wants the instances of a template.
+            return ()
         return names.instance_units(self.worker.name, self.replicas)
 
 
 def worker_units(settings: RenderSettings) -> tuple[WorkerUnit, ...]:
-    return tuple(WorkerUnit(w, settings.replicas.get(w.name, 1)) for w in settings.workers)
+    return tuple(WorkerUnit(w, settings.replicas.get(w.name, 1), settings.runtime)
+                 for w in settings.workers)
 
 
 def render(settings: RenderSettings) -> dict[str, str]:
     """All unit files for the settings, as {filename: text}. Writes nothing."""
     _check(settings)
+    if settings.runtime == "podman":
+        return render_podman(settings)
     env = _jinja()
     files = {}
     for unit in worker_units(settings):
@@ -162,12 +180,55 @@ def render(settings: RenderSettings) -> dict[str, str]:
         if unit.timer:
             files[unit.timer] = env.get_template("job.timer.j2").render(
                 unit=unit, worker=worker, settings=settings)
-    files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings)
+    files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings, wants=[])
     files[AGENT_UNIT] = env.get_template("agent.service.j2").render(
         settings=settings,
         agent_args=settings.agent_argv,
     )
     return files
+
+
+def render_podman(settings: RenderSettings) -> dict[str, str]:
+    """Quadlet .container files (Podman 4.4+), the jobs' timers and the target. No agent
+    unit yet: the agent speaks to Docker, and is not adapted to Podman."""
+    env = _jinja()
+    files = {}
+    wants: list[str] = []
+    for unit in worker_units(settings):
+        worker = unit.worker
+        if unit.is_template:
+            wants += names.instance_units(worker.name, unit.replicas)
+        managed = [f"{LABEL_MANAGED}=true"] if worker.kind == "service" else []
+        files[unit.filename] = env.get_template("worker.container.j2").render(
+            unit=unit,
+            worker=worker,
+            settings=settings,
+            image=f"{worker.image}:{settings.tag}",
+            container=names.container_specifier(unit.is_template),
+            label_unit=LABEL_UNIT,
+            labels=[*managed, f"{LABEL_WORKER}={worker.name}"],
+            liveness=_liveness(worker, settings),
+            fixed_env=worker.environment,
+            env_names=[n for n in container_env_names(worker, settings) if n != "LICENSE"],
+            license_secret=LICENSE_SECRET,
+            env_defaults=env_defaults(worker, settings),
+            requires=[names.unit_file(name, template=False) for name in worker.requires],
+            install=worker.kind != "scheduled" and not unit.is_template,
+        )
+        if unit.timer:
+            files[unit.timer] = env.get_template("job.timer.j2").render(
+                unit=unit, worker=worker, settings=settings)
+    files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings,
+                                                                  wants=wants)
+    return files
+
+
+def _liveness(worker: Worker, settings: RenderSettings) -> Liveness | None:
+    if not (settings.liveness and worker.liveness):
+        return None
+    if settings.liveness_interval:
+        return replace(worker.liveness, interval=f"{settings.liveness_interval}s")
+    return worker.liveness
 
 
 def env_defaults(worker: Worker, settings: RenderSettings) -> dict[str, str]:
@@ -208,6 +269,8 @@ def _docker_run_args(worker: Worker, settings: RenderSettings) -> list[list[str]
 
 def _check(settings: RenderSettings) -> None:
     """Refuse what docker or systemd would not take, naming the option to fix."""
+    if settings.runtime not in RUNTIMES:
+        raise UnsafeValue(f"--runtime {settings.runtime!r}: choose one of {', '.join(RUNTIMES)}")
     if not _IMAGE_TAG.fullmatch(settings.tag):
         raise UnsafeValue(
             f"--image-tag {settings.tag!r} is not a docker tag: use letters, digits, '_', "

@@ -104,3 +104,17 @@ def test_status_without_an_installation_says_what_to_run(monkeypatch, tmp_path):
     result = invoke("status")
     assert result.exit_code == 1
     assert "tracardi-systemd install" in result.output
+
+
+def test_status_and_upgrade_refuse_a_podman_install_instead_of_asking_docker(monkeypatch):
+    from tracardi_systemd import cli_upgrade
+    from tracardi_systemd.manifest import Manifest
+
+    podman = Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
+                      tracardi_version="0.8.1", units=[], options={"runtime": "podman"})
+    monkeypatch.setattr(cli_module, "load_manifest", lambda root: podman)
+    monkeypatch.setattr(cli_upgrade, "load_manifest", lambda root: podman)
+    for args in (["status"], ["upgrade", "--image-tag", "0.8.2", "--dry-run"]):
+        result = invoke(*args)
+        assert result.exit_code == 1
+        assert "does not know --runtime podman installs yet" in result.stderr

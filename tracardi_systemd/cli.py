@@ -31,6 +31,7 @@ from tracardi_systemd.options import (
     fail,
     recorded,
     render_options,
+    require_docker_runtime,
     reuse_previous,
     running_program,
     selection_options,
@@ -244,7 +245,9 @@ def status(as_json: bool) -> None:
     from tracardi_systemd.engine import Engine
     from tracardi_systemd.status import collect, format_table
 
-    report = collect(_installed_manifest(), Systemctl(), Engine())
+    manifest = _installed_manifest()
+    require_docker_runtime(manifest, "status")
+    report = collect(manifest, Systemctl(), Engine())
     click.echo(report.to_json() if as_json else format_table(report))
     sys.exit(0 if report.healthy else 1)
 

@@ -14,7 +14,7 @@ from tracardi_systemd.installer import Installer, InstallError
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import ManifestError, load_manifest
 from tracardi_systemd.names import DEFAULT_DOCKER
-from tracardi_systemd.options import fail
+from tracardi_systemd.options import fail, require_docker_runtime
 from tracardi_systemd.upgrade import (
     PULL_POLICIES,
     Upgrade,
@@ -65,6 +65,8 @@ def upgrade(image_tag: str | None, rollback: bool, window: float, start_timeout:
         _require_live_host()
     try:
         manifest = load_manifest(Path("/"))
+        if manifest is not None:
+            require_docker_runtime(manifest, "upgrade")
         docker = str(manifest.options.get("docker", DEFAULT_DOCKER)) if manifest else \
             DEFAULT_DOCKER
         installer = Installer(None, Systemctl(), Docker(docker))

@@ -163,3 +163,12 @@ def running_program() -> str:
     if os.path.basename(invoked) == "tracardi-systemd" and os.path.exists(invoked):
         return os.path.abspath(invoked)
     return shutil.which("tracardi-systemd") or DEFAULT_AGENT_PROGRAM
+
+
+def require_docker_runtime(manifest: Manifest, command: str) -> None:
+    """`status`, `upgrade` and the agent speak Docker's API; a Podman install is refused
+    with what to use instead, rather than answered from the wrong engine."""
+    if manifest.options.get("runtime", "docker") != "docker":
+        fail(f"{command} does not know --runtime {manifest.options['runtime']} installs yet: "
+             "use  systemctl status 'tracardi-*'  and  podman ps --filter "
+             "label=tracardi.managed=true")

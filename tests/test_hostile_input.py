@@ -354,6 +354,18 @@ def test_the_agent_makes_no_docker_call_while_docker_is_stopped(tmp_path):
 # --- 6. the agent outlives its side channels -----------------------------------------------
 
 
+def test_a_state_file_replaced_while_nothing_changes_is_written_again_or_reported(tmp_path):
+    rig = AgentRig(tmp_path, [SCHEDULER])
+    rig.agent.cycle()
+    rig.state_file.unlink()
+    rig.agent.cycle()  # nothing changed, but the file is gone: written again
+    assert rig.state_file.is_file()
+    rig.state_file.unlink()
+    rig.state_file.mkdir()
+    observation, _ = rig.agent.cycle()
+    assert "state file" in rig.agent.status_line(observation)
+
+
 def test_an_unwritable_state_file_is_reported_once_and_supervising_goes_on(tmp_path):
     rig = AgentRig(tmp_path, [SCHEDULER])
     rig.state_file.mkdir(parents=True)  # a folder where the state file should be

@@ -267,8 +267,8 @@ class Agent:
             },
         }
         data = json.dumps(view, indent=2).encode()
-        if data == self._published and not self.state_problem:
-            return  # unchanged: no write, no fsync, every tick
+        if data == self._published and not self.state_problem and self.state_file.is_file():
+            return  # unchanged and still there: no write, no fsync, every tick
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self.state_file, data)

@@ -123,6 +123,17 @@ def test_a_death_wakes_the_agent_at_once_and_makes_it_ask_systemd(tmp_path):
     assert "<6>container tracardi-trigger died (exit status 137)" in stderr.getvalue()
 
 
+def test_a_health_verdict_wakes_the_agent_without_asking_systemd(tmp_path):
+    clock = Clock()
+    healthy = {"Action": "health_status: healthy",
+               "Actor": {"Attributes": {"name": "tracardi-trigger"}}}
+    stream = FakeStream(clock, [healthy])
+    agent, systemctl, engine, watcher, _ = rig(tmp_path, [stream], clock)
+    run_for(agent, watcher, clock, 5)
+    assert len(engine.listings) >= 2  # the first cycle, then the one the event caused
+    assert len(systemctl.shows) == 1  # only the first
+
+
 def test_a_broken_stream_is_reopened_and_the_agent_reconciles_in_full(tmp_path):
     clock = Clock()
     streams = [FakeStream(clock, closes=True), FakeStream(clock)]

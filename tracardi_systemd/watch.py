@@ -30,8 +30,10 @@ class Watcher:
         self.stream: EventStream | None = None
 
     def wait(self, deadline: float, stop: threading.Event, docker_active: bool) -> bool:
-        """Block until `deadline`, a container event (True) or `stop`. Opens the stream
-        only while docker.service runs: connecting would start it through docker.socket."""
+        """Block until `deadline`, a container event or `stop`; True when systemd's view
+        may have changed too: a container started, died or went away, or the stream broke
+        (a health check's verdict alone changes nothing there). Opens the stream only while
+        docker.service runs: connecting would start it through docker.socket."""
         if self.stream is None and docker_active:
             try:
                 self.stream = self.engine.events(label=f"{LABEL_MANAGED}=true")
@@ -44,17 +46,17 @@ class Watcher:
             try:
                 event = self.stream.poll(min(left, SLICE))
                 if event is not None:
-                    self._report(event)
-                    for more in self.stream.within(SETTLE):
-                        self._report(more)
-                    return True
+                    burst = [event, *self.stream.within(SETTLE)]
+                    for each in burst:
+                        self._report(each)
+                    return not all(_action(each).startswith("health_status") for each in burst)
             except StreamClosed:
                 self.stream = None
                 return True  # dockerd went away or restarted: reconcile in full
         return False
 
     def _report(self, event: dict) -> None:
-        action = event.get("Action") or event.get("status", "")
+        action = _action(event)
         attributes = event.get("Actor", {}).get("Attributes", {})
         name, unit = attributes.get("name", "?"), attributes.get(LABEL_UNIT, "")
         if action == "die":
@@ -73,3 +75,8 @@ class Watcher:
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+
+
+def _action(event: dict) -> str:
+    """die, start, ..., "health_status: healthy"; API versions before 1.22 called it status."""
+    return event.get("Action") or event.get("status", "")

@@ -33,7 +33,7 @@ def quiet_host(monkeypatch):
                         lambda: type("Memory", (), {"percent": 30.0})())
     monkeypatch.setattr(agent_module, "_disk_percent", lambda path: 40.0)
     monkeypatch.setattr(agent_module, "container_memory",
-                        lambda pids: {pid: 64 * MIB for pid in pids if pid > 0})
+                        lambda pids, *_: {pid: 64 * MIB for pid in pids if pid > 0})
 
 
 class Rig:

@@ -25,6 +25,7 @@ import psutil
 import sdnotify
 
 from tracardi_systemd.catalog import Worker, workers_for
+from tracardi_systemd.cgroup import ContainersMemory
 from tracardi_systemd.dependencies import Dependency, dependencies_of
 from tracardi_systemd.engine import EngineError
 from tracardi_systemd.envfile import load_env_file
@@ -123,6 +124,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.reader = ContainerReader(self.engine)
+        self.read_memory = ContainersMemory()
         self.systemd_view: dict[str, UnitState] = {}  # from the last `systemctl show`
         self.systemd_view_stale = True
         self._published = b""
@@ -168,7 +170,7 @@ class Agent:
         shown = self.systemd_view
         containers = self.reader.read() if self._docker_active() else []
         owned = by_unit(containers)
-        memory = container_memory(c.pid for c in owned.values() if c.running)
+        memory = container_memory((c.pid for c in owned.values() if c.running), self.read_memory)
         views = {}
         for name in self.units:
             container = owned.get(name)

@@ -7,7 +7,7 @@ inspect for each container not seen before: its main pid and start time never ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from tracardi_systemd.cgroup import CgroupUnavailable, containers_memory
@@ -108,12 +108,14 @@ def _health(status: str) -> str:
     return ""
 
 
-def container_memory(pids: Iterable[int]) -> dict[int, int]:
+def container_memory(pids: Iterable[int],
+                     read: Callable[[Iterable[int]], dict[int, int]] = containers_memory
+                     ) -> dict[int, int]:
     """Each container's memory as the kernel counts it for its cgroup (what `docker stats`
     and the OOM killer use), keyed by the container's main pid; {} without a memory cgroup.
     A sum of RSS would count the pages Celery's pool processes share twice."""
     try:
-        return containers_memory(pid for pid in pids if pid > 0)
+        return read(pid for pid in pids if pid > 0)
     except CgroupUnavailable:
         return {}
 

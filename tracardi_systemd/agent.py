@@ -127,7 +127,7 @@ class Agent:
         self.read_memory = ContainersMemory()
         self.systemd_view: dict[str, UnitState] = {}  # from the last `systemctl show`
         self.systemd_view_stale = True
-        self._published = b""
+        self._published: dict = {}  # the view last written to the state file
         self.tracardi_version = ""
         self.units: list[str] = []
         self.workers: dict[str, Worker | None] = {}
@@ -268,13 +268,12 @@ class Agent:
                 for unit, h in self.history.workers.items()
             },
         }
-        data = json.dumps(view, indent=2).encode()
-        if data == self._published and not self.state_problem:
-            return  # unchanged: no write, no fsync, every tick
+        if view == self._published and not self.state_problem:
+            return  # unchanged: no encoding, no write, no fsync, every tick
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.state_file, data)
-            self._published = data
+            write_atomic(self.state_file, json.dumps(view, indent=2).encode())
+            self._published = view
         except OSError as exc:
             problem = f"state file {self.state_file} not written: {exc.strerror or exc}"
             if problem != self.state_problem:

@@ -110,7 +110,8 @@ def test_while_settled_systemd_is_asked_once_a_minute_and_docker_every_tick(tmp_
     run_for(agent, watcher, clock, 300)
     ticks = len(engine.listings)
     assert 29 <= ticks <= 31  # every 10 s
-    assert 5 <= len(systemctl.shows) <= 7  # every 60 s (+ the first)
+    assert 5 <= len(systemctl.shows) + len(systemctl.state_lists) <= 7  # every 60 s (+ the first)
+    assert len(systemctl.shows) == 1  # every unit's properties once; then states only
     assert engine.opened == 1  # one long-lived stream
 
 
@@ -119,7 +120,8 @@ def test_a_death_wakes_the_agent_at_once_and_makes_it_ask_systemd(tmp_path):
     stream = FakeStream(clock, [die("tracardi-trigger")])
     agent, systemctl, _, watcher, stderr = rig(tmp_path, [stream], clock)
     run_for(agent, watcher, clock, 5)  # less than one interval
-    assert len(systemctl.shows) == 2  # the first cycle, then the one the event caused
+    assert len(systemctl.shows) == 1  # the first cycle
+    assert len(systemctl.state_lists) == 1  # the one the event caused
     assert "<6>container tracardi-trigger died (exit status 137)" in stderr.getvalue()
 
 
@@ -132,6 +134,7 @@ def test_a_health_verdict_wakes_the_agent_without_asking_systemd(tmp_path):
     run_for(agent, watcher, clock, 5)
     assert len(engine.listings) >= 2  # the first cycle, then the one the event caused
     assert len(systemctl.shows) == 1  # only the first
+    assert systemctl.state_lists == []
 
 
 def test_a_broken_stream_is_reopened_and_the_agent_reconciles_in_full(tmp_path):
@@ -140,7 +143,7 @@ def test_a_broken_stream_is_reopened_and_the_agent_reconciles_in_full(tmp_path):
     agent, systemctl, engine, watcher, _ = rig(tmp_path, streams, clock)
     run_for(agent, watcher, clock, 30)
     assert engine.opened == 2
-    assert len(systemctl.shows) >= 2
+    assert len(systemctl.shows) + len(systemctl.state_lists) >= 2
 
 
 def test_no_stream_is_opened_while_docker_service_is_stopped(tmp_path):

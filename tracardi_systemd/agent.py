@@ -165,7 +165,8 @@ class Agent:
         again only when told to, when something happened, or while docker is down (the
         Engine API must not be asked then: docker.socket would start docker again)."""
         if refresh_systemd or self.systemd_view_stale or not self._docker_active():
-            self.systemd_view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET])
+            self.systemd_view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET],
+                                           self.systemd_view)
             self.systemd_view_stale = False
         shown = self.systemd_view
         containers = self.reader.read() if self._docker_active() else []

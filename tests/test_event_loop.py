@@ -5,18 +5,20 @@ a fake event stream."""
 from __future__ import annotations
 
 import io
+import signal
 import threading
+import time
 
 from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 
-from tracardi_systemd.agent import Agent, InputFiles
+from tracardi_systemd.agent import Agent, InputFiles, stop_on_signals
 from tracardi_systemd.engine import EngineError, StreamClosed
 from tracardi_systemd.events import EventKind
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import Manifest
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, TARGET
 from tracardi_systemd.policy import Config
-from tracardi_systemd.watch import Watcher
+from tracardi_systemd.watch import Stop, Watcher
 
 UNITS = ["tracardi-scheduler.service", "tracardi-trigger.service"]
 
@@ -90,7 +92,7 @@ def rig(tmp_path, streams: list, clock: Clock):
 
 
 def run_for(agent: Agent, watcher: Watcher, clock: Clock, seconds: float) -> None:
-    stop = threading.Event()
+    stop = Stop()
     end = clock.now + seconds
     real_wait = watcher.wait
 
@@ -162,3 +164,30 @@ def test_an_oom_kill_is_a_warning(tmp_path):
     run_for(agent, watcher, clock, 5)
     assert "<4>container tracardi-trigger ran out of memory" in stderr.getvalue()
     assert EventKind.CONTAINER_DIED.value  # one MESSAGE_ID for deaths of either kind
+
+
+def test_a_stop_signal_ends_a_wait_at_once_and_never_cuts_a_cycle_short(tmp_path):
+    clock = Clock()
+    finished = []
+
+    class BlockingStream(FakeStream):
+        def poll(self, timeout: float):
+            time.sleep(timeout)  # a read of the socket that nothing answers
+            finished.append(timeout)
+
+    stream = BlockingStream(clock)
+    _, _, _, watcher, _ = rig(tmp_path, [stream], clock)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = stop_on_signals()
+        stop.handle()  # between cycles: the flag only
+        assert stop.is_set()
+        stop.clear()
+        main = threading.main_thread().ident
+        threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGTERM)).start()
+        assert watcher.wait(clock.now + 60, stop, docker_active=True) is False
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert stop.is_set()
+    assert finished == []  # the 60 s read was cut short by the signal

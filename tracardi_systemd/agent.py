@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from tracardi_systemd.policy import (
     summary,
 )
 from tracardi_systemd.table import columns
-from tracardi_systemd.watch import Watcher
+from tracardi_systemd.watch import Stop, Watcher
 
 DOCKER_DATA_DIR = "/var/lib/docker"
 
@@ -286,7 +285,7 @@ class Agent:
         else:
             self.state_problem = ""
 
-    def run(self, stop: threading.Event, watcher: Watcher, interval: float,
+    def run(self, stop: Stop, watcher: Watcher, interval: float,
             reconcile_every: float) -> None:
         """Tick every `interval` (memory, dependencies, Docker's containers: cheap), ask
         systemd every `reconcile_every` or whenever something happened or is in flux, and
@@ -346,8 +345,8 @@ def host_call_timeout(default: float = 10.0) -> float:
     return min(default, int(usec) / 1e6 / 5) if usec.isdigit() and int(usec) else default
 
 
-def stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+def stop_on_signals() -> Stop:
+    stop = Stop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, stop.handle)
     return stop

@@ -17,16 +17,23 @@ def unit_props(active: str = "active", sub: str = "running", result: str = "succ
 
 
 class FakeSystemctl:
-    """`show` answers from `units` ({unit: properties}); other calls are only recorded."""
+    """`show` and `states` answer from `units` ({unit: properties}); other calls are only
+    recorded."""
 
     def __init__(self, units: dict[str, dict[str, str]] | None = None):
         self.units = units or {}
         self.shows: list[tuple[list[str], list[str]]] = []
+        self.state_lists: list[list[str]] = []
         self.calls: list[tuple[str, ...]] = []
 
     def show(self, units: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, str]]:
         self.shows.append((list(units), list(properties)))
         return {u: dict(self.units[u], Id=u) for u in units if u in self.units}
+
+    def states(self, units: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+        self.state_lists.append(list(units))
+        return {u: (p["LoadState"], p["ActiveState"], p["SubState"])
+                for u, p in self.units.items() if u in units}
 
     def __call__(self, *args: str) -> str:
         self.calls.append(args)

@@ -33,7 +33,7 @@ def quiet_host(monkeypatch):
                         lambda: type("Memory", (), {"percent": 30.0})())
     monkeypatch.setattr(agent_module, "_disk_percent", lambda path: 40.0)
     monkeypatch.setattr(agent_module, "container_memory",
-                        lambda pids: {pid: 64 * MIB for pid in pids if pid > 0})
+                        lambda pids, *_: {pid: 64 * MIB for pid in pids if pid > 0})
 
 
 class Rig:
@@ -73,6 +73,22 @@ class Rig:
         return json.loads(self.state_file.read_text())
 
 
+def test_a_reconcile_asks_the_properties_only_of_units_whose_state_changed(tmp_path):
+    rig = Rig(tmp_path, FIVE)
+    rig.agent.cycle()
+    rig.systemctl.units[SCHEDULER] = unit_props("activating", "auto-restart", "exit-code")
+    rig.clock.advance(5)
+    observation, _ = rig.agent.cycle()
+    assert rig.systemctl.shows[-1][0] == [SCHEDULER]
+    assert observation.workers[SCHEDULER].unit.result == "exit-code"
+    rig.systemctl.units[SCHEDULER] = unit_props()
+    rig.clock.advance(5)
+    rig.agent.cycle()  # back to active: its properties are asked once more, then kept
+    rig.clock.advance(5)
+    rig.agent.cycle()
+    assert [units for units, _ in rig.systemctl.shows[1:]] == [[SCHEDULER], [SCHEDULER]]
+
+
 @pytest.mark.parametrize("count", [5, 200])
 def test_healthy_cycle_makes_a_fixed_number_of_calls_and_acts_on_nothing(tmp_path, count):
     units = FIVE if count == 5 else [f"tracardi-scheduler@{i}.service" for i in range(count)]
@@ -97,12 +113,13 @@ def test_healthy_cycle_makes_a_fixed_number_of_calls_and_acts_on_nothing(tmp_pat
 
     rig.clock.advance(5)
     rig.agent.cycle()
-    assert len(rig.systemctl.shows) == 2
+    # nothing changed: systemd is asked for the states only, not every unit's properties
+    assert len(rig.systemctl.state_lists) == 1 and len(rig.systemctl.shows) == 1
     assert len(rig.engine.listings) == 2
     assert len(rig.engine.inspected) == count  # a container is inspected once, not per cycle
     assert rig.systemctl.calls == []
     rig.agent.cycle(refresh_systemd=False)  # a tick: no client process at all
-    assert len(rig.systemctl.shows) == 2
+    assert len(rig.systemctl.state_lists) == 1 and len(rig.systemctl.shows) == 1
     state = rig.state()
     assert state["summary"].startswith(f"{count}/{count} workers running")
     assert {u: w["state"] for u, w in state["workers"].items()} == dict.fromkeys(units, "running")

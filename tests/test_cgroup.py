@@ -112,3 +112,27 @@ def test_each_container_costs_three_file_reads_and_no_listing(monkeypatch) -> No
 
     assert len(containers_memory(pids, **roots(V1_TREE))) == 2
     assert len(reads) == 3 * len(pids)
+
+
+def test_a_long_lived_reader_looks_each_pid_up_once_and_again_when_its_cgroup_is_gone(
+        monkeypatch, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(V1_TREE, tree)
+    reads: list[Path] = []
+    real_read = cgroup._read
+    monkeypatch.setattr(cgroup, "_read", lambda path: reads.append(path) or real_read(path))
+    pids = [c["pid"] for c in V1_CONTAINERS]
+    read = cgroup.ContainersMemory(**roots(tree))
+
+    first = read(pids)
+    reads.clear()
+    assert read(pids) == first
+    assert len(reads) == 2 * len(pids)  # usage and memory.stat: no /proc/PID/cgroup
+
+    gone = pids[0]
+    directory = memory_cgroup(gone, V1, **roots(tree))
+    shutil.rmtree(directory)
+    assert gone not in read(pids)
+    reads.clear()
+    read(pids)
+    assert tree / "proc" / str(gone) / "cgroup" in reads  # looked up afresh

@@ -15,6 +15,7 @@ from samples import CLEAN_ENV
 from tracardi_systemd import cli as cli_module
 from tracardi_systemd import installer as installer_module
 from tracardi_systemd.cli import main
+from tracardi_systemd.host import Systemctl
 
 TOKEN = "dckr_pat_SECRET-TOKEN-3a7f"
 
@@ -118,3 +119,23 @@ def test_status_and_upgrade_refuse_a_podman_install_instead_of_asking_docker(mon
         result = invoke(*args)
         assert result.exit_code == 1
         assert "does not know --runtime podman installs yet" in result.stderr
+
+
+def test_unit_states_come_from_one_list_units_call(tmp_path):
+    program = tmp_path / "systemctl"
+    program.write_text(
+        "#!/bin/sh\necho \"$@\" > " + str(tmp_path / "argv") + "\n"
+        "echo 'tracardi-scheduler@1.service loaded active   running Tracardi scheduler worker'\n"
+        "echo 'tracardi-trigger.service     loaded failed   failed  Tracardi trigger worker'\n"
+        "echo 'docker.service               loaded inactive dead    Docker Application'\n")
+    program.chmod(0o755)
+    units = ["tracardi-scheduler@1.service", "tracardi-trigger.service", "docker.service",
+             "tracardi-gone.service"]
+
+    states = Systemctl(program=str(program)).states(units)
+
+    assert states == {"tracardi-scheduler@1.service": ("loaded", "active", "running"),
+                      "tracardi-trigger.service": ("loaded", "failed", "failed"),
+                      "docker.service": ("loaded", "inactive", "dead")}
+    assert (tmp_path / "argv").read_text().split() == [
+        "list-units", "--all", "--plain", "--no-legend", "--full", "--", *units]

@@ -5,18 +5,20 @@ a fake event stream."""
 from __future__ import annotations
 
 import io
+import signal
 import threading
+import time
 
 from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 
-from tracardi_systemd.agent import Agent, InputFiles
+from tracardi_systemd.agent import Agent, InputFiles, stop_on_signals
 from tracardi_systemd.engine import EngineError, StreamClosed
 from tracardi_systemd.events import EventKind
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import Manifest
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, TARGET
 from tracardi_systemd.policy import Config
-from tracardi_systemd.watch import Watcher
+from tracardi_systemd.watch import Stop, Watcher
 
 UNITS = ["tracardi-scheduler.service", "tracardi-trigger.service"]
 
@@ -90,7 +92,7 @@ def rig(tmp_path, streams: list, clock: Clock):
 
 
 def run_for(agent: Agent, watcher: Watcher, clock: Clock, seconds: float) -> None:
-    stop = threading.Event()
+    stop = Stop()
     end = clock.now + seconds
     real_wait = watcher.wait
 
@@ -110,7 +112,8 @@ def test_while_settled_systemd_is_asked_once_a_minute_and_docker_every_tick(tmp_
     run_for(agent, watcher, clock, 300)
     ticks = len(engine.listings)
     assert 29 <= ticks <= 31  # every 10 s
-    assert 5 <= len(systemctl.shows) <= 7  # every 60 s (+ the first)
+    assert 5 <= len(systemctl.shows) + len(systemctl.state_lists) <= 7  # every 60 s (+ the first)
+    assert len(systemctl.shows) == 1  # every unit's properties once; then states only
     assert engine.opened == 1  # one long-lived stream
 
 
@@ -119,8 +122,21 @@ def test_a_death_wakes_the_agent_at_once_and_makes_it_ask_systemd(tmp_path):
     stream = FakeStream(clock, [die("tracardi-trigger")])
     agent, systemctl, _, watcher, stderr = rig(tmp_path, [stream], clock)
     run_for(agent, watcher, clock, 5)  # less than one interval
-    assert len(systemctl.shows) == 2  # the first cycle, then the one the event caused
+    assert len(systemctl.shows) == 1  # the first cycle
+    assert len(systemctl.state_lists) == 1  # the one the event caused
     assert "<6>container tracardi-trigger died (exit status 137)" in stderr.getvalue()
+
+
+def test_a_health_verdict_wakes_the_agent_without_asking_systemd(tmp_path):
+    clock = Clock()
+    healthy = {"Action": "health_status: healthy",
+               "Actor": {"Attributes": {"name": "tracardi-trigger"}}}
+    stream = FakeStream(clock, [healthy])
+    agent, systemctl, engine, watcher, _ = rig(tmp_path, [stream], clock)
+    run_for(agent, watcher, clock, 5)
+    assert len(engine.listings) >= 2  # the first cycle, then the one the event caused
+    assert len(systemctl.shows) == 1  # only the first
+    assert systemctl.state_lists == []
 
 
 def test_a_broken_stream_is_reopened_and_the_agent_reconciles_in_full(tmp_path):
@@ -129,7 +145,7 @@ def test_a_broken_stream_is_reopened_and_the_agent_reconciles_in_full(tmp_path):
     agent, systemctl, engine, watcher, _ = rig(tmp_path, streams, clock)
     run_for(agent, watcher, clock, 30)
     assert engine.opened == 2
-    assert len(systemctl.shows) >= 2
+    assert len(systemctl.shows) + len(systemctl.state_lists) >= 2
 
 
 def test_no_stream_is_opened_while_docker_service_is_stopped(tmp_path):
@@ -148,3 +164,30 @@ def test_an_oom_kill_is_a_warning(tmp_path):
     run_for(agent, watcher, clock, 5)
     assert "<4>container tracardi-trigger ran out of memory" in stderr.getvalue()
     assert EventKind.CONTAINER_DIED.value  # one MESSAGE_ID for deaths of either kind
+
+
+def test_a_stop_signal_ends_a_wait_at_once_and_never_cuts_a_cycle_short(tmp_path):
+    clock = Clock()
+    finished = []
+
+    class BlockingStream(FakeStream):
+        def poll(self, timeout: float):
+            time.sleep(timeout)  # a read of the socket that nothing answers
+            finished.append(timeout)
+
+    stream = BlockingStream(clock)
+    _, _, _, watcher, _ = rig(tmp_path, [stream], clock)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = stop_on_signals()
+        stop.handle()  # between cycles: the flag only
+        assert stop.is_set()
+        stop.clear()
+        main = threading.main_thread().ident
+        threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGTERM)).start()
+        assert watcher.wait(clock.now + 60, stop, docker_active=True) is False
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert stop.is_set()
+    assert finished == []  # the 60 s read was cut short by the signal

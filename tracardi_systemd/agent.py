@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import psutil
 import sdnotify  # type: ignore[import-untyped]
 
 from tracardi_systemd.catalog import Worker, workers_for
+from tracardi_systemd.cgroup import ContainersMemory
 from tracardi_systemd.dependencies import Dependency, dependencies_of
 from tracardi_systemd.engine import EngineError
 from tracardi_systemd.envfile import load_env_file
@@ -51,7 +51,7 @@ from tracardi_systemd.policy import (
     summary,
 )
 from tracardi_systemd.table import columns
-from tracardi_systemd.watch import Watcher
+from tracardi_systemd.watch import Stop, Watcher
 
 DOCKER_DATA_DIR = "/var/lib/docker"
 
@@ -123,9 +123,10 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.reader = ContainerReader(self.engine)
+        self.read_memory = ContainersMemory()
         self.systemd_view: dict[str, UnitState] = {}  # from the last `systemctl show`
         self.systemd_view_stale = True
-        self._published = b""
+        self._published: dict = {}  # the view last written to the state file
         self.tracardi_version = ""
         self.units: list[str] = []
         self.workers: dict[str, Worker | None] = {}
@@ -163,12 +164,13 @@ class Agent:
         again only when told to, when something happened, or while docker is down (the
         Engine API must not be asked then: docker.socket would start docker again)."""
         if refresh_systemd or self.systemd_view_stale or not self._docker_active():
-            self.systemd_view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET])
+            self.systemd_view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET],
+                                           self.systemd_view)
             self.systemd_view_stale = False
         shown = self.systemd_view
         containers = self.reader.read() if self._docker_active() else []
         owned = by_unit(containers)
-        memory = container_memory(c.pid for c in owned.values() if c.running)
+        memory = container_memory((c.pid for c in owned.values() if c.running), self.read_memory)
         views = {}
         for name in self.units:
             container = owned.get(name)
@@ -266,13 +268,12 @@ class Agent:
                 for unit, h in self.history.workers.items()
             },
         }
-        data = json.dumps(view, indent=2).encode()
-        if data == self._published and not self.state_problem and self.state_file.is_file():
-            return  # unchanged and still there: no write, no fsync, every tick
+        if view == self._published and not self.state_problem and self.state_file.is_file():
+            return  # unchanged and still there: no encoding, no write, no fsync, every tick
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.state_file, data)
-            self._published = data
+            write_atomic(self.state_file, json.dumps(view, indent=2).encode())
+            self._published = view
         except OSError as exc:
             problem = f"state file {self.state_file} not written: {exc.strerror or exc}"
             if problem != self.state_problem:
@@ -284,7 +285,7 @@ class Agent:
         else:
             self.state_problem = ""
 
-    def run(self, stop: threading.Event, watcher: Watcher, interval: float,
+    def run(self, stop: Stop, watcher: Watcher, interval: float,
             reconcile_every: float) -> None:
         """Tick every `interval` (memory, dependencies, Docker's containers: cheap), ask
         systemd every `reconcile_every` or whenever something happened or is in flux, and
@@ -345,8 +346,8 @@ def host_call_timeout(default: float = 10.0) -> float:
     return min(default, int(usec) / 1e6 / 5) if usec.isdigit() and int(usec) else default
 
 
-def stop_on_signals() -> threading.Event:
-    stop = threading.Event()
+def stop_on_signals() -> Stop:
+    stop = Stop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, stop.handle)
     return stop

@@ -7,7 +7,7 @@ inspect for each container not seen before: its main pid and start time never ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from tracardi_systemd.cgroup import CgroupUnavailable, containers_memory
@@ -26,9 +26,22 @@ def by_unit(containers: list[ContainerState]) -> dict[str, ContainerState]:
     return {c.unit: c for c in containers if c.is_units_own}
 
 
-def read_units(systemctl: SystemctlClient, units: list[str]) -> dict[str, UnitState]:
-    shown = systemctl.show(units, UNIT_PROPERTIES)
-    return {name: _unit_state(name, shown.get(name, {})) for name in units}
+def read_units(systemctl: SystemctlClient, units: list[str],
+               previous: dict[str, UnitState] | None = None) -> dict[str, UnitState]:
+    """systemd's view of `units`. `systemctl show` costs 0.1 s of CPU at 200 units (and as
+    much of systemd's), so with a `previous` view `systemctl list-units` is asked first
+    (4 ms) and `show` only for the units whose state changed since, or that are not
+    active: what the policy reads besides the state (Result, timestamps) matters only
+    for those."""
+    kept: dict[str, UnitState] = {}
+    if previous:
+        listed = systemctl.states(units)
+        kept = {name: state for name in units if (state := previous.get(name))
+                and state.active_state == "active"
+                and listed.get(name, ("",))[1:] == (state.active_state, state.sub_state)}
+    asked = [name for name in units if name not in kept]
+    shown = systemctl.show(asked, UNIT_PROPERTIES) if asked else {}
+    return {name: kept.get(name) or _unit_state(name, shown.get(name, {})) for name in units}
 
 
 def _unit_state(name: str, props: dict[str, str]) -> UnitState:
@@ -104,12 +117,14 @@ def _health(status: str) -> str:
     return ""
 
 
-def container_memory(pids: Iterable[int]) -> dict[int, int]:
+def container_memory(pids: Iterable[int],
+                     read: Callable[[Iterable[int]], dict[int, int]] = containers_memory
+                     ) -> dict[int, int]:
     """Each container's memory as the kernel counts it for its cgroup (what `docker stats`
     and the OOM killer use), keyed by the container's main pid; {} without a memory cgroup.
     A sum of RSS would count the pages Celery's pool processes share twice."""
     try:
-        return containers_memory(pid for pid in pids if pid > 0)
+        return read(pid for pid in pids if pid > 0)
     except CgroupUnavailable:
         return {}
 

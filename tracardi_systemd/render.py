@@ -44,8 +44,12 @@ WORKER_DEFAULT_ENV = {"SAVE_LOGS": "no", "LOGGING_LEVEL": "info"}
 # API_LICENSE (Tracardi's compose maps one to the other). This fixed script does that
 # mapping inside the unit's environment, so the value never appears in any argv.
 LICENSE_MAPPING_SCRIPT = 'export LICENSE="${LICENSE:-$API_LICENSE}"; exec "$0" "$@"'
-# `docker rm -f NAME` with its output dropped: $0 is the docker client, $1 the container.
-QUIET_REMOVE_SCRIPT = 'exec "$0" rm -f "$1" >/dev/null 2>&1'
+# After the docker client ended: `docker rm -f NAME` (output dropped; $0 the client, $1 the
+# container) only if the client may have left its container behind, i.e. it did not exit
+# with the container's own status (it was killed, or failed itself with 125-127). A client
+# that exits with the container's status has waited for `--rm` to remove it.
+CLEANUP_SCRIPT = ('case $EXIT_CODE:$EXIT_STATUS in exited:12[5-7]) ;; exited:*) exit 0 ;; esac; '
+                  'exec "$0" rm -f "$1" >/dev/null 2>&1')
 # Run by a failed run-once unit ($0, its name): an error line in its journal naming the
 # units ($@) that it keeps from starting ("<3>" is journald's priority prefix for err).
 RUN_ONCE_FAILED_SCRIPT = (
@@ -78,7 +82,7 @@ class RenderSettings:
     liveness: bool = True  # Docker health checks from the catalog, where a worker has one
     liveness_interval: int | None = None  # seconds; None: the catalog's
     stop_timeout: int = 10
-    restart_sec: str = "100ms"
+    restart_sec: str = "0"
     start_limit_burst: int = 5
     start_limit_interval: str = "60s"
     runtime: str = "docker"  # or "podman": Quadlet .container files instead of services
@@ -169,7 +173,7 @@ def render(settings: RenderSettings) -> dict[str, str]:
             settings=settings,
             container=names.container_specifier(unit.is_template),
             label_unit=LABEL_UNIT,
-            quiet_remove_script=QUIET_REMOVE_SCRIPT,
+            cleanup_script=CLEANUP_SCRIPT,
             run_args=_docker_run_args(worker, settings),
             env_defaults=env_defaults(worker, settings),
             license_script=LICENSE_MAPPING_SCRIPT,

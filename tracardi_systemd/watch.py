@@ -9,17 +9,50 @@ death, so an operator sees when the agent learnt of it.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from tracardi_systemd.engine import Engine, EngineError, EventStream, StreamClosed
 from tracardi_systemd.events import EventKind, Priority
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT
 
-SLICE = 1.0  # seconds a wait blocks before looking at the stop flag again
 SETTLE = 0.2  # seconds to gather the events of one burst (a stop is die + destroy)
+T = TypeVar("T")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class Stop(threading.Event):
+    """The agent's stop request, set by SIGTERM or SIGINT (`handle`). One that comes while
+    the agent waits for Docker's events also ends the wait at once, raising out of the
+    blocking read; during a cycle it only sets the flag, so no cycle is cut short. (Waking
+    every second to look at the flag instead costs about 0.05 % of a core on a small VM:
+    half of the agent's idle budget at 5 units.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting = False
+
+    def handle(self, *_: object) -> None:
+        self.set()
+        if self._waiting:
+            raise _Interrupted
+
+    def during(self, wait: Callable[[], T]) -> T | None:
+        """wait(), or None if the stop is requested before it or while it runs."""
+        try:
+            self._waiting = True
+            return None if self.is_set() else wait()
+        except _Interrupted:
+            return None
+        finally:
+            self._waiting = False
 
 
 class Watcher:
@@ -29,9 +62,11 @@ class Watcher:
         self.engine, self.journal, self.clock, self.sleep = engine, journal, clock, sleep
         self.stream: EventStream | None = None
 
-    def wait(self, deadline: float, stop: threading.Event, docker_active: bool) -> bool:
-        """Block until `deadline`, a container event (True) or `stop`. Opens the stream
-        only while docker.service runs: connecting would start it through docker.socket."""
+    def wait(self, deadline: float, stop: Stop, docker_active: bool) -> bool:
+        """Block until `deadline`, a container event or `stop`; True when systemd's view
+        may have changed too: a container started, died or went away, or the stream broke
+        (a health check's verdict alone changes nothing there). Opens the stream only while
+        docker.service runs: connecting would start it through docker.socket."""
         if self.stream is None and docker_active:
             try:
                 self.stream = self.engine.events(label=f"{LABEL_MANAGED}=true")
@@ -39,22 +74,22 @@ class Watcher:
                 self.stream = None
         while not stop.is_set() and (left := deadline - self.clock()) > 0:
             if self.stream is None:
-                self.sleep(stop, min(left, SLICE))
+                self.sleep(stop, left)  # set() by the signal handler ends it
                 continue
             try:
-                event = self.stream.poll(min(left, SLICE))
+                event = stop.during(functools.partial(self.stream.poll, left))
                 if event is not None:
-                    self._report(event)
-                    for more in self.stream.within(SETTLE):
-                        self._report(more)
-                    return True
+                    burst = [event, *self.stream.within(SETTLE)]
+                    for each in burst:
+                        self._report(each)
+                    return not all(_action(each).startswith("health_status") for each in burst)
             except StreamClosed:
                 self.stream = None
                 return True  # dockerd went away or restarted: reconcile in full
         return False
 
     def _report(self, event: dict) -> None:
-        action = event.get("Action") or event.get("status", "")
+        action = _action(event)
         attributes = event.get("Actor", {}).get("Attributes", {})
         name, unit = attributes.get("name", "?"), attributes.get(LABEL_UNIT, "")
         if action == "die":
@@ -73,3 +108,8 @@ class Watcher:
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+
+
+def _action(event: dict) -> str:
+    """die, start, ..., "health_status: healthy"; API versions before 1.22 called it status."""
+    return event.get("Action") or event.get("status", "")

@@ -10,12 +10,13 @@ shell, which is what an operator without this tool would type.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from pathlib import Path
 
 from common import (
     IMAGE,
+    TOOL,
     WORKERS,
     Events,
     emit,
@@ -23,6 +24,7 @@ from common import (
     log,
     machine,
     median,
+    memory_kib,
     ms,
     running_count,
     sandbox_host,
@@ -51,12 +53,8 @@ def client_pss_mib() -> float:
     """Proportional memory of the `docker run` clients the units keep in the foreground."""
     total = 0
     for pid in sh("pgrep -f '^/usr/bin/docker run'", check=False).split():
-        try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        total += next(int(line.split()[1]) for line in rollup.splitlines()
-                      if line.startswith("Pss:"))
+        with contextlib.suppress(OSError):
+            total += memory_kib(int(pid))["pss"]
     return total / 1024
 
 
@@ -104,7 +102,7 @@ def measure() -> dict:
             log(f"{count} units: tracardi.target x {runs}")
             install(host, replicas)
             ours = inside(host, __file__, "cold", count, runs)
-            host.run("/work/main/.venv/bin/tracardi-systemd uninstall --purge >/dev/null")
+            host.run(f"{TOOL} uninstall --purge >/dev/null")
             log(f"{count} units: docker run -d x {runs}")
             theirs = inside(host, __file__, "docker", count, runs)
             results[count] = {"ours": ours, "docker": theirs}
@@ -128,9 +126,10 @@ def report(results: dict) -> str:
                "`docker run -d` x N at once (median)", "ratio", "memory of the units' "
                "foreground `docker run` clients (PSS)"], rows), "",
         "No target in the issue. The units start in parallel (nothing orders one worker after "
-        "another). Each unit runs one more docker client first (`docker rm -f`, its "
-        "ExecStartPre=), and keeps its `docker run` client in the foreground for the life "
-        "of the worker (the memory column); `docker run -d` leaves no client behind.",
+        "another), and nothing runs before a unit's `docker run` (no ExecStartPre= since "
+        "issue 11). Each unit keeps its `docker run` client in the foreground for the life "
+        "of the worker: the memory column, the per-unit price of systemd supervising the "
+        "client; `docker run -d` leaves no client behind.",
     ])
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import queue
+import resource
 import shlex
 import signal
 import statistics
@@ -147,6 +148,44 @@ class Events:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+def main_pid(unit: str) -> int:
+    return int(sh(f"systemctl show -p MainPID --value {unit}").strip() or 0)
+
+
+def own_cpu() -> float:
+    """CPU seconds of this process and of the children it reaped, to the microsecond."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def threads_cpu(pid: int) -> float:
+    """CPU seconds of all threads of `pid`, to the nanosecond (/proc/PID/task/*/schedstat);
+    0 for a process that is gone."""
+    total = 0
+    with contextlib.suppress(FileNotFoundError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def reaped_children_cpu(pid: int) -> float:
+    """CPU seconds of the children `pid` ran and reaped (cutime + cstime, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """Resident (VmRSS) and proportional (Pss) memory of `pid`, in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return {"rss": _kib(status, "VmRSS:"), "pss": _kib(rollup, "Pss:")}
+
+
+def _kib(text: str, key: str) -> int:
+    return next(int(line.split()[1]) for line in text.splitlines() if line.startswith(key))
 
 
 def container_id(name: str) -> str:

@@ -10,9 +10,9 @@ and the CPU time all of dockerd's threads spent meanwhile (/proc/PID/task/*/sche
 - `Engine.containers(label)`: one GET /containers/json (no State.Pid in it);
 - `Engine.containers(label)` + `Engine.inspect(id)` of each: what the client's two calls
   give, State.Pid included;
-- `host.Docker.inspect_labelled(label)`: `docker ps` + `docker inspect`, two Go clients.
+- `baseline.inspect_labelled(label)`: `docker ps` + `docker inspect`, two Go clients.
 The memory of all their main processes is read both ways as well: `cgroup.containers_memory`
-(three file reads per container) and `observe.tree_memory` (one process-table scan).
+(three file reads per container) and `baseline.tree_memory` (one process-table scan).
 
 Events: KILLS times a labelled container is started and killed, once with `docker kill`
 and once with SIGKILL of its main process, while `Engine.events()` streams; timed from
@@ -23,24 +23,25 @@ dockerd stamps `timeNano` with).
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from common import (
     IMAGE,
     emit,
     log,
     machine,
+    main_pid,
     median,
     ms,
+    own_cpu,
     p95,
     sandbox_host,
     sh,
     table,
+    threads_cpu,
 )
 
 SIZES = [5, 50]
@@ -51,33 +52,20 @@ LABEL = "bench.engine=1"
 
 # ---------------------------------------------------------------- inside the sandbox
 
-def cpu_now() -> float:
-    """CPU seconds of this process and its reaped children, to the microsecond."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + children.ru_utime + children.ru_stime
-
-
-def dockerd_cpu(pid: int) -> float:
-    """CPU seconds of all of dockerd's threads, to the nanosecond (schedstat)."""
-    return sum(int((task / "schedstat").read_text().split()[0])
-               for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
-
-
 def calls(runs: int) -> dict:
-    from baseline_memory import tree_memory
+    from baseline import inspect_labelled, tree_memory
 
     from tracardi_systemd.cgroup import containers_memory
     from tracardi_systemd.engine import Engine
-    from tracardi_systemd.host import Docker
 
-    engine, docker = Engine(), Docker()
-    dockerd = int(sh("systemctl show -p MainPID --value docker.service"))
-    pids = [c["State"]["Pid"] for c in docker.inspect_labelled(LABEL)]
+    engine = Engine()
+    dockerd = main_pid("docker.service")
+    pids = [c["State"]["Pid"] for c in inspect_labelled(LABEL)]
     ways = {
         "containers": lambda: engine.containers(LABEL),
         "containers+inspect": lambda: [engine.inspect(c["Id"])
                                        for c in engine.containers(LABEL)],
-        "docker ps+inspect": lambda: docker.inspect_labelled(LABEL),
+        "docker ps+inspect": lambda: inspect_labelled(LABEL),
         "cgroup memory": lambda: containers_memory(pids),
         "tree memory": lambda: tree_memory(pids),
     }
@@ -86,9 +74,9 @@ def calls(runs: int) -> dict:
               for name in ways}
     for _ in range(runs):
         for name, way in ways.items():
-            d0, c0, w0 = dockerd_cpu(dockerd), cpu_now(), time.perf_counter()
+            d0, c0, w0 = threads_cpu(dockerd), own_cpu(), time.perf_counter()
             way()
-            w1, c1, d1 = time.perf_counter(), cpu_now(), dockerd_cpu(dockerd)
+            w1, c1, d1 = time.perf_counter(), own_cpu(), threads_cpu(dockerd)
             result[name]["wall"].append(w1 - w0)
             result[name]["cpu"].append(c1 - c0)
             result[name]["dockerd"].append(d1 - d0)
@@ -166,9 +154,9 @@ def report(results: dict) -> str:
     labels = {
         "containers": "`Engine.containers()` (1 request)",
         "containers+inspect": "`Engine.containers()` + `inspect()` of each (1 + N requests)",
-        "docker ps+inspect": "`docker ps` + `docker inspect` (`host.Docker.inspect_labelled`)",
+        "docker ps+inspect": "`docker ps` + `docker inspect` (`baseline.inspect_labelled`)",
         "cgroup memory": "`cgroup.containers_memory` (3 file reads per container)",
-        "tree memory": "`observe.tree_memory` (1 process-table scan)",
+        "tree memory": "`baseline.tree_memory` (1 process-table scan)",
     }
     for size, result in results["calls"].items():
         ways = result["ways"]

@@ -1,31 +1,40 @@
-"""Recovery after `docker kill`, the physical floor, and crash loops (issue 6, items 1 and 5).
+"""Recovery after a crash or `docker kill`, where its time goes, the physical floor, and crash
+loops (issue 6, items 1 and 5; issue 11's restart path).
 
     .venv/bin/python benchmarks/recovery.py [--kills 30]
 
-Three setups run side by side on one sandbox host, 15 containers each, and the kills
-rotate a, b, c, a, b, c, ... so that all three see the same background noise:
+Four setups run side by side on one sandbox host, 15 containers each, and the kills
+rotate a, b, c, d, a, ... so that all of them see the same background noise:
   a. this project: `install --worker scheduler --replicas scheduler=15`, agent running;
   b. `docker run -d --restart=always` of the same stand-in image;
   c. a minimal hand-written template unit: `docker run --rm --name ...`, Restart=always,
-     systemd's default RestartSec (100 ms) and start limit, no agent.
+     systemd's default RestartSec (100 ms) and start limit, no agent;
+  d. this project's unit before issue 11 (RestartSec=100ms, `docker rm -f` clients in
+     ExecStartPre= and ExecStopPost=), written out by hand, no agent: the restart path as
+     it was, measured in the same run.
 Each container is killed at most once per 15 s (longer than both Docker's 10 s backoff
 reset and the 60 s / 5 start limit allow), so every kill is a single crash.
-Recovery = docker's `kill` event to the `start` event of the replacement container, both
-timed by the daemon (see common.Events for why events rather than polling).
+Recovery = the kill to the `start` event of the replacement container, timed by the
+daemon (see common.Events for why events rather than polling); where the time goes comes
+from docker's events and systemd's own journal entries about the unit (info level, the
+same clock).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
 from common import (
     IMAGE,
     INSTALLED_ENV,
+    TOOL,
     Events,
     emit,
     install,
@@ -59,6 +68,32 @@ ExecStart=/usr/bin/docker run --rm --name plain-%i --network host {IMAGE}
 Restart=always
 """
 
+# The unit's `docker rm -f` of its container, output dropped, as it was before issue 11.
+PREVIOUS_RM = (r'-/bin/sh -c "exec \"$$0\" rm -f \"$$1\" >/dev/null 2>&1" '
+               '/usr/bin/docker previous-%i')
+PREVIOUS_LICENSE = (r'/bin/sh -c "export LICENSE=\"$${LICENSE:-$$API_LICENSE}\"; '
+                    r'exec \"$$0\" \"$$@\""')
+PREVIOUS_UNIT = f"""[Unit]
+Description=this project's worker unit before issue 11, %i
+After=docker.service
+Requires=docker.service
+StartLimitIntervalSec=60s
+StartLimitBurst=5
+
+[Service]
+Type=exec
+Environment="SAVE_LOGS=no"
+EnvironmentFile={INSTALLED_ENV}
+ExecStartPre={PREVIOUS_RM}
+ExecStart={PREVIOUS_LICENSE} /usr/bin/docker run --rm --name previous-%i \\
+    --init --log-driver none --network host -e LICENSE -e SAVE_LOGS {IMAGE}
+ExecStop=/usr/bin/docker stop -t 10 previous-%i
+ExecStopPost={PREVIOUS_RM}
+SuccessExitStatus=143
+Restart=always
+RestartSec=100ms
+"""
+
 PLAIN_FAIL_UNIT = f"""[Unit]
 Description=hand-written crash-looping worker
 After=docker.service
@@ -80,29 +115,48 @@ DOCKER_FAIL = (
 
 # ---------------------------------------------------------------- inside the sandbox
 
+def clock(argv: list[str]) -> float:
+    """Wall seconds of one client process, started without a shell."""
+    began = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - began
+
+
 def floor(runs: int) -> dict:
-    """`docker run --rm` of the stand-in doing nothing: wall time, and time to `start`."""
+    """The physical floor, and each piece of a restart alone on this docker: `docker run
+    --rm` of the stand-in doing nothing (invocation -> `create` event is the client's own
+    start, `create` -> `start` is dockerd's), `docker create` then `docker start`, one
+    `docker rm -f` of no container, and the /bin/sh exec wrapper of the license."""
     events = Events()
-    wall, to_start = [], []
+    result: dict[str, list[float]] = collections.defaultdict(list)
+
+    def at(action: str, name: str) -> float:
+        return events.wait(lambda e: e.action == action and e.name == name, 10).time
+
     for _ in range(runs):
         began = time.time()
-        sh(f"docker run --rm --network host {IMAGE} true")
-        wall.append(time.time() - began)
-        started = events.wait(lambda e: e.action == "start", timeout=10)
-        to_start.append(started.time - began)
+        result["wall"].append(clock(["docker", "run", "--rm", "--init", "--network", "host",
+                                     "--name", "floor-run", IMAGE, "true"]))
+        created, started = at("create", "floor-run"), at("start", "floor-run")
+        result["to_create"].append(created - began)
+        result["create_to_start"].append(started - created)
+        result["to_start"].append(started - began)
+        result["create"].append(clock(["docker", "create", "--init", "--network", "host",
+                                       "--name", "floor-create", IMAGE, "true"]))
+        began = time.time()
+        clock(["docker", "start", "-a", "floor-create"])
+        result["start"].append(at("start", "floor-create") - began)
+        clock(["docker", "rm", "floor-create"])
+        result["rm"].append(clock(["docker", "rm", "-f", "no-such-container"]))
+        result["shell"].append(clock(["/bin/sh", "-c", 'exec "$0" "$@"', "/bin/true"])
+                               - clock(["/bin/true"]))
     events.close()
-    # One more docker client call, as each ExecStartPre/ExecStopPost `docker rm -f` is.
-    rm = []
-    for _ in range(runs):
-        began = time.time()
-        sh("docker rm -f no-such-container", check=False)
-        rm.append(time.time() - began)
-    return {"wall": wall, "to_start": to_start, "rm": rm}
+    return result
 
 
 def kills(method: str, total: int, bound: float, setups: dict[str, list[str]]) -> dict:
     """Kill each setup's containers in turn; seconds from the kill to the replacement's
-    `start` event (None: not within `bound`).
+    `start` event (None: not within `bound`), and the marks in between (see phases).
 
     method "docker": `docker kill NAME`, timed from docker's own `kill` event.
     method "crash": SIGKILL to the container's main process, as a crashing worker dies,
@@ -136,8 +190,10 @@ def kills(method: str, total: int, bound: float, setups: dict[str, list[str]]) -
 
         started = events.wait(replaced, bound)
         if killed_at and started:
-            results[setup].append({"total": started.time - killed_at, **phases(
-                killed_at, [e for e in seen if e.name == name])})
+            marks = {e.action: e.time for e in reversed(seen) if e.name == name}
+            marks |= unit_marks(name, killed_at)
+            results[setup].append({"total": started.time - killed_at,
+                                   **phases(killed_at, marks)})
         else:
             results[setup].append(None)
         time.sleep(0.3)  # let the replacement settle before the next kill
@@ -145,18 +201,38 @@ def kills(method: str, total: int, bound: float, setups: dict[str, list[str]]) -
     return results
 
 
-def phases(killed_at: float, events: list) -> dict[str, float]:
-    """Where a recovery's time went, from docker's events of the container's name:
-    kill -> die (exit noticed), die -> destroy (--rm removal), then -> create (the
-    supervisor's turn: client exit, systemd, RestartSec, ExecStartPre), create -> start."""
-    at = {e.action: e.time for e in reversed(events)}  # the first of each kind
-    marks = [("die", at.get("die")), ("destroy", at.get("destroy")),
-             ("create", at.get("create")), ("start", at.get("start"))]
+# Marks of a recovery in time order: docker's events and systemd's journal entries.
+MARKS = ("die", "destroy", "exited", "scheduled", "create", "start")
+JOURNAL_MARKS = {"Main process exited": "exited", "Scheduled restart job": "scheduled"}
+
+
+def unit_marks(container: str, after: float) -> dict[str, float]:
+    """When systemd saw the unit's main process (the docker client) exit and when it
+    scheduled the restart, from its journal entries about the unit; {} for a container
+    that is no unit's (b: plain-3 belongs to plain@3.service, dockerrs-3 to none)."""
+    base, _, instance = container.rpartition("-")
+    out = sh(f"journalctl -o json -u {base}@{instance}.service --since @{int(after)}",
+             check=False)
+    marks: dict[str, float] = {}
+    for line in out.splitlines():
+        entry = json.loads(line)
+        when, message = int(entry["__REALTIME_TIMESTAMP"]) / 1e6, entry.get("MESSAGE")
+        for text, mark in JOURNAL_MARKS.items():
+            if when >= after and isinstance(message, str) and text in message:
+                marks.setdefault(mark, when)
+    return marks
+
+
+def phases(killed_at: float, marks: dict[str, float]) -> dict[str, float]:
+    """Seconds from each mark present to the previous one (the kill first): kill -> die
+    (exit noticed), -> destroy (--rm removal), -> exited (the client saw it and left),
+    -> scheduled (ExecStopPost=, RestartSec=), -> create (ExecStartPre=, the shell, the
+    docker client's start), -> start (dockerd starts it)."""
     result, previous = {}, killed_at
-    for action, when in marks:
-        if when is not None:
-            result[action] = when - previous
-            previous = when
+    for mark in MARKS:
+        if mark in marks:
+            result[mark] = marks[mark] - previous
+            previous = marks[mark]
     return result
 
 
@@ -239,38 +315,35 @@ def measure(kill_count: int) -> dict:
     with sandbox_host() as host:
         log("sandbox up; floor")
         result = {"floor": inside(host, __file__, "floor", FLOOR_RUNS)}
-        log("setting up 3 x 15 containers")
-
+        log(f"setting up 4 x {PER_SETUP} containers")
         install(host, f"--worker scheduler --replicas scheduler={PER_SETUP}")
         host.run("systemctl start tracardi.target")
-        host.run(f"cat > /etc/systemd/system/plain@.service <<'EOF'\n{PLAIN_UNIT}EOF\n"
-                 "systemctl daemon-reload && systemctl start "
-                 + " ".join(f"plain@{i}" for i in range(1, PER_SETUP + 1)))
-        for i in range(1, PER_SETUP + 1):
+        names = range(1, PER_SETUP + 1)
+        for template, text in (("plain", PLAIN_UNIT), ("previous", PREVIOUS_UNIT)):
+            host.run(f"cat > /etc/systemd/system/{template}@.service <<'EOF'\n{text}EOF\n"
+                     "systemctl daemon-reload && systemctl start "
+                     + " ".join(f"{template}@{i}" for i in names))
+        for i in names:
             host.run(f"docker run -d --restart=always --init --network host "
                      f"--name dockerrs-{i} {IMAGE} >/dev/null")
-        names = range(1, PER_SETUP + 1)
-        setups = {
-            "a": ",".join(f"tracardi-scheduler-{i}" for i in names),
-            "b": ",".join(f"dockerrs-{i}" for i in names),
-            "c": ",".join(f"plain-{i}" for i in names),
-        }
+        setups = {key: ",".join(f"{prefix}-{i}" for i in names) for key, prefix in
+                  (("a", "tracardi-scheduler"), ("b", "dockerrs"), ("c", "plain"),
+                   ("d", "previous"))}
         host.wait_until("[ $(docker ps -q --filter status=running | wc -l) -ge "
-                        f"{3 * PER_SETUP} ]", timeout=120)
+                        f"{len(setups) * PER_SETUP} ]", timeout=120)
         time.sleep(3)
         log("kills")
         result["crash_kills"] = inside(host, __file__, "kills", "crash", kill_count, 30,
                                        *(f"{k}={v}" for k, v in setups.items()))
         log("docker kills")
         result["docker_kills"] = inside(host, __file__, "kills", "docker", kill_count, 30,
-                                        f"a={setups['a']}", f"c={setups['c']}")
+                                        *(f"{k}={v}" for k, v in setups.items() if k != "b"))
         # Docker does not restart a container stopped with `docker kill`: wait 10 s once.
         result["docker_kills"] |= inside(host, __file__, "kills", "docker", 1, 10,
                                          f"b={setups['b']}")
-        host.run("systemctl stop tracardi.target 'plain@*'; "
+        host.run("systemctl stop tracardi.target 'plain@*' 'previous@*'; "
                  "docker rm -f $(docker ps -aq) >/dev/null; "
-                 "/work/main/.venv/bin/tracardi-systemd uninstall --purge >/dev/null",
-                 check=False, timeout=300)
+                 f"{TOOL} uninstall --purge >/dev/null", check=False, timeout=300)
 
         log("crash loops")
         write_env(host, STANDIN_FAIL_SCHEDULER="1", STANDIN_FAIL_TRIGGER="1")
@@ -288,18 +361,33 @@ def totals(kills: list[dict | None]) -> list[float]:
     return [k["total"] for k in kills if k]
 
 
+LABELS = {
+    "a": "a. tracardi-systemd unit + agent",
+    "b": "b. `docker run -d --restart=always`",
+    "c": "c. hand-written unit, no agent",
+    "d": "d. this project's unit before issue 11, no agent",
+}
+FLOOR_PIECES = {
+    "to_start": "floor: `docker run --rm --init --network host IMAGE true`, invocation to "
+                "container started",
+    "wall": "the same, whole run incl. exit and removal",
+    "to_create": "`docker run`: invocation to `create` event (the client's own start)",
+    "create_to_start": "`docker run`: `create` to `start` event (dockerd: attach, start)",
+    "create": "`docker create` (whole client run)",
+    "start": "`docker start -a` of that container: invocation to `start` event",
+    "rm": "`docker rm -f` of no container (whole client run)",
+    "shell": "`/bin/sh -c 'exec \"$0\" \"$@\"'` in front of a program (the license wrapper)",
+}
+
+
 def report(result: dict) -> str:
-    floor_start = median(result["floor"]["to_start"])
-    labels = {
-        "a": "a. tracardi-systemd unit + agent",
-        "b": "b. `docker run -d --restart=always`",
-        "c": "c. hand-written unit, no agent",
-    }
+    floor = result["floor"]
+    floor_start = median(floor["to_start"])
     methods = {"crash_kills": "SIGKILL of its main process", "docker_kills": "`docker kill`"}
     docker_median = median(totals(result["crash_kills"]["b"]))
     rows = []
     for method, how in methods.items():
-        for key, label in labels.items():
+        for key, label in LABELS.items():
             values = totals(result[method][key])
             lost = len(result[method][key]) - len(values)
             count = f"{len(values)}" + (f" + {lost} never back" if lost else "")
@@ -310,40 +398,40 @@ def report(result: dict) -> str:
             rows.append([label, how, count, ms(mid), ms(p95(values)),
                          f"{mid / docker_median:.2f}", f"{(mid - floor_start) * 1000:+.0f} ms"])
     a_mid = median(totals(result["crash_kills"]["a"]))
+    d_mid = median(totals(result["crash_kills"]["d"]))
     ok_ratio = a_mid / docker_median <= 1.0
     ok_floor = a_mid - floor_start <= 0.5
     out = ["### Recovery after a single crash (kill to replacement container started)", "",
            table(["setup", "killed by", "kills", "median", "p95", "median / b's (crash)",
                   "median - floor"], rows), "",
-           f"Target, median ratio a/b <= 1.0 (crash): {a_mid / docker_median:.2f}, "
-           f"{verdict(ok_ratio)}. Target, within 0.5 s of the floor: "
-           f"{(a_mid - floor_start) * 1000:+.0f} ms, {verdict(ok_floor)}. Docker did not "
-           "restart a container stopped with `docker kill` (not within 10 s: moby treats a "
-           "SIGKILL sent through its API as a stop on purpose), so b is compared on a crash "
-           "of the process.", ""]
+           f"Target, median ratio a/b <= 1.0 (crash): {a_mid / docker_median:.2f} (before "
+           f"issue 11, d/b: {d_mid / docker_median:.2f}), {verdict(ok_ratio)}. Target, within "
+           f"0.5 s of the floor: {(a_mid - floor_start) * 1000:+.0f} ms, {verdict(ok_floor)}. "
+           "Docker did not restart a container stopped with `docker kill` (not within 10 s: "
+           "moby treats a SIGKILL sent through its API as a stop on purpose), so b is compared "
+           "on a crash of the process.", ""]
 
-    marks = ["die", "destroy", "create", "start"]
     phase_rows = []
-    for key, label in labels.items():
+    for key, label in LABELS.items():
         kills = [k for k in result["crash_kills"][key] if k]
         phase_rows.append([label, *(ms(median([k[m] for k in kills if m in k]))
-                                    if any(m in k for k in kills) else "-" for m in marks)])
-    out += ["Where the time goes (crash; median time from the previous docker event to each: "
-            "`die` = exit noticed, `destroy` = `--rm` removal done, `create` = the "
-            "supervisor's `docker run` begins, `start` = running; b restarts the same "
-            "container, so it has no destroy or create):", "",
-            table(["setup", "kill -> die", "-> destroy", "-> create", "-> start"],
+                                    if any(m in k for k in kills) else "-" for m in MARKS),
+                           ms(median(totals(kills)))])
+    out += ["### Where the time goes (crash)", "",
+            "Median time from the previous mark to each: docker's `die` (exit noticed) and "
+            "`destroy` (`--rm` removal done) events; systemd's journal entries \"Main process "
+            "exited\" (the docker client left) and \"Scheduled restart job\" (after "
+            "ExecStopPost= and RestartSec=); docker's `create` (after ExecStartPre=, the shell "
+            "and the docker client's start) and `start` events. b restarts the same container "
+            "inside dockerd (100 ms backoff first), so it has only `die` and `start`.", "",
+            table(["setup", "kill -> die", "-> destroy", "-> client exited",
+                   "-> restart scheduled", "-> create", "-> start", "total (median)"],
                   phase_rows), ""]
 
-    wall = result["floor"]["wall"]
-    out += ["### Physical floor: `docker run --rm --network host IMAGE true`", "",
-            table(["runs", "invocation to container started, median", "p95",
-                   "whole run incl. exit and removal, median", "p95"],
-                  [[len(wall), ms(floor_start), ms(p95(result["floor"]["to_start"])),
-                    ms(median(wall)), ms(p95(wall))]]), "",
-            f"One more docker client call (`docker rm -f` of no container, as in the units' "
-            f"ExecStartPre= and ExecStopPost=): median {ms(median(result['floor']['rm']))}.",
-            ""]
+    out += [f"### The pieces alone on this docker (median of {len(floor['wall'])})", "",
+            table(["piece", "median", "p95"],
+                  [[text, ms(median(floor[key])), ms(p95(floor[key]))]
+                   for key, text in FLOOR_PIECES.items()]), ""]
 
     crash = result["crash"]
     rec, starts = crash["recovery"], crash["starts"]

@@ -1,11 +1,24 @@
-"""The agent's memory reading before it read cgroups: the RSS of each container's process tree,
-kept here only as the baseline the benchmarks compare the cgroup reading with."""
+"""The agent's ways before issue 11, kept only as the baselines the benchmarks compare with:
+the docker client for the labelled containers (`docker ps` + `docker inspect`, two Go
+processes) and the RSS of each container's process tree for its memory."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterable
 
 import psutil
+
+
+def inspect_labelled(label: str) -> list[dict]:
+    """`docker inspect` of every container carrying `label`, found with `docker ps`."""
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    if not ids:
+        return []
+    return json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True,
+                                     text=True, check=True).stdout)
 
 
 def tree_memory(roots: Iterable[int]) -> dict[int, int]:

@@ -9,6 +9,7 @@ death, so an operator sees when the agent learnt of it.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -76,7 +77,7 @@ class Watcher:
                 self.sleep(stop, left)  # set() by the signal handler ends it
                 continue
             try:
-                event = stop.during(lambda s=self.stream, t=left: s.poll(t))
+                event = stop.during(functools.partial(self.stream.poll, left))
                 if event is not None:
                     burst = [event, *self.stream.within(SETTLE)]
                     for each in burst:

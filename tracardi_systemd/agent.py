@@ -124,7 +124,7 @@ class Agent:
     def __post_init__(self) -> None:
         self.reader = ContainerReader(self.engine)
         self.read_memory = ContainersMemory()
-        self.systemd_view: dict[str, UnitState] = {}  # from the last `systemctl show`
+        self.systemd_view: dict[str, UnitState] = {}  # as of the last reconcile
         self.systemd_view_stale = True
         self._published: dict = {}  # the view last written to the state file
         self.tracardi_version = ""

@@ -98,7 +98,6 @@ class Systemctl:
         output = self("show", "--property", ",".join(["Id", *properties]), "--", *units)
         return parse_show(output)
 
-
     def states(self, units: Sequence[str]) -> dict[str, tuple[str, str, str]]:
         """{unit: (load, active, sub)} of the units systemd has loaded, with one cheap call
         (`show` makes systemd gather every property of every unit it names)."""

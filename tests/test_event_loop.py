@@ -127,6 +127,21 @@ def test_a_death_wakes_the_agent_at_once_and_makes_it_ask_systemd(tmp_path):
     assert "<6>container tracardi-trigger died (exit status 137)" in stderr.getvalue()
 
 
+def test_a_death_is_in_the_journal_before_the_rest_of_its_burst_is_gathered(tmp_path):
+    clock = Clock()
+    seen_while_gathering = []
+
+    class SettlingStream(FakeStream):
+        def within(self, seconds: float):
+            seen_while_gathering.append(stderr.getvalue())  # 0.2 s of waiting, for real
+            yield from super().within(seconds)
+
+    stream = SettlingStream(clock, [die("tracardi-trigger")])
+    agent, _, _, watcher, stderr = rig(tmp_path, [stream], clock)
+    run_for(agent, watcher, clock, 5)
+    assert "container tracardi-trigger died" in seen_while_gathering[0]
+
+
 def test_a_health_verdict_wakes_the_agent_without_asking_systemd(tmp_path):
     clock = Clock()
     healthy = {"Action": "health_status: healthy",

@@ -10,6 +10,7 @@ death, so an operator sees when the agent learnt of it.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -79,10 +80,11 @@ class Watcher:
             try:
                 event = stop.during(functools.partial(self.stream.poll, left))
                 if event is not None:
-                    burst = [event, *self.stream.within(SETTLE)]
-                    for each in burst:
-                        self._report(each)
-                    return not all(_action(each).startswith("health_status") for each in burst)
+                    health_only = True
+                    for each in itertools.chain([event], self.stream.within(SETTLE)):
+                        self._report(each)  # as it comes: a death is in the journal at once
+                        health_only = health_only and _action(each).startswith("health_status")
+                    return not health_only
             except StreamClosed:
                 self.stream = None
                 return True  # dockerd went away or restarted: reconcile in full

@@ -21,7 +21,8 @@ E2E_DIR = Path(__file__).resolve().parent
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: needs root; boots a real systemd and dockerd")
     config.addinivalue_line("markers", "machine_release_only: inspects what only a build on "
-                            "the machine's release makes (the rpm); left out of other tiers")
+                            "the machine's release makes (the rpm), or boots the machine's own "
+                            "root whatever the tier; left out of other tiers")
     config.addinivalue_line(
         "markers", "unhealed_hang: the update worker's hang after a Redis outage, not healed"
     )

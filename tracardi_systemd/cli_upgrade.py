@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
 from tracardi_systemd.engine import Engine
-from tracardi_systemd.host import Docker, Systemctl, systemd_is_running
+from tracardi_systemd.host import Docker, Systemctl
 from tracardi_systemd.installer import Installer, InstallError
 from tracardi_systemd.journal import Journal
 from tracardi_systemd.manifest import ManifestError, load_manifest
@@ -61,8 +60,6 @@ def upgrade(image_tag: str | None, rollback: bool, window: float, start_timeout:
     """
     if bool(image_tag) == rollback:
         raise click.UsageError("give either --image-tag TAG or --rollback")
-    if not dry_run:
-        _require_live_host()
     try:
         manifest = load_manifest(Path("/"))
         if manifest is not None:
@@ -70,6 +67,8 @@ def upgrade(image_tag: str | None, rollback: bool, window: float, start_timeout:
         docker = str(manifest.options.get("docker", DEFAULT_DOCKER)) if manifest else \
             DEFAULT_DOCKER
         installer = Installer(None, Systemctl(), Docker(docker))
+        if not dry_run:
+            installer.require_live_host("upgrade", "see the plan with --dry-run")
         say = (lambda line: None) if dry_run else (lambda line: click.echo(line, err=True))
         run = Upgrade(installer, Journal(), say, Engine())
         tag = rollback_tag(run.manifest) if rollback else str(image_tag)
@@ -84,11 +83,3 @@ def upgrade(image_tag: str | None, rollback: bool, window: float, start_timeout:
     elif outcome.exit_status == 0:
         click.echo(outcome.lines[-1])
     sys.exit(outcome.exit_status)
-
-
-def _require_live_host() -> None:
-    if os.geteuid() != 0:
-        fail("upgrade restarts the workers and needs root: run it with sudo "
-             "(or see the plan with --dry-run)")
-    if not systemd_is_running():
-        fail("systemd is not running on this host (no /run/systemd/system)")

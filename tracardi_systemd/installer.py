@@ -125,14 +125,17 @@ class Installer:
     def on_disk(self, path: Path) -> Path:
         return self.root / path.relative_to("/")
 
-    def require_live_host(self) -> None:
+    def require_live_host(self, command: str = "install",
+                          otherwise: str = "use --root DIR to prepare an offline root") -> None:
+        """Root, a running systemd and the container engine's client; `otherwise` says
+        what `command` can do without them."""
         if os.geteuid() != 0:
-            raise InstallError("install changes the system and needs root: run it with sudo "
-                               "(or use --root DIR to prepare an offline root)")
+            raise InstallError(f"{command} changes the system and needs root: run it with "
+                               f"sudo (or {otherwise})")
         if not systemd_is_running():
             raise InstallError(
-                "systemd is not running on this host (no /run/systemd/system): install needs "
-                "a running systemd, or use --root DIR to prepare an offline root")
+                f"systemd is not running on this host (no /run/systemd/system): {command} "
+                f"needs a running systemd, or {otherwise}")
         if self.docker.program.endswith("podman"):
             require_quadlet(self.docker)
         elif not Path(self.docker.program).exists():

@@ -103,7 +103,7 @@ def idle(periods: int) -> dict:
 def deaths(kills: int) -> dict:
     """Seconds from SIGKILL of a container's main process to docker's die event and to the
     agent's CONTAINER_DIED journal entry; one death at a time, each in another unit."""
-    from tracardi_systemd.engine import Engine
+    from tracardi_systemd.host.engine import Engine
 
     engine = Engine()
     names = sorted(c["Names"][0].lstrip("/") for c in engine.containers(LABEL, all=False))
@@ -145,8 +145,10 @@ class HostCalls:
     dependencies.reachable (TCP connects) and cgroup._read (cgroup and /proc files)."""
 
     def __init__(self) -> None:
-        from tracardi_systemd import cgroup, dependencies, host
-        from tracardi_systemd.engine import Engine
+        from tracardi_systemd.host import cgroup
+        from tracardi_systemd.host import commands as host
+        from tracardi_systemd.host.engine import Engine
+        from tracardi_systemd.spec import addresses as dependencies
 
         self.counts: collections.Counter[str] = collections.Counter()
         self._wrap(Engine, "_call", lambda engine, method, path, *_, **__:
@@ -182,14 +184,14 @@ def timed(step, dockerd: int) -> dict:
 def cycles(ticks: int, reconciles: int) -> dict:
     from baseline import inspect_labelled, tree_memory
 
-    from tracardi_systemd.agent import Agent, InputFiles
-    from tracardi_systemd.dependencies import probe
-    from tracardi_systemd.engine import Engine
-    from tracardi_systemd.host import Systemctl
-    from tracardi_systemd.journal import Journal
-    from tracardi_systemd.manifest import manifest_path
-    from tracardi_systemd.observe import UNIT_PROPERTIES
-    from tracardi_systemd.policy import Config
+    from tracardi_systemd.agent.loop import Agent, InputFiles
+    from tracardi_systemd.agent.policy import Config
+    from tracardi_systemd.host.commands import Systemctl
+    from tracardi_systemd.host.engine import Engine
+    from tracardi_systemd.host.journal import Journal
+    from tracardi_systemd.install.manifest import manifest_path
+    from tracardi_systemd.observe.read import UNIT_PROPERTIES
+    from tracardi_systemd.spec.addresses import probe
 
     calls = HostCalls()
     watchdog = Agent(InputFiles(manifest_path(Path("/")), Path(INSTALLED_ENV)), Systemctl(),

@@ -50,12 +50,12 @@ def timed(cmd: str, runs: int = RUNS, env: dict | None = None) -> list[float]:
 
 
 def import_times() -> dict[str, float]:
-    """Cumulative import time (s) of `tracardi_systemd.cli` and of each module it imports
+    """Cumulative import time (s) of `tracardi_systemd.cli.main` and of each module it imports
     directly, best of 3 runs of `python -X importtime`."""
     best: dict[str, float] = {}
     for _ in range(3):
         err = subprocess.run([VENV_PYTHON, "-X", "importtime", "-c",
-                              "import tracardi_systemd.cli"],
+                              "import tracardi_systemd.cli.main"],
                              capture_output=True, text=True, check=True).stderr
         children: dict[str, float] = {}
         for line in err.splitlines():
@@ -66,13 +66,13 @@ def import_times() -> dict[str, float]:
             if level == 1:
                 children[name] = seconds
             elif level == 0:
-                if name == "tracardi_systemd.cli":
+                if name == "tracardi_systemd.cli.main":
                     children[name] = seconds
                     for child, value in children.items():
                         best[child] = min(best.get(child, value), value)
                 children = {}
     return {name: value for name, value in best.items()
-            if value >= MIN_IMPORT or name == "tracardi_systemd.cli"}
+            if value >= MIN_IMPORT or name == "tracardi_systemd.cli.main"}
 
 
 def cli() -> dict:
@@ -141,7 +141,7 @@ def report(result: dict) -> str:
         "median of 5)", "",
         table(["units", "render", "install --root DIR, no-op systemctl (2nd+ run)", "target"],
               growth_rows), "",
-        "### What `import tracardi_systemd.cli` costs, and its direct imports over "
+        "### What `import tracardi_systemd.cli.main` costs, and its direct imports over "
         f"{MIN_IMPORT * 1000:.0f} ms (cumulative, best of 3, `python -X importtime`)", "",
         table(["module (with what it imports)", "import time"], import_rows), "",
         "Every command pays these before doing anything, `--help` included.",

@@ -55,8 +55,8 @@ LABEL = "bench.engine=1"
 def calls(runs: int) -> dict:
     from baseline import inspect_labelled, tree_memory
 
-    from tracardi_systemd.cgroup import containers_memory
-    from tracardi_systemd.engine import Engine
+    from tracardi_systemd.host.cgroup import containers_memory
+    from tracardi_systemd.host.engine import Engine
 
     engine = Engine()
     dockerd = main_pid("docker.service")
@@ -84,7 +84,7 @@ def calls(runs: int) -> dict:
 
 
 def kill_latency(kills: int) -> dict:
-    from tracardi_systemd.engine import Engine
+    from tracardi_systemd.host.engine import Engine
 
     engine = Engine()
     result: dict[str, dict[str, list[float]]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tracardi_systemd.engine import EngineError
+from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT, LABEL_WORKER
 
 

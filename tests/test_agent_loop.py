@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 from fakes import FakeClock, FakeEngine, FakeSystemctl, inspected, unit_props
 
-from tracardi_systemd import agent as agent_module
-from tracardi_systemd.agent import Agent, InputFiles, describe_cycle, needs_of, worker_of
-from tracardi_systemd.catalog import workers_for
-from tracardi_systemd.dependencies import Dependency
-from tracardi_systemd.host import CommandError
-from tracardi_systemd.journal import Journal
-from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.agent import loop as agent_module
+from tracardi_systemd.agent.loop import Agent, InputFiles, needs_of, worker_of
+from tracardi_systemd.agent.policy import Config, EventKind, History, State
+from tracardi_systemd.cli.table import describe_cycle
+from tracardi_systemd.host.commands import CommandError
+from tracardi_systemd.host.journal import Journal
+from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, LABEL_MANAGED, TARGET
-from tracardi_systemd.policy import Config, EventKind, History, State
+from tracardi_systemd.spec.addresses import Dependency
+from tracardi_systemd.spec.catalog import workers_for
 
 FIVE = [f"tracardi-{w.name}.service" for w in workers_for("0.8.1")]
 REDIS = "redis 127.0.0.1:6379"  # as the agent names it: where the workers connect

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tracardi_systemd.catalog import (
+from tracardi_systemd.spec.catalog import (
     CATALOG,
     DEFAULT_VERSION,
     CatalogError,

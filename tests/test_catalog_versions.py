@@ -4,7 +4,7 @@ in several roles, MySQL and Pulsar, a run-once init), with their scheduled jobs.
 import pytest
 
 from tracardi_systemd import names
-from tracardi_systemd.catalog import (
+from tracardi_systemd.spec.catalog import (
     CATALOG,
     INIT,
     MYSQL,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tracardi_systemd import cgroup
-from tracardi_systemd.cgroup import (
+from tracardi_systemd.host import cgroup
+from tracardi_systemd.host.cgroup import (
     V1,
     V2,
     CgroupUnavailable,

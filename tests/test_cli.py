@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 from samples import CLEAN_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
-from tracardi_systemd.catalog import workers_for
-from tracardi_systemd.cli import main
+from tracardi_systemd.cli.main import main
+from tracardi_systemd.spec.catalog import workers_for
 
 BROKEN_ENV = "# settings\nREDIS_HOST=10.0.0.7\nexport LOGGING_LEVEL=INFO\n"
 

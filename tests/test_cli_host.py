@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from samples import CLEAN_ENV
 
-from tracardi_systemd import cli as cli_module
-from tracardi_systemd import installer as installer_module
-from tracardi_systemd.cli import main
-from tracardi_systemd.host import Systemctl
+from tracardi_systemd.cli import main as cli_module
+from tracardi_systemd.cli.main import main
+from tracardi_systemd.host.commands import Systemctl
+from tracardi_systemd.install import transaction as installer_module
 
 TOKEN = "dckr_pat_SECRET-TOKEN-3a7f"
 
@@ -108,8 +108,8 @@ def test_status_without_an_installation_says_what_to_run(monkeypatch, tmp_path):
 
 
 def test_status_and_upgrade_refuse_a_podman_install_instead_of_asking_docker(monkeypatch):
-    from tracardi_systemd import cli_upgrade
-    from tracardi_systemd.manifest import Manifest
+    from tracardi_systemd.cli import upgrade as cli_upgrade
+    from tracardi_systemd.install.manifest import Manifest
 
     podman = Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
                       tracardi_version="0.8.1", units=[], options={"runtime": "podman"})

@@ -22,8 +22,8 @@ from engine_fake import (
     split_response,
 )
 
-from tracardi_systemd import engine as engine_module
-from tracardi_systemd.engine import EVENT_ACTIONS, Engine, EngineError, StreamClosed
+from tracardi_systemd.host import engine as engine_module
+from tracardi_systemd.host.engine import EVENT_ACTIONS, Engine, EngineError, StreamClosed
 
 LABEL = "tracardi.managed=true"
 EVENTS = events_in(recorded("events.http"))

@@ -3,8 +3,8 @@ python-dotenv is reported with its file and line number, never silently accepted
 
 import pytest
 
-from tracardi_systemd.envfile import load_env_file
-from tracardi_systemd.problems import Severity
+from tracardi_systemd.spec.envfile import load_env_file
+from tracardi_systemd.spec.problems import Severity
 
 # Line 1 is a comment and line 2 a good setting, so the line numbers below are line 3.
 HEAD = b"# settings\nREDIS_HOST=10.0.0.7\n"

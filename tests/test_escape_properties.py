@@ -3,7 +3,7 @@
 This module holds its own reader of systemd's unit-file syntax, written from systemd's
 sources (src/shared/conf-parser.c, src/basic/extract-word.c, src/basic/escape.c,
 src/core/load-fragment.c, specifier and environment expansion) and independent of
-`tracardi_systemd.escape`:
+`tracardi_systemd.render.escape`:
 
 - a line whose first non-blank character is '#' or ';' is a comment, also inside a
   continuation; a line ending in an odd number of backslashes continues on the next line
@@ -32,10 +32,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tracardi_systemd import escape
-from tracardi_systemd.catalog import select_workers
-from tracardi_systemd.escape import UnsafeValue
-from tracardi_systemd.render import RenderSettings, render
+from tracardi_systemd.render import escape
+from tracardi_systemd.render.escape import UnsafeValue
+from tracardi_systemd.render.units import RenderSettings, render
+from tracardi_systemd.spec.catalog import select_workers
 
 WHITESPACE = " \t\n\r"
 COMMENTS = "#;"

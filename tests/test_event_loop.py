@@ -11,14 +11,14 @@ import time
 
 from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 
-from tracardi_systemd.agent import Agent, InputFiles, stop_on_signals
-from tracardi_systemd.engine import EngineError, StreamClosed
-from tracardi_systemd.events import EventKind
-from tracardi_systemd.journal import Journal
-from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.loop import Agent, InputFiles, stop_on_signals
+from tracardi_systemd.agent.policy import Config
+from tracardi_systemd.agent.watch import Stop, Watcher
+from tracardi_systemd.host.engine import EngineError, StreamClosed
+from tracardi_systemd.host.journal import Journal
+from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, TARGET
-from tracardi_systemd.policy import Config
-from tracardi_systemd.watch import Stop, Watcher
 
 UNITS = ["tracardi-scheduler.service", "tracardi-trigger.service"]
 

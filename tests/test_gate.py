@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tracardi_systemd.catalog import CELERY_PING
-from tracardi_systemd.gate import Gate, GateTimes, Target, seconds
-from tracardi_systemd.observed import ContainerState, UnitState
+from tracardi_systemd.observe.model import ContainerState, UnitState
+from tracardi_systemd.spec.catalog import CELERY_PING
+from tracardi_systemd.upgrade.gate import Gate, GateTimes, Target, seconds
 
 UNIT = "tracardi-update.service"
 NEW = "tracardi/update-worker:0.8.2"

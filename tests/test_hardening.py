@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tracardi_systemd.catalog import workers_for
-from tracardi_systemd.render import RenderSettings, render
+from tracardi_systemd.render.units import RenderSettings, render
+from tracardi_systemd.spec.catalog import workers_for
 
 # The exposure the units must not exceed; docs/design.md has the measurements.
 AGENT_MAX = 2.0

@@ -17,21 +17,21 @@ from click.testing import CliRunner
 from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 from samples import CLEAN_ENV, SECRET_LICENSE
 
-from tracardi_systemd.agent import Agent, InputFiles
-from tracardi_systemd.cli import main
-from tracardi_systemd.engine import EngineError
-from tracardi_systemd.envfile import MAX_FILE_BYTES, load_env_file
-from tracardi_systemd.events import EventKind
-from tracardi_systemd.host import Systemctl
-from tracardi_systemd.installer import install_lock
-from tracardi_systemd.journal import Journal
-from tracardi_systemd.manifest import Manifest, ManifestError, digest, load_manifest
+from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.loop import Agent, InputFiles
+from tracardi_systemd.agent.policy import Config, History, Observation, State, WorkerView, decide
+from tracardi_systemd.cli.main import main
+from tracardi_systemd.host.commands import Systemctl
+from tracardi_systemd.host.engine import EngineError
+from tracardi_systemd.host.journal import Journal
+from tracardi_systemd.install.manifest import Manifest, ManifestError, digest, load_manifest
+from tracardi_systemd.install.transaction import install_lock
+from tracardi_systemd.install.trust import agent_program_problem, untrusted
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, TARGET
-from tracardi_systemd.observed import ContainerState, UnitState
-from tracardi_systemd.policy import Config, History, Observation, State, WorkerView, decide
-from tracardi_systemd.problems import has_errors
-from tracardi_systemd.status import collect
-from tracardi_systemd.trust import agent_program_problem, untrusted
+from tracardi_systemd.observe.model import ContainerState, UnitState
+from tracardi_systemd.observe.status import collect
+from tracardi_systemd.spec.envfile import MAX_FILE_BYTES, load_env_file
+from tracardi_systemd.spec.problems import has_errors
 
 SCHEDULER = "tracardi-scheduler.service"
 UPDATE_31 = "tracardi-update@31.service"
@@ -227,7 +227,7 @@ def test_a_script_whose_interpreter_another_user_owns_is_refused(tmp_path):
     os.chown(python, 1000, 1000)
     program = tmp_path / "tracardi-systemd"
     program.write_text(f"#!{python}\n")
-    problem = agent_program_problem(program, tmp_path)
+    problem = agent_program_problem(program)
     assert problem == f"{python} is owned by uid 1000, not root"
 
 
@@ -254,7 +254,7 @@ def test_names_that_steer_how_programs_run_are_refused(write_env, name):
 
 def test_what_is_installed_is_the_bytes_that_were_checked(write_env, tmp_path, monkeypatch):
     """The source is read once: a file swapped after the check cannot be installed."""
-    import tracardi_systemd.install as install_module
+    import tracardi_systemd.install.plan as install_module
 
     root = tmp_path / "root"
     env = write_env(CLEAN_ENV)
@@ -264,7 +264,7 @@ def test_what_is_installed_is_the_bytes_that_were_checked(write_env, tmp_path, m
         env.write_text(CLEAN_ENV + "LD_PRELOAD=/tmp/evil.so\n")
         real_apply(plan, unit_dir, quadlet_dir)
 
-    monkeypatch.setattr("tracardi_systemd.installer.apply_files", swap_then_apply)
+    monkeypatch.setattr("tracardi_systemd.install.transaction.apply_files", swap_then_apply)
     assert invoke("install", "--root", str(root), "--env-file", str(env)).exit_code == 0
     assert (root / "etc/tracardi/.env-docker").read_text() == CLEAN_ENV
 
@@ -575,7 +575,7 @@ def test_files_of_an_install_killed_before_its_manifest_are_still_its_own(instal
     def killed(*args, **kwargs):
         raise Killed
 
-    monkeypatch.setattr("tracardi_systemd.installer.manifest_for", killed)
+    monkeypatch.setattr("tracardi_systemd.install.transaction.manifest_for", killed)
     with pytest.raises(Killed):
         invoke("install", "--root", str(root), "--env-file", str(env), "--stop-timeout", "7")
     monkeypatch.undo()

@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 from samples import CLEAN_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
-from tracardi_systemd.cli import main
-from tracardi_systemd.install import (
+from tracardi_systemd.cli.main import main
+from tracardi_systemd.install.manifest import Manifest, digest, load_manifest, manifest_path
+from tracardi_systemd.install.plan import (
     Action,
     InstallRefused,
     InstallRequest,
@@ -26,7 +27,6 @@ from tracardi_systemd.install import (
     plan_units,
     units_no_longer_wanted,
 )
-from tracardi_systemd.manifest import Manifest, digest, load_manifest, manifest_path
 
 UNIT_A = "tracardi-scheduler.service"
 UNIT_B = "tracardi-update.service"

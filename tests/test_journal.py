@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tracardi_systemd.events import Priority
-from tracardi_systemd.journal import IDENTIFIER, Journal, encode
+from tracardi_systemd.host.journal import IDENTIFIER, Journal, Priority, encode
 
 ERROR, WARNING = Priority.ERROR, Priority.WARNING
 

@@ -9,9 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from tracardi_systemd.events import EventKind, Priority
-from tracardi_systemd.observed import ContainerState, UnitState
-from tracardi_systemd.policy import (
+from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.policy import (
     ActionKind,
     Config,
     Decision,
@@ -23,6 +22,8 @@ from tracardi_systemd.policy import (
     decide,
     summary,
 )
+from tracardi_systemd.host.journal import Priority
+from tracardi_systemd.observe.model import ContainerState, UnitState
 
 SCHEDULER = "tracardi-scheduler.service"
 TRIGGER = "tracardi-trigger.service"
@@ -632,7 +633,7 @@ def test_summary_says_since_when_a_dependency_is_down():
 
 
 def test_a_unit_seen_failed_once_keeps_the_agent_looking_at_systemd_every_tick():
-    from tracardi_systemd.policy import settled
+    from tracardi_systemd.agent.policy import settled
 
     sim = Sim()
     running = healthy(SCHEDULER)
@@ -644,7 +645,7 @@ def test_a_unit_seen_failed_once_keeps_the_agent_looking_at_systemd_every_tick()
 
 
 def test_a_unit_between_two_states_keeps_the_agent_looking_even_if_it_ran_before():
-    from tracardi_systemd.policy import settled
+    from tracardi_systemd.agent.policy import settled
 
     sim = Sim()
     sim.step(0.0, healthy(SCHEDULER))

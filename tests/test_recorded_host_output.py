@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tracardi_systemd.host import Systemctl
-from tracardi_systemd.observe import ContainerReader, read_units
+from tracardi_systemd.host.commands import Systemctl
+from tracardi_systemd.observe.read import ContainerReader, read_units
 
 RECORDED = Path(__file__).parent / "recorded"
 

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 from samples import SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
-from tracardi_systemd.catalog import select_workers, workers_for
-from tracardi_systemd.envfile import load_env_file
-from tracardi_systemd.escape import UnsafeValue
-from tracardi_systemd.problems import has_errors
-from tracardi_systemd.render import (
+from tracardi_systemd.render.escape import UnsafeValue
+from tracardi_systemd.render.units import (
     CLEANUP_SCRIPT,
     RenderSettings,
     WorkerUnit,
     render,
     worker_units,
 )
-from tracardi_systemd.validate import validate
+from tracardi_systemd.spec.catalog import select_workers, workers_for
+from tracardi_systemd.spec.envfile import load_env_file
+from tracardi_systemd.spec.problems import has_errors
+from tracardi_systemd.spec.validate import validate
 
 GOLDEN = Path(__file__).parent / "golden" / "0.8.1"
 WORKERS = workers_for("0.8.1")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tracardi_systemd import names
-from tracardi_systemd.catalog import CATALOG, entries_for, select_workers
-from tracardi_systemd.escape import UnsafeValue
-from tracardi_systemd.render import RenderSettings, render, worker_units
+from tracardi_systemd.render.escape import UnsafeValue
+from tracardi_systemd.render.units import RenderSettings, render, worker_units
+from tracardi_systemd.spec.catalog import CATALOG, entries_for, select_workers
 
 GOLDEN = Path(__file__).parent / "golden"
 KEYS_12 = ("ELASTIC_HOST", "REDIS_HOST", "REDIS_PORT", "MYSQL_HOST", "MYSQL_PASSWORD",

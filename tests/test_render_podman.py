@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tracardi_systemd.catalog import select_workers
-from tracardi_systemd.escape import UnsafeValue
-from tracardi_systemd.render import RenderSettings, render
+from tracardi_systemd.render.escape import UnsafeValue
+from tracardi_systemd.render.units import RenderSettings, render
+from tracardi_systemd.spec.catalog import select_workers
 
 GOLDEN = Path(__file__).parent / "golden" / "podman"
 CHECK = Path(__file__).parent / "quadlet" / "check.sh"
@@ -121,8 +121,8 @@ def test_install_writes_container_files_to_their_own_folder_and_uninstall_remove
     from click.testing import CliRunner
     from samples import CLEAN_ENV
 
-    from tracardi_systemd.cli import main
-    from tracardi_systemd.manifest import load_manifest
+    from tracardi_systemd.cli.main import main
+    from tracardi_systemd.install.manifest import load_manifest
 
     def invoke(*args: str):
         return CliRunner().invoke(main, list(args), catch_exceptions=False)
@@ -151,7 +151,7 @@ def test_install_writes_container_files_to_their_own_folder_and_uninstall_remove
 
 
 def test_a_manifest_with_container_files_needs_their_folder():
-    from tracardi_systemd.manifest import Manifest
+    from tracardi_systemd.install.manifest import Manifest
 
     with pytest.raises(ValueError, match="quadlet_dir"):
         Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 from samples import CLEAN_ENV
 
-from tracardi_systemd.catalog import select_workers
-from tracardi_systemd.cli import main
-from tracardi_systemd.envfile import load_env_file
-from tracardi_systemd.manifest import load_manifest
+from tracardi_systemd.cli.main import main
+from tracardi_systemd.install.manifest import load_manifest
 from tracardi_systemd.names import AGENT_UNIT
-from tracardi_systemd.validate import validate
+from tracardi_systemd.spec.catalog import select_workers
+from tracardi_systemd.spec.envfile import load_env_file
+from tracardi_systemd.spec.validate import validate
 
 DOCS_LINES = [
     "REDIS_HOST=redis://<redis-ip>:6379",

@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 
-from tracardi_systemd.catalog import workers_for
-from tracardi_systemd.manifest import Manifest
+from tracardi_systemd.cli.table import format_table
+from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import AGENT_UNIT, TARGET
-from tracardi_systemd.status import Status, WorkerRow, collect, format_table
+from tracardi_systemd.observe.status import Status, WorkerRow, collect
+from tracardi_systemd.spec.catalog import workers_for
 
 FIVE = [f"tracardi-{w.name}.service" for w in workers_for("0.8.1")]
 SCHEDULER = "tracardi-scheduler.service"

@@ -7,8 +7,8 @@ import json
 from fakes import unit_props
 from test_status import Host
 
+from tracardi_systemd.cli.table import format_table
 from tracardi_systemd.names import AGENT_UNIT, INIT_UNIT
-from tracardi_systemd.status import format_table
 
 ROLE = "tracardi-background-function.service"
 TIMER = "tracardi-metrics-job.timer"

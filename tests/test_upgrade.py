@@ -12,12 +12,12 @@ from click.testing import CliRunner
 from fakes import FakeClock, inspected, listed, unit_props
 from samples import CLEAN_ENV
 
-from tracardi_systemd.cli import main
-from tracardi_systemd.engine import EngineError
-from tracardi_systemd.host import CommandError
-from tracardi_systemd.installer import Installer
-from tracardi_systemd.manifest import load_manifest
-from tracardi_systemd.upgrade import (
+from tracardi_systemd.cli.main import main
+from tracardi_systemd.host.commands import CommandError
+from tracardi_systemd.host.engine import EngineError
+from tracardi_systemd.install.manifest import load_manifest
+from tracardi_systemd.install.transaction import Installer
+from tracardi_systemd.upgrade.run import (
     Upgrade,
     UpgradeError,
     UpgradeEvent,

@@ -5,10 +5,10 @@ import shutil
 import pytest
 from samples import CLEAN_ENV, EXAMPLE_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
-from tracardi_systemd.catalog import select_workers, workers_for
-from tracardi_systemd.envfile import load_env_file
-from tracardi_systemd.problems import Severity, has_errors
-from tracardi_systemd.validate import validate
+from tracardi_systemd.spec.catalog import select_workers, workers_for
+from tracardi_systemd.spec.envfile import load_env_file
+from tracardi_systemd.spec.problems import Severity, has_errors
+from tracardi_systemd.spec.validate import validate
 
 ALL = workers_for("0.8.1")
 CORE_OK = "ELASTIC_HOST=http://10.0.0.5:9200\nLOGGING_LEVEL=INFO\nAPI_LICENSE=abc\n"

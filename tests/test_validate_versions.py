@@ -5,10 +5,10 @@ import shutil
 import pytest
 from samples import EXAMPLE_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
-from tracardi_systemd.catalog import select_workers
-from tracardi_systemd.envfile import load_env_file
-from tracardi_systemd.problems import Severity
-from tracardi_systemd.validate import validate
+from tracardi_systemd.spec.catalog import select_workers
+from tracardi_systemd.spec.envfile import load_env_file
+from tracardi_systemd.spec.problems import Severity
+from tracardi_systemd.spec.validate import validate
 
 ENV_12 = f"""\
 ELASTIC_HOST=http://10.0.0.5:9200

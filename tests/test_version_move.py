@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from samples import CLEAN_ENV
 from test_validate_versions import ENV_12
 
-from tracardi_systemd.cli import main
-from tracardi_systemd.host import Systemctl
-from tracardi_systemd.install import InstallRequest
-from tracardi_systemd.installer import Installer
-from tracardi_systemd.manifest import load_manifest
-from tracardi_systemd.prepare import prepare
+from tracardi_systemd.cli.main import main
+from tracardi_systemd.host.commands import Systemctl
+from tracardi_systemd.install.manifest import load_manifest
+from tracardi_systemd.install.plan import InstallRequest
+from tracardi_systemd.install.transaction import Installer
+from tracardi_systemd.render.prepare import prepare
 
 UNITS = "etc/systemd/system"
 ONLY_081 = ["tracardi-segmentation.service", "tracardi-scheduler.service",

@@ -1,3 +1,3 @@
-from tracardi_systemd.cli import main
+from tracardi_systemd.cli.main import main
 
 main()

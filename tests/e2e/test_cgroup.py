@@ -12,7 +12,7 @@ IMAGE = "tracardi/com-tracardi-scheduler-worker:0.8.1"
 PYTHON = selected().python
 READ = """
 import json, sys
-from tracardi_systemd.cgroup import cgroup_version, containers_memory, memory_cgroup
+from tracardi_systemd.host.cgroup import cgroup_version, containers_memory, memory_cgroup
 pids = [int(p) for p in sys.argv[1:]]
 version = cgroup_version()
 print(json.dumps({"version": version, "memory": containers_memory(pids),

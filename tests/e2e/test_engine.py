@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tracardi_systemd.engine import Engine, EngineError, EventStream, StreamClosed
+from tracardi_systemd.host.engine import Engine, EngineError, EventStream, StreamClosed
 
 from .sandbox import DOCKER, INSIDE_ENV, Sandbox
 

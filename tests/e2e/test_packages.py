@@ -227,7 +227,9 @@ def test_rpm_contents_dependencies_and_scripts(builds, rpm_tool):
     files = rpm_query(rpm_tool, "-qpl", package).split()
     for path in (f"/usr/bin/{PACKAGE}", f"/usr/lib/systemd/system/{AGENT}",
                  f"{PREFIX}/bin/python", f"{PREFIX}/bin/{PACKAGE}", f"{PREFIX}/pyvenv.cfg",
-                 f"{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/cli.py"):
+                 f"{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/cli/main.py",
+                 f"{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/render/templates/"
+                 "worker.service.j2"):
         assert path in files
     assert not [f for f in files if f.startswith("/etc")]
     assert not [f for f in files if not f.startswith((PREFIX, "/usr/"))]
@@ -264,12 +266,12 @@ def test_rpm_installs_into_a_scratch_root_and_its_cli_runs_there(builds, rpm_too
     # The venv's interpreter (a link to the host's python3.11) runs the CLI from the root.
     python = root / PREFIX.lstrip("/") / "bin" / "python"
     run = subprocess.run(
-        [str(python), "-I", "-c", "import sys, tracardi_systemd.cli as c; sys.argv[0] = "
+        [str(python), "-I", "-c", "import sys, tracardi_systemd.cli.main as c; sys.argv[0] = "
          f"'{PACKAGE}'; print(c.__file__); c.main()", "--version"],
         capture_output=True, text=True, check=True, cwd=root,
     )
     assert run.stdout.splitlines() == [
-        f"{root}{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/cli.py",
+        f"{root}{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/cli/main.py",
         f"{PACKAGE}, version {builds.v1.version}",
     ]
     help_text = subprocess.run([str(python), "-I", str(root / PREFIX.lstrip("/") / "bin" / PACKAGE),

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tracardi_systemd.upgrade import UpgradeEvent
+from tracardi_systemd.upgrade.run import UpgradeEvent
 
 from .operator import WORKER_UNITS, container, install, start_all, tool, uninstall_everything
 from .operator import write_env as write_env_file

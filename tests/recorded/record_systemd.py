@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from tests.e2e.sandbox import Sandbox  # noqa: E402
-from tracardi_systemd.observe import UNIT_PROPERTIES  # noqa: E402
+from tracardi_systemd.observe.read import UNIT_PROPERTIES  # noqa: E402
 
 UNITS = ["rec-running.service", "rec-failed.service", "rec-stopped.service",
          "rec-missing.service", "docker.service"]

@@ -1,0 +1,333 @@
+"""The watchdog agent's loop: observe, decide (policy.decide), act, report, notify.
+
+Everything it decides comes from `policy`; this module only gathers the observation with a
+fixed number of host calls, carries out the actions, writes the journal entries, publishes
+its view for `status`, and talks sd_notify with systemd. It reads the manifest and the env
+file again whenever either changes, so a later `install` never leaves it on stale data.
+
+A supervisor must outlive its side channels: a state file it cannot write, a journal that
+is gone, a docker.service that an operator stopped. None of them ends a cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import sdnotify  # type: ignore[import-untyped]
+
+from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.policy import (
+    OWNING_STATES,
+    Action,
+    ActionKind,
+    Config,
+    Decision,
+    History,
+    Observation,
+    WorkerView,
+    decide,
+    settled,
+    summary,
+)
+from tracardi_systemd.agent.watch import Stop, Watcher
+from tracardi_systemd.host.cgroup import ContainersMemory
+from tracardi_systemd.host.commands import CommandError, ContainerSource, SystemctlClient
+from tracardi_systemd.host.engine import EngineError
+from tracardi_systemd.host.journal import Journal, Priority
+from tracardi_systemd.install.files import write_atomic
+from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest_file
+from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_worker_unit
+from tracardi_systemd.names import worker_of_unit as unit_worker_name
+from tracardi_systemd.observe.model import UnitState
+from tracardi_systemd.observe.read import ContainerReader, by_unit, container_memory, read_units
+from tracardi_systemd.spec.addresses import Dependency, dependencies_of
+from tracardi_systemd.spec.catalog import Worker, workers_for
+from tracardi_systemd.spec.envfile import load_env_file
+
+DOCKER_DATA_DIR = "/var/lib/docker"
+
+Probe = Callable[[list[Dependency]], dict[str, bool]]
+
+
+def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
+    """tracardi-scheduler.service and tracardi-scheduler@2.service belong to `scheduler`."""
+    return workers.get(unit_worker_name(unit)) if is_worker_unit(unit) else None
+
+
+def needs_of(worker: Worker | None, settings: dict[str, str]) -> list[Dependency]:
+    return dependencies_of(worker, settings) if worker else []
+
+
+@dataclass
+class Inputs:
+    """What the agent works from: the installed manifest and the env file's settings."""
+
+    manifest: Manifest
+    settings: dict[str, str]
+
+
+class InputFiles:
+    """The manifest and the env file, read again only when one of them changed on disk."""
+
+    def __init__(self, manifest: Path, env_file: Path):
+        self.manifest, self.env_file = manifest, env_file
+        self._seen: tuple = ()
+
+    def _fingerprint(self) -> tuple:
+        marks: list[tuple[int, int, int] | None] = []
+        for path in (self.manifest, self.env_file):
+            try:
+                stat = path.stat()
+                marks.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                marks.append(None)
+        return tuple(marks)
+
+    def read_if_changed(self) -> Inputs | None:
+        """Fresh inputs when a file changed since the last read; None otherwise.
+
+        Raises ManifestError when the manifest cannot be read.
+        """
+        mark = self._fingerprint()
+        if mark == self._seen:
+            return None
+        manifest = load_manifest_file(self.manifest)
+        if manifest is None:
+            raise ManifestError(f"{self.manifest} is missing: nothing is installed")
+        settings = load_env_file(self.env_file).values
+        self._seen = mark
+        return Inputs(manifest, settings)
+
+
+@dataclass
+class Agent:
+    inputs: InputFiles
+    systemctl: SystemctlClient
+    engine: ContainerSource
+    probe: Probe
+    journal: Journal
+    config: Config
+    state_file: Path = AGENT_STATE_FILE
+    clock: Callable[[], float] = time.monotonic
+    history: History = field(default_factory=History)
+    state_problem: str = ""  # why the state file could not be written, while it cannot
+
+    def __post_init__(self) -> None:
+        self.reader = ContainerReader(self.engine)
+        self.read_memory = ContainersMemory()
+        self.systemd_view: dict[str, UnitState] = {}  # as of the last reconcile
+        self.systemd_view_stale = True
+        self._published: dict = {}  # the view last written to the state file
+        self.tracardi_version = ""
+        self.units: list[str] = []
+        self.workers: dict[str, Worker | None] = {}
+        self.needs: dict[str, list[Dependency]] = {}
+        fresh = self.inputs.read_if_changed()
+        if fresh is not None:
+            self._use(fresh)
+
+    def _use(self, inputs: Inputs) -> None:
+        catalog = {w.name: w for w in workers_for(inputs.manifest.tracardi_version)}
+        self.tracardi_version = inputs.manifest.tracardi_version
+        self.units = [u for u in inputs.manifest.units if is_worker_unit(u)]
+        self.workers = {u: worker_of(u, catalog) for u in self.units}
+        self.needs = {u: needs_of(w, inputs.settings) for u, w in self.workers.items()}
+
+    def reload_if_changed(self) -> None:
+        try:
+            fresh = self.inputs.read_if_changed()
+        except ManifestError as exc:
+            self._report(EventKind.CYCLE_FAILED, Priority.ERROR,
+                         f"keeping the last manifest: {exc}", TRACARDI_REASON="manifest")
+            return
+        if fresh is None:
+            return
+        before = set(self.units)
+        self._use(fresh)
+        added, removed = sorted(set(self.units) - before), sorted(before - set(self.units))
+        self._report(EventKind.RELOADED, Priority.NOTICE,
+                     f"read the installed manifest and env file again ({len(self.units)} "
+                     f"worker units; added: {', '.join(added) or 'none'}; removed: "
+                     f"{', '.join(removed) or 'none'})", TRACARDI_REASON="inputs changed")
+
+    def observe(self, refresh_systemd: bool = True) -> Observation:
+        """What the host says now. systemd's view costs a client process, so it is asked
+        again only when told to, when something happened, or while docker is down (the
+        Engine API must not be asked then: docker.socket would start docker again)."""
+        if refresh_systemd or self.systemd_view_stale or not self._docker_active():
+            self.systemd_view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET],
+                                           self.systemd_view)
+            self.systemd_view_stale = False
+        shown = self.systemd_view
+        containers = self.reader.read() if self._docker_active() else []
+        owned = by_unit(containers)
+        memory = container_memory((c.pid for c in owned.values() if c.running), self.read_memory)
+        views = {}
+        for name in self.units:
+            container = owned.get(name)
+            worker = self.workers[name]
+            views[name] = WorkerView(
+                unit=shown[name],
+                worker=worker.name if worker else "",
+                container=container,
+                memory=memory.get(container.pid) if container and container.running else None,
+                needs=frozenset(d.name for d in self.needs[name]),
+                recovers_after_outage=worker.recovers_after_outage if worker else True,
+                live=container.live if container else None,
+                not_live_reason=worker.liveness.why if worker and worker.liveness else "",
+            )
+        return Observation(
+            now=self.clock(),
+            workers=views,
+            containers=containers,
+            dependencies=self.probe([d for needs in self.needs.values() for d in needs]),
+            host_memory_percent=psutil.virtual_memory().percent,
+            docker_disk_percent=_disk_percent(DOCKER_DATA_DIR),
+            clock_time=time.strftime("%H:%M"),
+            docker=shown[DOCKER_UNIT],
+            target_active=shown[TARGET].active_state in OWNING_STATES,
+            other_units=self._other_units(containers),
+        )
+
+    def _docker_active(self) -> bool:
+        docker = self.systemd_view.get(DOCKER_UNIT)
+        return docker is not None and docker.active_state == "active"
+
+    def _other_units(self, containers: list) -> dict[str, str]:
+        """The state of units that containers name but the manifest does not (one call)."""
+        unknown = sorted({c.unit for c in containers if c.unit and c.unit not in self.workers})
+        unknown = [u for u in unknown if is_worker_unit(u)]
+        if not unknown:
+            return {}
+        states: dict[str, UnitState] = read_units(self.systemctl, unknown)
+        return {name: state.active_state for name, state in states.items()}
+
+    def cycle(self, dry_run: bool = False,
+              refresh_systemd: bool = True) -> tuple[Observation, Decision]:
+        if not dry_run:
+            self.reload_if_changed()
+        observation = self.observe(refresh_systemd)
+        decision = decide(observation, self.history, self.config, random.random)
+        if not dry_run:
+            for action in decision.actions:
+                self._act(action)
+            for event in decision.events:
+                self.journal.send(event.message, event.priority, event.kind.value,
+                                  **event.fields)
+            self.history = decision.history
+            self._publish(observation)
+        return observation, decision
+
+    def _act(self, action: Action) -> None:
+        steps: dict[ActionKind, Callable[[str], object]] = {
+            ActionKind.REARM: self._rearm,
+            ActionKind.RESTART: lambda unit: self.systemctl("restart", "--no-block", unit),
+            ActionKind.REMOVE: self.engine.remove,
+        }
+        self.systemd_view_stale = True  # what was done shows there next cycle
+        try:
+            steps[action.kind](action.target)
+        except (CommandError, EngineError) as exc:
+            self._report(EventKind.ACTION_FAILED, Priority.ERROR,
+                         f"{action.kind.value} {action.target} failed: {exc}",
+                         TRACARDI_ACTION=f"{action.kind.value}-failed",
+                         TRACARDI_REASON=action.reason)
+
+    def _rearm(self, unit: str) -> None:
+        self.systemctl("reset-failed", unit)
+        self.systemctl("start", "--no-block", unit)
+
+    def _report(self, kind: EventKind, priority: Priority, message: str, **fields: str) -> None:
+        fields.setdefault("TRACARDI_ACTION", kind.name.lower())
+        self.journal.send(message, priority, kind.value, **fields)
+
+    def status_line(self, observation: Observation) -> str:
+        parts = [summary(observation, self.history), self.state_problem]
+        if self.journal.lost:
+            parts.append(f"journal unreachable: {self.journal.lost} entries lost")
+        return "; ".join(part for part in parts if part)
+
+    def _publish(self, observation: Observation) -> None:
+        view = {
+            "summary": summary(observation, self.history),
+            "workers": {
+                unit: {"state": h.state.value, "restarts": h.agent_restarts,
+                       "last_reason": h.last_reason,
+                       "dependencies": {name: observation.dependencies.get(name, False)
+                                        for name in sorted(observation.workers[unit].needs)}
+                       if unit in observation.workers else {}}
+                for unit, h in self.history.workers.items()
+            },
+        }
+        if view == self._published and not self.state_problem and self.state_file.is_file():
+            return  # unchanged and still there: no encoding, no write, no fsync, every tick
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.state_file, json.dumps(view, indent=2).encode())
+            self._published = view
+        except OSError as exc:
+            problem = f"state file {self.state_file} not written: {exc.strerror or exc}"
+            if problem != self.state_problem:
+                self._report(EventKind.STATE_UNWRITABLE, Priority.WARNING,
+                             f"{problem}; `tracardi-systemd status` shows no agent view "
+                             "until it can be written; supervising goes on",
+                             TRACARDI_REASON="state file")
+            self.state_problem = problem
+        else:
+            self.state_problem = ""
+
+    def run(self, stop: Stop, watcher: Watcher, interval: float,
+            reconcile_every: float) -> None:
+        """Tick every `interval` (memory, dependencies, Docker's containers: cheap), ask
+        systemd every `reconcile_every` or whenever something happened or is in flux, and
+        wake at once on a Docker event. READY after the first full cycle; WATCHDOG after
+        every tick that completed."""
+        notifier = sdnotify.SystemdNotifier()
+        ready, next_reconcile, in_flux = False, 0.0, True
+        while not stop.is_set():
+            reconcile = self.clock() >= next_reconcile or in_flux
+            try:
+                observation, _ = self.cycle(refresh_systemd=reconcile)
+            except (CommandError, EngineError, OSError) as exc:
+                # No WATCHDOG=1 for an incomplete cycle: if this persists, systemd restarts us.
+                self.systemd_view_stale = True
+                self._report(EventKind.CYCLE_FAILED, Priority.ERROR, f"cycle failed: {exc}",
+                             TRACARDI_REASON=str(exc))
+            else:
+                in_flux = not settled(observation, self.history)
+                if reconcile:
+                    next_reconcile = self.clock() + reconcile_every
+                first = "" if ready else "READY=1\n"
+                notifier.notify(f"{first}WATCHDOG=1\nSTATUS={self.status_line(observation)}")
+                ready = True
+            if watcher.wait(self.clock() + interval, stop, self._docker_active()):
+                self.systemd_view_stale = True  # a container changed: ask systemd too
+        notifier.notify("STOPPING=1")
+
+
+def _disk_percent(path: str) -> float:
+    try:
+        return psutil.disk_usage(path).percent
+    except OSError:
+        return 0.0
+
+
+def host_call_timeout(default: float = 10.0) -> float:
+    """Seconds a host call may take: well inside systemd's watchdog when it set one."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
+    return min(default, int(usec) / 1e6 / 5) if usec.isdigit() and int(usec) else default
+
+
+def stop_on_signals() -> Stop:
+    stop = Stop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop.handle)
+    return stop

@@ -1,0 +1,464 @@
+"""The agent's policy: from what it observed, what it remembers and the time, what to do.
+
+A pure function (`decide`) over explicit per-worker states, in the manner of supervisord:
+
+    STARTING   unit active, its container not (yet) running, within the grace period
+    RUNNING    unit active and its container running
+    RESTARTING the agent asked systemd to (re)start the unit and waits for it
+    BACKOFF    systemd gave up on the unit (failed); the agent re-arms it after a delay
+    HELD       a dependency (Docker, Redis, Elasticsearch) is down: no restarts until it
+               is back; a worker that Docker took down with it is started again then
+    STOPPED    the unit is inactive: an operator stopped it, the agent leaves it alone
+
+Events (journal entries) are returned with the actions, so every decision is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from tracardi_systemd.agent.journal_ids import Event, EventKind
+from tracardi_systemd.host.journal import Priority
+from tracardi_systemd.observe.model import ContainerState, UnitState
+
+ERROR, WARNING, NOTICE = Priority.ERROR, Priority.WARNING, Priority.NOTICE
+OWNING_STATES = ("active", "activating", "deactivating", "reloading")
+DOCKER = "docker"
+# A worker whose unit went inactive this close before docker.service left the active state
+# was stopped by docker's stop (Requires=), not by an operator.
+STOPPED_WITH_DOCKER_USEC = 30_000_000
+
+
+class State(Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    BACKOFF = "backoff"
+    HELD = "held"
+    STOPPED = "stopped"
+
+
+class ActionKind(Enum):
+    REARM = "rearm"  # reset-failed, then start: for a unit systemd gave up on or that is down
+    RESTART = "restart"
+    REMOVE = "remove"  # a container, by id
+
+
+@dataclass(frozen=True)
+class Config:
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    jitter: float = 0.2  # a re-arm waits backoff * (1 + jitter * random())
+    stable_after: float = 300.0  # running this long resets the backoff
+    grace: float = 15.0  # how long a container may be missing before the unit is restarted
+    memory_limits: dict[str, int] = field(default_factory=dict)  # worker -> bytes
+    default_memory_limit: int = 2 * 2**30
+    memory_cycles: int = 3
+    host_warn_percent: float = 90.0
+    host_warn_every: float = 3600.0
+
+    def memory_limit(self, worker: str) -> int:
+        return self.memory_limits.get(worker, self.default_memory_limit)
+
+    def backoff(self, attempts: int, random: float) -> float:
+        # Bounded exponent: 2**attempts past ~1024 no longer fits a float (OverflowError),
+        # and a worker failing for days reaches that; the cap was hit long before anyway.
+        base = min(self.backoff_max, self.backoff_initial * 2.0 ** min(attempts, 1000))
+        return base * (1 + self.jitter * random)
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    unit: UnitState
+    worker: str
+    container: ContainerState | None
+    memory: int | None
+    needs: frozenset[str]  # dependency names: "redis", "elasticsearch"
+    # False for a worker that stays broken after its dependency's outage (Celery 5.2):
+    # the agent restarts it once the dependency is back.
+    recovers_after_outage: bool = False
+    live: bool | None = None  # Docker's health check: False once it failed `retries` times
+    not_live_reason: str = ""  # what a failed check means for this kind of worker
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: float  # monotonic seconds
+    workers: dict[str, WorkerView]
+    containers: list[ContainerState]
+    dependencies: dict[str, bool]  # name -> reachable
+    host_memory_percent: float = 0.0
+    docker_disk_percent: float = 0.0
+    clock_time: str = ""  # the wall clock as HH:MM, for messages such as "down since 12:03"
+    docker: UnitState | None = None  # docker.service; None where the agent does not ask
+    target_active: bool = True  # tracardi.target: inactive when an operator stopped it all
+    # Units named by a container's label that the agent does not manage (a newer install's):
+    # their ActiveState, so their containers are never taken for orphans.
+    other_units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def docker_active(self) -> bool:
+        return self.docker is None or self.docker.active_state == "active"
+
+
+@dataclass
+class WorkerHistory:
+    state: State = State.STARTING
+    since: float = 0.0
+    attempts: int = 0
+    next_try: float = 0.0
+    missing_since: float | None = None
+    over_memory: int = 0
+    agent_restarts: int = 0
+    last_reason: str = ""
+    failed_last_cycle: bool = False
+    not_live: str = ""  # the container whose failed liveness check the agent acted on
+    # The dependency whose outage this worker lived through while running; restarted once
+    # when it is back, unless it recovers by itself.
+    outage: str = ""
+
+
+@dataclass
+class History:
+    workers: dict[str, WorkerHistory] = field(default_factory=dict)
+    down_since: dict[str, float] = field(default_factory=dict)
+    down_at: dict[str, str] = field(default_factory=dict)  # HH:MM of going down
+    orphans_seen: set[str] = field(default_factory=set)
+    last_host_warning: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    target: str  # a unit name, or a container id for REMOVE
+    reason: str
+
+
+@dataclass
+class Decision:
+    actions: list[Action]
+    events: list[Event]
+    history: History
+
+
+def decide(observation: Observation, history: History, config: Config,
+           random: Callable[[], float]) -> Decision:
+    """What to do now. Does not modify `history`; returns the next one."""
+    decider = _Decider(observation, copy.deepcopy(history), config, random)
+    decider.dependencies()
+    for name, view in sorted(observation.workers.items()):
+        decider.worker(name, view)
+    decider.after_outages()
+    if observation.docker_active:
+        decider.orphans()
+    decider.host()
+    return Decision(decider.actions, decider.events, decider.history)
+
+
+class _Decider:
+    def __init__(self, obs: Observation, history: History, config: Config,
+                 random: Callable[[], float]):
+        self.obs, self.history, self.config, self.random = obs, history, config, random
+        self.now = obs.now
+        self.actions: list[Action] = []
+        self.events: list[Event] = []
+        self.came_back: list[str] = []  # dependencies reachable again in this cycle
+
+    def _event(self, kind: EventKind, priority: Priority, message: str, **fields: str) -> None:
+        self.events.append(Event(kind, priority, message, {
+            "TRACARDI_ACTION": kind.name.lower(), **fields,
+        }))
+
+    def _act(self, kind: ActionKind, target: str, reason: str) -> None:
+        self.actions.append(Action(kind, target, reason))
+
+    def _enter(self, past: WorkerHistory, state: State) -> None:
+        if past.state is not state:
+            past.state, past.since = state, self.now
+
+    def dependencies(self) -> None:
+        readings = {**self.obs.dependencies, DOCKER: self.obs.docker_active}
+        for name, reachable in sorted(readings.items()):
+            down = name in self.history.down_since
+            if not reachable and not down:
+                self.history.down_since[name] = self.now
+                self.history.down_at[name] = self.obs.clock_time
+                if name == DOCKER:
+                    self._event(EventKind.DOCKER_DOWN, ERROR,
+                                "docker.service is not running: the workers are down with it; "
+                                "they are started again when it is back",
+                                TRACARDI_DEPENDENCY=name, TRACARDI_REASON="docker down")
+                else:
+                    self._event(EventKind.UNREACHABLE, ERROR,
+                                f"{name} is unreachable: holding restarts of the workers that "
+                                "need it", TRACARDI_DEPENDENCY=name,
+                                TRACARDI_REASON=f"{name} unreachable")
+            elif reachable and down:
+                seconds = self.now - self.history.down_since.pop(name)
+                self.history.down_at.pop(name, None)
+                self.came_back.append(name)
+                kind = EventKind.DOCKER_BACK if name == DOCKER else EventKind.REACHABLE
+                what = "docker.service is running" if name == DOCKER else f"{name} is reachable"
+                self._event(kind, NOTICE, f"{what} again after {seconds:.0f} s",
+                            TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} back")
+
+    def _missing_dependency(self, view: WorkerView) -> str | None:
+        down = sorted(view.needs & self.history.down_since.keys())
+        return down[0] if down else None
+
+    def worker(self, unit: str, view: WorkerView) -> None:
+        past = self.history.workers.setdefault(unit, WorkerHistory(since=self.now))
+        fields = {"TRACARDI_UNIT": unit, "TRACARDI_WORKER": view.worker}
+        state = view.unit.active_state
+        if not self.obs.docker_active:
+            self._docker_down(unit, view, past)
+            return
+        # A failing unit passes through `failed` for a moment before systemd schedules its
+        # restart: only a start limit hit, or a second failed cycle, means systemd gave up.
+        gave_up = state == "failed" and (view.unit.start_limit_hit or past.failed_last_cycle)
+        past.failed_last_cycle = state == "failed"
+        if gave_up:
+            self._failed(unit, view, past, fields)
+        elif state == "failed":
+            return
+        elif state in ("active", "activating", "reloading"):
+            self._active(unit, view, past, fields)
+        elif self._stopped_by_docker(view, past):
+            self._start_after_docker(unit, past, fields)
+        else:
+            past.missing_since = None
+            past.over_memory = 0
+            if past.state is not State.RESTARTING or self.now - past.since > self.config.grace:
+                self._enter(past, State.STOPPED)
+
+    def _docker_down(self, unit: str, view: WorkerView, past: WorkerHistory) -> None:
+        """No restarts while docker.service is down; remember who was meant to run."""
+        if past.state is not State.STOPPED or self._stopped_by_docker(view, past):
+            past.last_reason = "docker down"
+            self._enter(past, State.HELD)
+        past.missing_since = None
+        past.failed_last_cycle = False
+
+    def _stopped_by_docker(self, view: WorkerView, past: WorkerHistory) -> bool:
+        """Inactive because docker.service stopped (Requires=), not by an operator's stop."""
+        if view.unit.active_state != "inactive" or not self.obs.target_active:
+            return False
+        if past.state is State.HELD and past.last_reason == "docker down":
+            return True
+        docker = self.obs.docker
+        if docker is None or not docker.deactivated_usec or not view.unit.inactive_since_usec:
+            return False
+        # docker.service leaves `active` only after the workers that require it stopped.
+        before = docker.deactivated_usec - view.unit.inactive_since_usec
+        return 0 <= before <= STOPPED_WITH_DOCKER_USEC and (
+            view.unit.inactive_since_usec > view.unit.active_since_usec)
+
+    def _start_after_docker(self, unit: str, past: WorkerHistory,
+                            fields: dict[str, str]) -> None:
+        if past.state is State.RESTARTING and self.now - past.since <= self.config.grace:
+            return
+        past.agent_restarts += 1
+        past.last_reason = "docker back"
+        self._act(ActionKind.REARM, unit, "docker back")
+        self._enter(past, State.RESTARTING)
+        self._event(EventKind.REARM, WARNING,
+                    f"starting {unit}: docker.service stopped it and is running again",
+                    **fields, TRACARDI_REASON="docker back")
+
+    def _failed(self, unit: str, view: WorkerView, past: WorkerHistory,
+                fields: dict[str, str]) -> None:
+        dependency = self._missing_dependency(view)
+        if dependency:
+            if past.state is not State.HELD:
+                self._event(EventKind.HELD, WARNING,
+                            f"{unit} failed while {dependency} is unreachable: held",
+                            **fields, TRACARDI_REASON=f"{dependency} unreachable")
+            self._enter(past, State.HELD)
+            past.next_try = self.now  # re-arm as soon as the dependency is back
+            return
+        if past.state not in (State.BACKOFF, State.HELD):
+            delay = self.config.backoff(past.attempts, self.random())
+            past.next_try = self.now + delay
+            past.last_reason = view.unit.result or "failed"
+            self._enter(past, State.BACKOFF)
+            self._event(EventKind.GAVE_UP, ERROR,
+                        f"systemd gave up on {unit} ({past.last_reason}); re-arming in "
+                        f"{delay:.0f} s (attempt {past.attempts + 1})",
+                        **fields, TRACARDI_REASON=past.last_reason,
+                        TRACARDI_BACKOFF_SEC=f"{delay:.1f}",
+                        TRACARDI_ATTEMPT=str(past.attempts + 1))
+            return
+        if self.now >= past.next_try:
+            held = past.state is State.HELD
+            if not held:  # a hold does not burn the backoff
+                past.attempts += 1
+            past.agent_restarts += 1
+            reason = "dependency back" if held else past.last_reason
+            self._act(ActionKind.REARM, unit, reason)
+            self._enter(past, State.RESTARTING)
+            self._event(EventKind.REARM, WARNING,
+                        f"re-arming {unit}: reset-failed and start (attempt {past.attempts})",
+                        **fields, TRACARDI_REASON=reason, TRACARDI_ATTEMPT=str(past.attempts))
+
+    def _active(self, unit: str, view: WorkerView, past: WorkerHistory,
+                fields: dict[str, str]) -> None:
+        container = view.container
+        if container is not None and container.running:
+            past.missing_since = None
+            dependency = self._missing_dependency(view)
+            if dependency and not view.recovers_after_outage:
+                past.outage = dependency
+            if past.state is not State.RUNNING:
+                if past.state in (State.BACKOFF, State.RESTARTING, State.HELD):
+                    self._event(EventKind.RECOVERED, NOTICE, f"{unit} is running again",
+                                **fields, TRACARDI_REASON=past.last_reason or "recovered")
+                self._enter(past, State.RUNNING)
+            if self.now - past.since >= self.config.stable_after:
+                past.attempts = 0
+            if not dependency:
+                self._liveness(unit, view, past, fields)
+            self._memory(unit, view, past, fields)
+            return
+        past.over_memory = 0
+        if view.unit.active_state != "active" or view.unit.sub_state != "running":
+            return  # systemd itself is (re)starting it
+        if past.missing_since is None:
+            past.missing_since = self.now
+        if past.state is not State.RESTARTING:
+            self._enter(past, State.STARTING)
+        if self.now - past.missing_since < self.config.grace:
+            return
+        dependency = self._missing_dependency(view)
+        if dependency:
+            self._enter(past, State.HELD)
+            return
+        self._restart(unit, past, fields, "container missing",
+                      f"{unit} is active but its container has not been running for "
+                      f"{self.now - past.missing_since:.0f} s")
+        past.missing_since = None
+
+    def _liveness(self, unit: str, view: WorkerView, past: WorkerHistory,
+                  fields: dict[str, str]) -> None:
+        """Docker's health check counted the failures in a row; one verdict is enough, and
+        one restart per container (the old one may still be stopping next cycle)."""
+        container = view.container
+        if view.live is not False or container is None or container.id == past.not_live:
+            return
+        past.not_live = container.id
+        reason = view.not_live_reason or "its liveness check fails"
+        self._event(EventKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
+                    **fields, TRACARDI_REASON="liveness check failed")
+        self._restart(unit, past, fields, "liveness check failed", reason)
+
+    def after_outages(self) -> None:
+        """Restart, one per cycle, the workers that do not recover from a dependency's outage."""
+        down = self.history.down_since.keys()
+        waiting = sorted(
+            unit for unit, past in self.history.workers.items()
+            if past.outage and unit in self.obs.workers
+            and not self.obs.workers[unit].needs & down)
+        if not waiting:
+            return
+        unit = waiting[0]
+        past = self.history.workers[unit]
+        dependency, past.outage = past.outage, ""
+        view = self.obs.workers[unit]
+        if past.state is not State.RUNNING:
+            return  # not running: its own start will connect afresh
+        fields = {"TRACARDI_UNIT": unit, "TRACARDI_WORKER": view.worker}
+        self._restart(unit, past, fields, f"{dependency} back",
+                      f"{dependency} is back after an outage, and {view.worker} does not "
+                      "recover from one by itself")
+
+    def _memory(self, unit: str, view: WorkerView, past: WorkerHistory,
+                fields: dict[str, str]) -> None:
+        limit = self.config.memory_limit(view.worker)
+        if view.memory is None or view.memory <= limit:
+            past.over_memory = 0
+            return
+        past.over_memory += 1
+        if past.over_memory < self.config.memory_cycles:
+            return
+        past.over_memory = 0
+        mib = view.memory / 2**20
+        self._restart(unit, past, fields, "memory limit",
+                      f"{unit} uses {mib:.0f} MiB, over its limit of {limit / 2**20:.0f} MiB "
+                      f"for {self.config.memory_cycles} cycles",
+                      TRACARDI_MEMORY_BYTES=str(view.memory), TRACARDI_LIMIT_BYTES=str(limit))
+
+    def _restart(self, unit: str, past: WorkerHistory, fields: dict[str, str], reason: str,
+                 message: str, **extra: str) -> None:
+        if any(a.target == unit for a in self.actions):
+            return  # one action per unit and cycle
+        past.agent_restarts += 1
+        past.last_reason = reason
+        self._act(ActionKind.RESTART, unit, reason)
+        self._enter(past, State.RESTARTING)
+        self._event(EventKind.RESTART, WARNING, f"restarting {unit}: {message}",
+                    **fields, TRACARDI_REASON=reason, **extra)
+
+    def orphans(self) -> None:
+        owned = {name for name, view in self.obs.workers.items()
+                 if view.unit.active_state in OWNING_STATES}
+        owned |= {name for name, state in self.obs.other_units.items()
+                  if state in OWNING_STATES}
+        orphans = {c.id: c for c in self.obs.containers
+                   if c.unit not in owned or not c.is_units_own}
+        for cid, container in sorted(orphans.items()):
+            if cid in self.history.orphans_seen:
+                self._act(ActionKind.REMOVE, cid, "orphan container")
+                self._event(EventKind.ORPHAN_REMOVED, WARNING,
+                            f"removing container {container.name}: no active unit owns it",
+                            TRACARDI_CONTAINER=container.name, TRACARDI_UNIT=container.unit,
+                            TRACARDI_WORKER=container.worker, TRACARDI_REASON="orphan container")
+        # An orphan is removed on the second cycle that sees it, never on a passing race.
+        self.history.orphans_seen = set(orphans) - {a.target for a in self.actions}
+
+    def host(self) -> None:
+        readings = {"memory": self.obs.host_memory_percent,
+                    "docker disk": self.obs.docker_disk_percent}
+        for what, percent in readings.items():
+            last = self.history.last_host_warning.get(what)
+            if percent < self.config.host_warn_percent:
+                continue
+            if last is not None and self.now - last < self.config.host_warn_every:
+                continue
+            self.history.last_host_warning[what] = self.now
+            self._event(EventKind.HOST_PRESSURE, WARNING,
+                        f"host {what} is {percent:.0f}% full",
+                        TRACARDI_REASON=f"{what} {percent:.0f}%")
+
+
+def settled(observation: Observation, history: History) -> bool:
+    """Nothing in flux: every unit running with its container or stopped, none seen failed
+    in the last look (that needs a second one), every dependency up, no orphan waiting for
+    its second look. Until then the agent asks systemd every tick: a unit between two
+    states (auto-restart, activating) may settle without any Docker event to tell."""
+    for view in observation.workers.values():
+        unit = view.unit
+        running = (unit.active_state, unit.sub_state) == ("active", "running") and (
+            view.container is not None and view.container.running)
+        if not running and unit.active_state != "inactive":
+            return False
+    return (not history.down_since and not history.orphans_seen
+            and all(h.state in (State.RUNNING, State.STOPPED) and not h.failed_last_cycle
+                    for h in history.workers.values()))
+
+
+def summary(observation: Observation, history: History) -> str:
+    """One line for STATUS=: workers running, Docker when it is down, each dependency."""
+    running = sum(1 for h in history.workers.values() if h.state is State.RUNNING)
+    parts = [f"{running}/{len(observation.workers)} workers running"]
+    if not observation.docker_active:
+        parts.append(_down(DOCKER, "down", history))
+    for name, reachable in sorted(observation.dependencies.items()):
+        parts.append(f"{name} ok" if reachable else _down(name, "unreachable", history))
+    return "; ".join(parts)
+
+
+def _down(name: str, word: str, history: History) -> str:
+    since = history.down_at.get(name)
+    return f"{name} {word} since {since}" if since else f"{name} {word}"

@@ -1,0 +1,1 @@
+"""Floor 9, the command line: click options in, one library call, messages out."""

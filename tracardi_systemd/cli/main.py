@@ -1,0 +1,258 @@
+"""The `tracardi-systemd` command line: options in, one library call, messages out."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from tracardi_systemd import __version__
+from tracardi_systemd.cli.agent import agent, login
+from tracardi_systemd.cli.options import (
+    absolute,
+    env_file_option,
+    fail,
+    given_options,
+    render_options,
+    require_docker_runtime,
+    running_program,
+    selection_options,
+)
+from tracardi_systemd.cli.upgrade import upgrade
+from tracardi_systemd.host.commands import Docker, Systemctl
+from tracardi_systemd.install.files import write_atomic
+from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest
+from tracardi_systemd.install.plan import InstallRequest
+from tracardi_systemd.install.reuse import recorded, reuse_previous
+from tracardi_systemd.install.transaction import Installer, InstallError
+from tracardi_systemd.names import (
+    DEFAULT_AGENT_PROGRAM,
+    DEFAULT_PODMAN,
+    DEFAULT_QUADLET_DIR,
+    DEFAULT_UNIT_DIR,
+    LICENSE_SECRET,
+)
+from tracardi_systemd.render.prepare import Prepared, PrepareError, prepare
+from tracardi_systemd.spec.catalog import DEFAULT_VERSION, CatalogError, release
+
+
+def _prepare(env_file: Path, **options) -> Prepared:
+    """prepare(), printing the env file's problems; exits on an error."""
+    try:
+        prepared = prepare(env_file, **options)
+    except PrepareError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        fail(str(exc))
+    for problem in prepared.problems:
+        click.echo(str(problem), err=True)
+    return prepared
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tracardi-systemd")
+def main() -> None:
+    """Run Tracardi's background workers as supervised systemd services.
+
+    \b
+    Typical use on a worker host:
+      tracardi-systemd check --env-file ./.env-docker
+      sudo tracardi-systemd install --env-file ./.env-docker
+      systemctl start tracardi.target
+      tracardi-systemd status
+    """
+
+
+@main.command()
+@click.option("--tracardi-version", default=DEFAULT_VERSION, show_default=True,
+              help="The Tracardi release whose workers to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def workers(tracardi_version: str, as_json: bool) -> None:
+    """List the catalog of a Tracardi release: its workers, the run-once init and the
+    scheduled jobs; unit, image, the settings each needs, and whether install selects it
+    without --worker (as Tracardi's charts enable it)."""
+    from tracardi_systemd.cli.table import catalog_rows, columns
+
+    try:
+        chosen = release(tracardi_version)
+    except CatalogError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps([w.describe() | {"image_tag": chosen.image_tag}
+                               for w in chosen.workers], indent=2))
+    else:
+        click.echo(columns(catalog_rows(chosen.workers, chosen.image_tag)))
+
+
+@main.command()
+@env_file_option
+@selection_options
+def check(env_file: Path, **selection) -> None:
+    """Validate an env file for the selected workers.
+
+    Prints every problem with its file and line; secret values are never shown. Exits 0
+    when the file is fine (warnings may still be printed) and 1 on any error.
+    """
+    prepared = _prepare(env_file, **selection)
+    names = ", ".join(w.unit_base for w in prepared.settings.workers)
+    click.echo(f"{env_file}: ok for {names}")
+
+
+@main.command(name="render")
+@env_file_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory to write the unit files into (created if missing).")
+@selection_options
+@render_options
+def render_command(env_file: Path, out: Path, tool: str | None, **options) -> None:
+    """Render the unit files into a directory, without installing anything.
+
+    Writes one tracardi-<worker>.service per worker (a tracardi-<worker>@.service template
+    when it has replicas), tracardi.target and tracardi-agent.service. The output depends
+    only on the inputs, never on where the tool runs.
+    """
+    prepared = _prepare(env_file, tool=tool or DEFAULT_AGENT_PROGRAM, **options)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in sorted(prepared.files.items()):
+            write_atomic(out / name, text.encode())
+            click.echo(str(out / name))
+    except OSError as exc:
+        fail(f"cannot write into {out}: {exc.strerror or exc}")
+
+
+root_option = click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path),
+    help="Work on an offline root directory (an image being built), like systemctl --root: "
+    "no systemctl call touches the live system.")
+
+
+@main.command()
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The operator's settings file; it is copied to --installed-env-file "
+              "(root-owned, mode 0600). Default: the installed env file itself.")
+@click.option("--unit-dir", default=DEFAULT_UNIT_DIR, show_default=True, callback=absolute,
+              help="Where to write the unit files.")
+@root_option
+@click.option("--no-enable", is_flag=True, help="Write the units but do not enable them.")
+@click.option("--start", is_flag=True, help="Start the workers and the agent afterwards.")
+@click.option("--pull", is_flag=True, help="Pull the worker images first (docker pull).")
+@click.option("--dry-run", is_flag=True, help="Show what would change, as a diff; write nothing.")
+@click.option("--force", is_flag=True,
+              help="Replace unit files or an env file the tool did not write or that were "
+              "edited.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"changed": true|false, "lines": [...]} (for Ansible and scripts).')
+@selection_options
+@render_options
+@click.pass_context
+def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path | None,
+            no_enable: bool, start: bool, pull: bool, dry_run: bool, force: bool,
+            as_json: bool, **options) -> None:
+    """Validate, render and install the worker units, then enable them.
+
+    Nothing on disk changes when the env file has an error, or a unit file or env file
+    would be overwritten that the tool did not write (unless --force). Options not given
+    are those of the last install (the manifest records them); running it again with the
+    same inputs changes nothing and says so. Drop-ins (*.service.d/) are never touched.
+    """
+    if root is not None and (start or pull):
+        fail("--start and --pull act on the live system and cannot be used with --root")
+    live = root is None
+    installer = Installer(root, Systemctl(root), Docker(options["docker"]))
+    previous = _or_fail(installer.previous)
+    for line in reuse_previous(options, given_options(ctx, options), previous):
+        click.echo(line, err=True)
+    podman = options["runtime"] == "podman"  # the last install's when not given
+    if podman:
+        installer.docker = Docker(DEFAULT_PODMAN)
+    if live and not dry_run:
+        _or_fail(installer.require_live_host)
+    options["tool"] = options["tool"] or _or_fail(
+        lambda: installer.agent_program(running_program(), check_trust=live and not dry_run))
+    env_target = Path(options["installed_env_file"])
+    env_source = env_file or installer.on_disk(env_target)
+    prepared = _prepare(env_source, **options)
+    request = InstallRequest(
+        root=installer.root, unit_dir=Path(unit_dir), env_source=env_source,
+        env_data=prepared.env.raw, env_target=env_target, rendered=prepared.files,
+        units=[*prepared.infrastructure_units, *prepared.instances], force=force,
+        quadlet_dir=Path(DEFAULT_QUADLET_DIR) if podman else None,
+        secrets=podman_secrets(prepared) if podman else {})
+    result = _or_fail(lambda: installer.install(
+        request, images=prepared.images if pull else [], options=recorded(options),
+        tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
+        dry_run=dry_run))
+    if as_json:
+        click.echo(json.dumps({"changed": result.changed, "lines": result.lines}))
+    else:
+        click.echo("\n".join(result.lines))
+
+
+def podman_secrets(prepared: Prepared) -> dict[str, str]:
+    """The license as the commercial containers read it (LICENSE, else API_LICENSE)."""
+    values = prepared.env.values
+    license = values.get("LICENSE") or values.get("API_LICENSE")
+    if license and any(w.commercial for w in prepared.settings.workers):
+        return {LICENSE_SECRET: license}
+    return {}
+
+
+def _or_fail(call):
+    try:
+        return call()
+    except (InstallError, ManifestError) as exc:
+        fail(str(exc))
+
+
+@main.command()
+@click.option("--purge", is_flag=True, help="Also remove the installed env file.")
+@click.option("--force", is_flag=True, help="Also remove unit files edited since install.")
+@root_option
+def uninstall(purge: bool, force: bool, root: Path | None) -> None:
+    """Stop, disable and remove what install wrote (never operator drop-ins).
+
+    Unit files edited since install are kept (and named) unless --force; the installed
+    env file is kept unless --purge.
+    """
+    if root is None and os.geteuid() != 0:
+        fail("uninstall changes the system and needs root: run it with sudo")
+    installer = Installer(root, Systemctl(root), Docker())
+    _or_fail(lambda: installer.uninstall(purge, force, click.echo))
+
+
+def _installed_manifest() -> Manifest:
+    try:
+        manifest = load_manifest(Path("/"))
+    except ManifestError as exc:
+        fail(str(exc))
+    if manifest is None:
+        fail("nothing is installed: run  sudo tracardi-systemd install --env-file FILE")
+    return manifest
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status(as_json: bool) -> None:
+    """Show each installed worker: unit and container state, uptime, restarts, memory.
+
+    Also shows the agent and its view of each worker. Exits 0 when every worker unit is
+    active with its container running and the agent is running, 1 otherwise.
+    """
+    from tracardi_systemd.cli.table import format_table
+    from tracardi_systemd.host.engine import Engine
+    from tracardi_systemd.observe.status import collect
+
+    manifest = _installed_manifest()
+    require_docker_runtime(manifest, "status")
+    report = collect(manifest, Systemctl(), Engine())
+    click.echo(report.to_json() if as_json else format_table(report))
+    sys.exit(0 if report.healthy else 1)
+
+
+main.add_command(login)
+main.add_command(agent)
+main.add_command(upgrade)

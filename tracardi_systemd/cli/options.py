@@ -1,0 +1,134 @@
+"""The command line's shared options, and how `install` reuses those of the last install."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from click.core import ParameterSource
+
+from tracardi_systemd.install.manifest import Manifest
+from tracardi_systemd.names import (
+    DEFAULT_AGENT_PROGRAM,
+    DEFAULT_DOCKER,
+    DEFAULT_ENV_FILE,
+    RUNTIMES,
+)
+from tracardi_systemd.spec.catalog import DEFAULT_VERSION
+from tracardi_systemd.spec.limits import DEFAULT_MEMORY_LIMIT_MIB
+from tracardi_systemd.spec.secrets import is_secret
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _worker_env(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    env = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r}: write NAME=VALUE", param_hint="--set")
+        if is_secret(name):
+            raise click.BadParameter(
+                f"{name} looks like a secret: put it in the env file, never on a command line",
+                param_hint="--set")
+        env[name] = value
+    return env
+
+
+def absolute(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.startswith("/"):
+        raise click.BadParameter(f"{value!r} must be an absolute path")
+    return value
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def apply(options: list[Decorator]) -> Decorator:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+env_file_option = click.option(
+    "--env-file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+    help="The operator's settings file (Tracardi's .env-docker).")
+
+selection_options = apply([
+    click.option("--tracardi-version", default=DEFAULT_VERSION, show_default=True,
+                 help="The Tracardi release whose worker catalog to use."),
+    click.option("--worker", "workers", multiple=True, metavar="NAME",
+                 help="A worker to manage (repeatable; default: every worker of the version; "
+                 "'all' selects every worker again after an install of a few)."),
+])
+
+# Options that shape the unit files, named as RenderSettings names them.
+render_options = apply([
+    click.option("--runtime", type=click.Choice(RUNTIMES), default="docker",
+                 show_default=True,
+                 help="docker: services that run `docker run`; podman: Quadlet .container "
+                 "files in /etc/containers/systemd (Podman 4.4+). Never guessed from the host."),
+    click.option("--image-tag", help="Docker image tag (default: the Tracardi version)."),
+    click.option("--network", help="Docker network for the containers, e.g. host "
+                 "(default: Docker's default bridge)."),
+    click.option("--replicas", multiple=True, metavar="WORKER=N",
+                 help="Run N copies of a worker as a template unit (repeatable)."),
+    click.option("--set", "worker_env", multiple=True, metavar="NAME=VALUE", callback=_worker_env,
+                 help="A default setting for the workers; the env file overrides it "
+                 "(repeatable; SAVE_LOGS=no and LOGGING_LEVEL=info unless set).  Never a secret."),
+    click.option("--installed-env-file", default=DEFAULT_ENV_FILE,
+                 show_default=True, callback=absolute,
+                 help="Where the units read the env file from on the host."),
+    click.option("--docker", default=DEFAULT_DOCKER, show_default=True, callback=absolute,
+                 help="The docker client the units run."),
+    click.option("--stop-timeout", default=10, show_default=True, type=click.IntRange(1),
+                 help="Seconds `docker stop` waits before killing a worker."),
+    click.option("--agent-interval", default=10, show_default=True, type=click.IntRange(1, 60),
+                 help="Seconds between the agent's cycles; its WatchdogSec= is three of them "
+                 "(at least 30 s)."),
+    click.option("--memory-limit", "memory_limits", multiple=True, metavar="[WORKER=]MIB",
+                 help="Memory (MiB, as the kernel counts it for the container) past which the "
+                 f"agent restarts a worker: a default for all (default {DEFAULT_MEMORY_LIMIT_MIB})"
+                 " or WORKER=MIB (repeatable)."),
+    click.option("--liveness/--no-liveness", default=True, show_default=True,
+                 help="Give workers that have one (the Celery update worker) a Docker health "
+                 "check proving they consume work; the agent restarts a worker it fails."),
+    click.option("--liveness-interval", type=click.IntRange(1), metavar="SECONDS",
+                 help="Seconds between liveness checks (default: the catalog's, 300 for "
+                 "the Celery ping); a worker is restarted after the catalog's number of "
+                 "failures in a row (2)."),
+    click.option("--agent-program", "tool", callback=absolute,
+                 help="The tracardi-systemd program the agent unit runs as root; it must be "
+                 f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),
+])
+
+def given_options(ctx: click.Context, params: dict[str, Any]) -> set[str]:
+    """The options this command line sets, as opposed to those left at their default."""
+    return {name for name in params
+            if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+
+
+def running_program() -> str:
+    """This very program when it was started by path, else the one on $PATH."""
+    invoked = sys.argv[0]
+    if os.path.basename(invoked) == "tracardi-systemd" and os.path.exists(invoked):
+        return os.path.abspath(invoked)
+    return shutil.which("tracardi-systemd") or DEFAULT_AGENT_PROGRAM
+
+
+def require_docker_runtime(manifest: Manifest, command: str) -> None:
+    """`status`, `upgrade` and the agent speak Docker's API; a Podman install is refused
+    with what to use instead, rather than answered from the wrong engine."""
+    if manifest.options.get("runtime", "docker") != "docker":
+        fail(f"{command} does not know --runtime {manifest.options['runtime']} installs yet: "
+             "use  systemctl status 'tracardi-*'  and  podman ps --filter "
+             "label=tracardi.managed=true")

@@ -1,0 +1,405 @@
+"""The install and uninstall transactions, in the order docs/design.md gives them.
+
+install: lock, clean what a killed install left, plan (refusing anything not the tool's),
+pull, disable units no longer wanted, write files, save the manifest, daemon-reload, enable,
+start. Nothing is written before the whole plan is accepted, and one install runs at a time.
+The command line only turns options into an `InstallRequest` and prints what comes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tracardi_systemd.host.commands import CommandError, Docker, Systemctl, systemd_is_running
+from tracardi_systemd.install.manifest import (
+    Manifest,
+    ManifestError,
+    digest,
+    load_manifest,
+    manifest_path,
+    save_manifest,
+)
+from tracardi_systemd.install.plan import (
+    InstallRefused,
+    InstallRequest,
+    Plan,
+    apply_files,
+    manifest_for,
+    plan_install,
+    quadlet_dir_on_disk,
+    units_no_longer_wanted,
+)
+from tracardi_systemd.names import (
+    AGENT_STATE_FILE,
+    AGENT_UNIT,
+    DEFAULT_AGENT_PROGRAM,
+    TARGET,
+    generated_unit,
+    is_unit_file_name,
+)
+
+# write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
+_TEMP_FILE = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]{8}\.tmp")
+
+
+class InstallError(Exception):
+    """What stopped an install or uninstall, worded for the operator."""
+
+
+@dataclass(frozen=True)
+class Result:
+    lines: list[str]
+    changed: bool  # files written, removed, or units enabled, disabled or started anew
+
+
+@contextlib.contextmanager
+def install_lock(root: Path) -> Iterator[None]:
+    """One install or uninstall at a time on a root; the second is told why.
+
+    The lock is on the root folder itself, so taking it writes nothing anywhere.
+    """
+    fd = os.open(root if root.is_dir() else root.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InstallError(
+                f"another tracardi-systemd install or uninstall is running on {root}: wait "
+                "for it to finish, then run again; nothing was changed") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(directories: list[Path]) -> list[Path]:
+    """Temporary files a killed install left beside the files it writes; only ours."""
+    removed = []
+    for directory in directories:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in os.scandir(directory):
+                match = _TEMP_FILE.fullmatch(entry.name)
+                if match and entry.is_file(follow_symlinks=False) and _ours(match["name"]):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _ours(name: str) -> bool:
+    return is_unit_file_name(name) or name in ("manifest.json", ".env-docker")
+
+
+MIN_PODMAN = (4, 4)  # the first with Quadlet
+
+
+def require_quadlet(podman: Docker) -> None:
+    """Refuse Podman without Quadlet (Debian 12's 4.3): a plain `podman run` unit would be
+    the Docker path again, without what --runtime podman is for."""
+    try:
+        version = podman("version", "--format", "{{.Client.Version}}").strip()
+    except (CommandError, OSError) as exc:
+        raise InstallError(f"--runtime podman: {podman.program} does not answer ({exc}): "
+                           "install Podman 4.4 or later (apt-get install podman)") from None
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    if parts < MIN_PODMAN:
+        raise InstallError(
+            f"--runtime podman needs Podman 4.4 or later (Quadlet); this host has {version} "
+            "(Debian 12 ships 4.3): use --runtime docker here, or Debian 13 / RHEL 9 "
+            "for Podman")
+
+
+class Installer:
+    """Carries out install and uninstall against one root with the given host adapters."""
+
+    def __init__(self, root: Path | None, systemctl: Systemctl, docker: Docker):
+        self.root = root or Path("/")
+        self.live = root is None
+        self.systemctl = systemctl
+        self.docker = docker
+
+    def on_disk(self, path: Path) -> Path:
+        return self.root / path.relative_to("/")
+
+    def require_live_host(self, command: str = "install",
+                          otherwise: str = "use --root DIR to prepare an offline root") -> None:
+        """Root, a running systemd and the container engine's client; `otherwise` says
+        what `command` can do without them."""
+        if os.geteuid() != 0:
+            raise InstallError(f"{command} changes the system and needs root: run it with "
+                               f"sudo (or {otherwise})")
+        if not systemd_is_running():
+            raise InstallError(
+                f"systemd is not running on this host (no /run/systemd/system): {command} "
+                f"needs a running systemd, or {otherwise}")
+        if self.docker.program.endswith("podman"):
+            require_quadlet(self.docker)
+        elif not Path(self.docker.program).exists():
+            raise InstallError(f"the docker client {self.docker.program} is missing: install "
+                               "Docker (apt-get install docker.io) or pass --docker PATH")
+
+    def agent_program(self, running: str, check_trust: bool) -> str:
+        """The packaged program when installed, else `running`; refused when root must not
+        run it (another user could edit it, or what it loads)."""
+        from tracardi_systemd.install.trust import agent_program_problem
+
+        packaged = self.on_disk(Path(DEFAULT_AGENT_PROGRAM))
+        program = DEFAULT_AGENT_PROGRAM if packaged.exists() else running
+        if check_trust and os.geteuid() == 0:
+            problem = agent_program_problem(Path(program))
+            if problem:
+                raise InstallError(
+                    f"the agent unit would run {program} as root, but {problem}: install "
+                    "tracardi-systemd from its deb or rpm package, or into a root-owned venv "
+                    "(e.g. /opt/tracardi-systemd), or pass --agent-program PATH of a "
+                    "root-owned install; nothing was changed")
+        return program
+
+    def previous(self) -> Manifest | None:
+        try:
+            return load_manifest(self.root)
+        except ManifestError as exc:
+            raise InstallError(str(exc)) from None
+
+    def plan(self, request: InstallRequest, previous: Manifest | None) -> Plan:
+        try:
+            plan = plan_install(request, previous)
+        except InstallRefused as exc:
+            raise InstallError(f"{exc}; nothing was changed") from None
+        if plan.refusals:
+            listed = "\n".join(f"{request.unit_dir}/{refusal}" for refusal in plan.refusals)
+            raise InstallError(f"{listed}\nrefused to overwrite the files above; "
+                               "nothing was changed")
+        return plan
+
+    def install(self, request: InstallRequest, *, images: list[str], options: dict,
+                tracardi_version: str, enable: bool, start: bool,
+                dry_run: bool, upgrade: tuple[str, str] | None = None) -> Result:
+        """`upgrade`: (previous tag, new tag) to record for `upgrade --rollback`; None
+        keeps the record of the last upgrade."""
+        with self._locked(not dry_run):
+            previous = self.previous()
+            plan = self.plan(request, previous)
+            if dry_run:
+                lines = (_version_move(previous, request, tracardi_version)
+                         + plan.describe(with_diff=True) + _unit_set_change(previous, request))
+                return Result(lines or ["nothing to change"], changed=bool(lines))
+            return self._apply(request, previous, plan, images=images, options=options,
+                               tracardi_version=tracardi_version, enable=enable, start=start,
+                               upgrade=upgrade)
+
+    @contextlib.contextmanager
+    def _locked(self, writing: bool) -> Iterator[None]:
+        if not writing:
+            yield
+            return
+        try:
+            with install_lock(self.root):
+                yield
+        except OSError as exc:
+            raise InstallError(_os_message(exc)) from None
+
+    def _apply(self, request: InstallRequest, previous: Manifest | None, plan: Plan, *,
+               images: list[str], options: dict, tracardi_version: str, enable: bool,
+               start: bool, upgrade: tuple[str, str] | None) -> Result:
+        unit_dir = request.on_disk(request.unit_dir)
+        quadlet_dir = quadlet_dir_on_disk(request, previous)
+        remove_stale_temp_files([unit_dir, *([quadlet_dir] if quadlet_dir else []),
+                                 manifest_path(self.root).parent,
+                                 request.on_disk(request.env_target).parent])
+        moving = _version_move(previous, request, tracardi_version)
+        lines = moving + plan.describe(with_diff=False) + _unit_set_change(previous, request)
+        try:
+            for image in images:
+                self.docker.pull(image)
+            stale = units_no_longer_wanted(previous, request.units)
+            if stale:
+                self.systemctl.disable(stale, now=self.live)
+            self._stop_jobs(plan.removed, stale, reset=stale)
+            if not plan.nothing_to_change:
+                save_manifest(self.root, _with_pending(previous, request, plan))
+            apply_files(plan, unit_dir, quadlet_dir)
+            if self.live:
+                self._create_secrets(request)
+            elif request.secrets:
+                lines.append(f"an offline root cannot hold Podman secrets: on the host, run "
+                             f"podman secret create --replace NAME - for "
+                             f"{', '.join(sorted(request.secrets))} (value on stdin)")
+            manifest = manifest_for(
+                plan, unit_dir=str(request.unit_dir), env_file=str(request.env_target),
+                quadlet_dir=str(request.quadlet_dir or ""),
+                tracardi_version=tracardi_version, units=request.units, options=options,
+                env_digest=digest(request.env_data))
+            manifest.previous_image_tag, manifest.upgraded_image_tag = upgrade or (
+                (previous.previous_image_tag, previous.upgraded_image_tag) if previous
+                else ("", ""))
+            if previous is None or manifest.to_json() != previous.to_json():
+                save_manifest(self.root, manifest)
+            if not plan.nothing_to_change:
+                self.systemctl.daemon_reload()
+                if self.live and moving:
+                    self._restart_kept(previous, request)
+                elif self.live and previous is not None:
+                    lines.append("workers already running keep their old settings until "
+                                 "restarted: systemctl restart tracardi.target")
+                if self.live and AGENT_UNIT in {c.name for c in plan.file_changes}:
+                    self.systemctl("try-restart", AGENT_UNIT)
+            if enable:
+                self.systemctl.enable(request.units)
+            if start:
+                self.systemctl.start(request.units)
+        except CommandError as exc:
+            raise InstallError(str(exc)) from None
+        except OSError as exc:
+            raise InstallError(_os_message(exc)) from None
+        changed = bool(lines)
+        return Result(lines or ["nothing to change"], changed)
+
+    def _create_secrets(self, request: InstallRequest) -> None:
+        """Podman secrets from stdin: the value is in no argv and no file of the tool's."""
+        for name, value in sorted(request.secrets.items()):
+            self.docker("secret", "create", "--replace", name, "-", input=value)
+
+    def _stop_jobs(self, files: Iterable[str], listed: list[str], reset: list[str]) -> None:
+        """Stop the services among `files` that are not in `listed` (a scheduled job's,
+        started by its timer and never enabled, so `disable --now` misses it), then forget
+        the failures of those and of `reset`: a unit whose file is gone would stay loaded
+        as `not-found`, and a failed one listed as failed."""
+        if not self.live:
+            return
+        jobs = _never_enabled(files, listed)
+        if jobs:
+            self.systemctl("stop", *jobs)
+        if reset or jobs:
+            self._reset_failed([*reset, *jobs])
+
+    def _restart_kept(self, previous: Manifest | None, request: InstallRequest) -> None:
+        """Another Tracardi release: a unit both releases have must not go on running the
+        old release's image, so those running are restarted (init first, by its order)."""
+        before = set(previous.units) if previous else set()
+        kept = [u for u in request.units if u in before and u not in (TARGET, AGENT_UNIT)]
+        if kept:
+            self.systemctl("try-restart", *kept)
+
+    def uninstall(self, purge: bool, force: bool, say: Callable[[str], None]) -> None:
+        with self._locked(True):
+            manifest = self.previous()
+            if manifest is None:
+                say("nothing to uninstall: tracardi-systemd has installed nothing here")
+                return
+            try:
+                self.systemctl.disable(manifest.units, now=True)
+                self._stop_jobs(manifest.known_files(), manifest.units, reset=manifest.units)
+            except CommandError as exc:
+                say(f"warning: {exc}")
+            try:
+                self._remove_files(manifest, purge, force, say)
+                self._remove_own_state(manifest)
+                self.systemctl.daemon_reload()
+            except CommandError as exc:
+                say(f"warning: {exc}")
+            except OSError as exc:
+                raise InstallError(_os_message(exc)) from None
+
+    def _reset_failed(self, units: list[str]) -> None:
+        """Forget the failures of units that failed; only of those: systemd 257 unloads a
+        stopped unit at once and refuses reset-failed of a unit it has not loaded."""
+        shown = self.systemctl.show(units, ["ActiveState"])
+        failed = [unit for unit in units if shown.get(unit, {}).get("ActiveState") == "failed"]
+        if failed:
+            self.systemctl("reset-failed", *failed)
+
+    def _remove_files(self, manifest: Manifest, purge: bool, force: bool,
+                      say: Callable[[str], None]) -> None:
+        for name in sorted(manifest.known_files()):
+            path = self.on_disk(Path(manifest.dir_of(name))) / name
+            if not os.path.lexists(path):
+                continue
+            data = _contents(path)
+            if not force and (data is None or not manifest.owns(name, data)):
+                say(f"kept {path}: it was edited since tracardi-systemd wrote it "
+                    "(uninstall --force removes it)")
+                continue
+            path.unlink()
+            say(f"removed {path}")
+        env_file = self.on_disk(Path(manifest.env_file))
+        if not purge:
+            say(f"kept {env_file} (use --purge to remove it)")
+        elif os.path.lexists(env_file):
+            data = _contents(env_file)
+            if force or not manifest.env_digest or (data is not None
+                                                   and manifest.owns_env(data)):
+                env_file.unlink()
+                say(f"removed {env_file}")
+            else:
+                say(f"kept {env_file}: it changed since tracardi-systemd wrote it "
+                    "(uninstall --purge --force removes it)")
+
+    def _remove_own_state(self, manifest: Manifest) -> None:
+        """The manifest, the agent's state, and the folders they were in when nothing else
+        is left there."""
+        manifest_path(self.root).unlink()
+        dirs = [manifest_path(self.root).parent, self.on_disk(Path(manifest.env_file)).parent]
+        if self.live:
+            with contextlib.suppress(FileNotFoundError):
+                AGENT_STATE_FILE.unlink()
+            dirs.append(AGENT_STATE_FILE.parent)
+        for directory in dirs:
+            with contextlib.suppress(OSError):  # rmdir refuses a folder that is not empty
+                directory.rmdir()
+
+
+def _with_pending(previous: Manifest | None, request: InstallRequest, plan: Plan) -> Manifest:
+    """The previous manifest plus what this install is about to write."""
+    base = previous or Manifest(unit_dir=str(request.unit_dir), env_file=str(request.env_target),
+                                tracardi_version="", units=[])
+    pending = {c.name: digest(c.new.encode()) for c in plan.file_changes if c.new is not None}
+    return replace(base, pending=pending, pending_env_digest=digest(request.env_data),
+                   quadlet_dir=base.quadlet_dir or str(request.quadlet_dir or ""))
+
+
+def _contents(path: Path) -> bytes | None:
+    """A plain file's bytes; None for anything else."""
+    try:
+        return path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    except OSError:
+        return None
+
+
+def _unit_set_change(previous: Manifest | None, request: InstallRequest) -> list[str]:
+    """Units added or dropped although no file changed (replicas of a template)."""
+    if previous is None:
+        return []
+    before, after = set(previous.units), set(request.units)
+    files = set(request.rendered) | set(previous.files)
+    lines = [f"enable {u}" for u in sorted(after - before) if u not in files]
+    lines += [f"disable {u}" for u in sorted(before - after) if u not in files]
+    return lines
+
+
+def _never_enabled(files: Iterable[str], units: list[str]) -> list[str]:
+    """The unit files among `files` that are not in `units` and not templates or the
+    target: the services of scheduled jobs, which their timers start."""
+    return sorted(generated_unit(name) for name in files
+                  if "@." not in name and name != TARGET and name not in units)
+
+
+def _version_move(previous: Manifest | None, request: InstallRequest,
+                  version: str) -> list[str]:
+    """What moving to another Tracardi release does, said before it is done."""
+    if previous is None or previous.tracardi_version in ("", version):
+        return []
+    gone = units_no_longer_wanted(previous, request.units)
+    stopped = f"stop and disable {', '.join(gone)}" if gone else "no unit goes away"
+    return [f"Tracardi {previous.tracardi_version} -> {version}: {stopped}; units of both "
+            f"releases that are running restart on {version}'s images"]
+
+
+def _os_message(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return (f"cannot write{where}: {exc.strerror or exc}; a file being written was left "
+            "as it was, and the next install completes what this one did not")

@@ -1,0 +1,145 @@
+"""`status`: one row per managed worker unit, from systemd, Docker and the agent's report;
+and the state of the units that are no long-running workers (init, the jobs' timers)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tracardi_systemd.host.commands import ContainerSource, SystemctlClient
+from tracardi_systemd.host.engine import EngineError
+from tracardi_systemd.install.manifest import Manifest
+from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, TARGET, is_worker_unit
+from tracardi_systemd.observe.read import (
+    ContainerReader,
+    by_unit,
+    container_memory,
+    read_units,
+    uptime_seconds,
+)
+
+
+@dataclass
+class WorkerRow:
+    unit: str
+    unit_state: str  # ActiveState/SubState, e.g. active/running
+    container: str  # docker's status, or "missing"
+    uptime_seconds: float | None
+    restarts: int
+    memory_bytes: int | None
+    image: str
+    agent_state: str
+    agent_restarts: int
+    last_reason: str
+    dependencies: dict[str, bool]  # as the agent last probed them: {name: reachable}
+    liveness: str  # Docker's health status of the container: healthy, unhealthy, starting, -
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the worker is not healthy; empty when it is."""
+        found = []
+        if self.unit_state != "active/running":
+            found.append(f"unit {self.unit_state}")
+        if self.container != "running":
+            found.append(f"container {self.container}")
+        found += [f"{name} unreachable" for name, up in self.dependencies.items() if not up]
+        if self.liveness == "unhealthy":
+            found.append("liveness check failing")
+        return found
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class UnitRow:
+    """A unit that runs no long-running worker: the run-once init, a scheduled job's timer.
+    Both are `active` when all is well: init `exited` after its run, a timer `waiting`."""
+
+    unit: str
+    state: str  # ActiveState/SubState
+    result: str  # systemd's Result of the last run: success, exit-code...
+
+    @property
+    def healthy(self) -> bool:
+        return self.state.startswith("active/")
+
+
+@dataclass
+class Status:
+    workers: list[WorkerRow]
+    agent: str
+    docker_problem: str = ""  # why Docker could not be asked (e.g. no access to its socket)
+    others: list[UnitRow] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return (self.agent == "active/running" and not self.docker_problem
+                and all(w.healthy for w in self.workers) and all(o.healthy for o in self.others))
+
+    def to_json(self) -> str:
+        rows = [asdict(w) | {"healthy": w.healthy, "problems": w.problems}
+                for w in self.workers]
+        others = [asdict(o) | {"healthy": o.healthy} for o in self.others]
+        return json.dumps({"healthy": self.healthy, "agent": self.agent,
+                           "docker_problem": self.docker_problem, "workers": rows,
+                           "others": others}, indent=2)
+
+
+def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSource,
+            agent_state_file: Path = AGENT_STATE_FILE) -> Status:
+    worker_units = [u for u in manifest.units if is_worker_unit(u)]
+    other_units = [u for u in manifest.units
+                   if u not in (TARGET, AGENT_UNIT) and not is_worker_unit(u)]
+    units = read_units(systemctl, [*worker_units, *other_units, AGENT_UNIT])
+    docker_problem = ""
+    try:
+        containers = by_unit(ContainerReader(engine).read())
+    except EngineError as exc:
+        containers, docker_problem = {}, str(exc)
+    memory = container_memory(c.pid for c in containers.values())
+    agent_view = _agent_view(agent_state_file)
+    now = datetime.now(UTC)
+    rows = []
+    for name in worker_units:
+        unit, container = units[name], containers.get(name)
+        seen = agent_view.get(name, {})
+        rows.append(WorkerRow(
+            unit=name,
+            unit_state=f"{unit.active_state}/{unit.sub_state}",
+            container=container.status if container else "missing",
+            uptime_seconds=uptime_seconds(container.started_at, now) if container else None,
+            restarts=unit.restarts,
+            memory_bytes=memory.get(container.pid) if container else None,
+            image=container.image if container else "",
+            agent_state=str(seen.get("state", "")),
+            agent_restarts=int(seen.get("restarts", 0) or 0),
+            last_reason=str(seen.get("last_reason", "")),
+            dependencies=_dependencies(seen),
+            liveness=(container.health or "-") if container else "-",
+        ))
+    agent = units[AGENT_UNIT]
+    others = [UnitRow(name, f"{units[name].active_state}/{units[name].sub_state}",
+                      units[name].result) for name in other_units]
+    return Status(rows, f"{agent.active_state}/{agent.sub_state}", docker_problem, others)
+
+
+def _agent_view(path: Path) -> dict[str, dict]:
+    """The agent's published per-unit view; empty when the agent has not written one."""
+    try:
+        workers = json.loads(path.read_text()).get("workers", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(workers, dict):
+        return {}
+    return {unit: seen for unit, seen in workers.items() if isinstance(seen, dict)}
+
+
+def _dependencies(seen: dict) -> dict[str, bool]:
+    found = seen.get("dependencies", {})
+    if not isinstance(found, dict):
+        return {}
+    return {str(name): bool(up) for name, up in found.items()}

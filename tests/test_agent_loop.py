@@ -12,7 +12,7 @@ from fakes import FakeClock, FakeEngine, FakeSystemctl, inspected, unit_props
 
 from tracardi_systemd.agent import loop as agent_module
 from tracardi_systemd.agent.loop import Agent, InputFiles, needs_of, worker_of
-from tracardi_systemd.agent.policy import Config, EventKind, History, State
+from tracardi_systemd.agent.policy import Config, EntryKind, History, State
 from tracardi_systemd.cli.table import describe_cycle
 from tracardi_systemd.host.commands import CommandError
 from tracardi_systemd.host.journal import Journal
@@ -107,7 +107,7 @@ def test_healthy_cycle_makes_a_fixed_number_of_calls_and_acts_on_nothing(tmp_pat
     assert rig.engine.removed == []
     assert sorted(rig.engine.inspected) == sorted(c["Id"] for c in rig.engine.entries)
     assert decision.actions == []
-    assert decision.events == []
+    assert decision.entries == []
     assert rig.stderr.getvalue() == ""
     assert len(observation.workers) == count
     assert all(v.memory == 64 * MIB for v in observation.workers.values())
@@ -133,7 +133,7 @@ def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
     rig = Rig(tmp_path, FIVE, unit_state=states, containers=containers)
 
     _, decision = rig.agent.cycle()
-    assert [e.kind for e in decision.events] == [EventKind.GAVE_UP]
+    assert [e.kind for e in decision.entries] == [EntryKind.GAVE_UP]
     assert rig.systemctl.calls == []
     assert rig.stderr.getvalue().startswith(f"<3>systemd gave up on {SCHEDULER}")
     state = rig.state()["workers"][SCHEDULER]
@@ -148,7 +148,7 @@ def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
     _, decision = rig.agent.cycle()
     assert rig.systemctl.calls == [("reset-failed", SCHEDULER),
                                    ("start", "--no-block", SCHEDULER)]
-    assert [e.kind for e in decision.events] == [EventKind.REARM]
+    assert [e.kind for e in decision.entries] == [EntryKind.REARM]
     assert f"<4>re-arming {SCHEDULER}" in rig.stderr.getvalue()
     assert rig.state()["workers"][SCHEDULER] == {
         "state": "restarting", "restarts": 1, "last_reason": "start-limit-hit",
@@ -182,7 +182,7 @@ def test_dry_run_observes_only_and_keeps_no_history(tmp_path):
     rig = Rig(tmp_path, [SCHEDULER], unit_state=states, containers=[])
 
     _, decision = rig.agent.cycle(dry_run=True)
-    assert [e.kind for e in decision.events] == [EventKind.GAVE_UP]  # it decided...
+    assert [e.kind for e in decision.entries] == [EntryKind.GAVE_UP]  # it decided...
     assert rig.agent.history == History()  # ...but remembers nothing
     assert not rig.state_file.exists()
     assert rig.stderr.getvalue() == ""
@@ -227,7 +227,7 @@ def test_worker_over_its_memory_limit_is_restarted(tmp_path):
     rig.clock.advance(5)
     _, decision = rig.agent.cycle()
     assert rig.systemctl.calls == [("restart", "--no-block", SCHEDULER)]
-    event = decision.events[0]
+    event = decision.entries[0]
     assert event.fields["TRACARDI_MEMORY_BYTES"] == str(64 * MIB)
     assert rig.state()["workers"][SCHEDULER]["last_reason"] == "memory limit"
 

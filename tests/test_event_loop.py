@@ -11,7 +11,7 @@ import time
 
 from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 
-from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.journal_ids import EntryKind
 from tracardi_systemd.agent.loop import Agent, InputFiles, stop_on_signals
 from tracardi_systemd.agent.policy import Config
 from tracardi_systemd.agent.watch import Stop, Watcher
@@ -178,7 +178,7 @@ def test_an_oom_kill_is_a_warning(tmp_path):
     agent, _, _, watcher, stderr = rig(tmp_path, [FakeStream(clock, [oom])], clock)
     run_for(agent, watcher, clock, 5)
     assert "<4>container tracardi-trigger ran out of memory" in stderr.getvalue()
-    assert EventKind.CONTAINER_DIED.value  # one MESSAGE_ID for deaths of either kind
+    assert EntryKind.CONTAINER_DIED.value  # one MESSAGE_ID for deaths of either kind
 
 
 def test_a_stop_signal_ends_a_wait_at_once_and_never_cuts_a_cycle_short(tmp_path):

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from fakes import FakeEngine, FakeSystemctl, inspected, unit_props
 from samples import CLEAN_ENV, SECRET_LICENSE
 
-from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.journal_ids import EntryKind
 from tracardi_systemd.agent.loop import Agent, InputFiles
 from tracardi_systemd.agent.policy import Config, History, Observation, State, WorkerView, decide
 from tracardi_systemd.cli.main import main
@@ -304,14 +304,14 @@ def test_workers_docker_took_down_come_back_with_it_and_an_operators_stop_is_kep
                                  worker_view(SCHEDULER, "inactive"),
                                  worker_view(trigger, "inactive", inactive_since=50))
         assert decision.actions == []
-    assert [e.kind for e in decision.events] == []
+    assert [e.kind for e in decision.entries] == []
     assert history.workers[SCHEDULER].state is State.HELD
     assert history.workers[trigger].state is State.STOPPED
     decision, history = step(history, 140.0, docker_unit("active"),
                              worker_view(SCHEDULER, "inactive"),
                              worker_view(trigger, "inactive", inactive_since=50))
     assert [(a.kind.value, a.target) for a in decision.actions] == [("rearm", SCHEDULER)]
-    assert EventKind.DOCKER_BACK in [e.kind for e in decision.events]
+    assert EntryKind.DOCKER_BACK in [e.kind for e in decision.entries]
 
 
 def test_the_first_cycle_says_docker_is_down_once():
@@ -319,8 +319,8 @@ def test_the_first_cycle_says_docker_is_down_once():
     for now in (0.0, 10.0, 20.0):
         decision, history = step(history, now, docker_unit("inactive"),
                                  worker_view(SCHEDULER, "inactive"))
-        kinds += [e.kind for e in decision.events]
-    assert kinds == [EventKind.DOCKER_DOWN]
+        kinds += [e.kind for e in decision.entries]
+    assert kinds == [EntryKind.DOCKER_DOWN]
 
 
 def test_a_docker_restart_between_two_cycles_is_told_by_the_timestamps():
@@ -379,7 +379,7 @@ def test_a_closed_stderr_without_journald_does_not_end_the_agent(tmp_path):
     closed = io.StringIO()
     closed.close()
     journal = Journal(str(tmp_path / "nosocket"), closed)
-    journal.send("hello", 3, EventKind.CYCLE_FAILED.value)  # no exception
+    journal.send("hello", 3, EntryKind.CYCLE_FAILED.value)  # no exception
     assert journal.lost == 1
 
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.journal_ids import EntryKind
 from tracardi_systemd.agent.policy import (
     ActionKind,
     Config,
@@ -97,17 +97,17 @@ class Sim:
         return self.history.workers[unit_name]
 
 
-def kinds(decision: Decision) -> list[EventKind]:
-    return [e.kind for e in decision.events]
+def kinds(decision: Decision) -> list[EntryKind]:
+    return [e.kind for e in decision.entries]
 
 
 def acts(decision: Decision) -> list[tuple[str, str]]:
     return [(a.kind.value, a.target) for a in decision.actions]
 
 
-def one_event(decision: Decision, kind: EventKind):
-    found = [e for e in decision.events if e.kind is kind]
-    assert len(found) == 1, decision.events
+def one_event(decision: Decision, kind: EntryKind):
+    found = [e for e in decision.entries if e.kind is kind]
+    assert len(found) == 1, decision.entries
     return found[0]
 
 
@@ -121,7 +121,7 @@ def test_healthy_host_needs_no_action_and_no_event():
     for now in range(0, 1000, 5):
         decision = sim.step(float(now), *(healthy(u, memory=50 * 2**20) for u in units))
         assert decision.actions == []
-        assert decision.events == []
+        assert decision.entries == []
     assert {u: sim.past(u).state for u in units} == dict.fromkeys(units, State.RUNNING)
 
 
@@ -132,7 +132,7 @@ def test_failed_unit_is_rearmed_after_the_backoff():
     sim = Sim()
     first = sim.step(0.0, failed(SCHEDULER))
     assert first.actions == []
-    gave_up = one_event(first, EventKind.GAVE_UP)
+    gave_up = one_event(first, EntryKind.GAVE_UP)
     assert gave_up.priority is Priority.ERROR
     assert gave_up.fields["TRACARDI_UNIT"] == SCHEDULER
     assert gave_up.fields["TRACARDI_WORKER"] == "scheduler"
@@ -143,13 +143,13 @@ def test_failed_unit_is_rearmed_after_the_backoff():
 
     for now in (5.0, 10.0, 10.99):
         waiting = sim.step(now, failed(SCHEDULER))
-        assert (waiting.actions, waiting.events) == ([], [])
+        assert (waiting.actions, waiting.entries) == ([], [])
         assert sim.past(SCHEDULER).state is State.BACKOFF
 
     rearm = sim.step(11.0, failed(SCHEDULER))
     assert acts(rearm) == [("rearm", SCHEDULER)]
     assert rearm.actions[0].reason == "start-limit-hit"
-    event = one_event(rearm, EventKind.REARM)
+    event = one_event(rearm, EntryKind.REARM)
     assert event.priority is Priority.WARNING
     assert event.fields["TRACARDI_ACTION"] == "rearm"
     assert event.fields["TRACARDI_UNIT"] == SCHEDULER
@@ -161,8 +161,8 @@ def test_failed_unit_is_rearmed_after_the_backoff():
     # systemd starts it; once it runs, that is a recovery
     recovered = sim.step(12.0, healthy(SCHEDULER))
     assert recovered.actions == []
-    assert kinds(recovered) == [EventKind.RECOVERED]
-    assert recovered.events[0].priority is Priority.NOTICE
+    assert kinds(recovered) == [EntryKind.RECOVERED]
+    assert recovered.entries[0].priority is Priority.NOTICE
     assert sim.past(SCHEDULER).state is State.RUNNING
 
 
@@ -172,11 +172,11 @@ def test_a_failed_state_seen_once_is_systemd_on_its_way_to_a_restart():
     sim = Sim()
     passing = view(SCHEDULER, "failed", "failed", "exit-code", status=None)
     first = sim.step(0.0, passing)
-    assert first.actions == [] and first.events == []
+    assert first.actions == [] and first.entries == []
     sim.step(5.0, healthy(SCHEDULER))
-    assert sim.step(10.0, passing).events == []
+    assert sim.step(10.0, passing).entries == []
     second = sim.step(15.0, passing)
-    assert kinds(second) == [EventKind.GAVE_UP]
+    assert kinds(second) == [EntryKind.GAVE_UP]
 
 
 def fail_repeatedly(sim: Sim, rounds: int, start: float = 0.0) -> tuple[list[float], float]:
@@ -184,9 +184,9 @@ def fail_repeatedly(sim: Sim, rounds: int, start: float = 0.0) -> tuple[list[flo
     delays, now = [], start
     for _ in range(rounds):
         decision = sim.step(now, failed(SCHEDULER))
-        assert kinds(decision) == [EventKind.GAVE_UP]
+        assert kinds(decision) == [EntryKind.GAVE_UP]
         delay = sim.past(SCHEDULER).next_try - now
-        assert float(decision.events[0].fields["TRACARDI_BACKOFF_SEC"]) == pytest.approx(
+        assert float(decision.entries[0].fields["TRACARDI_BACKOFF_SEC"]) == pytest.approx(
             delay, abs=0.05)
         delays.append(delay)
         assert sim.step(now + delay - 0.01, failed(SCHEDULER)).actions == []
@@ -242,8 +242,8 @@ def test_attempts_reset_after_running_stable_after_seconds():
     assert sim.past(SCHEDULER).attempts == 0
 
     again = sim.step(running_from + 400.0, failed(SCHEDULER))
-    assert again.events[0].fields["TRACARDI_BACKOFF_SEC"] == "11.0"  # back to the first step
-    assert again.events[0].fields["TRACARDI_ATTEMPT"] == "1"
+    assert again.entries[0].fields["TRACARDI_BACKOFF_SEC"] == "11.0"  # back to the first step
+    assert again.entries[0].fields["TRACARDI_ATTEMPT"] == "1"
 
 
 def test_a_short_run_does_not_reset_the_backoff():
@@ -252,8 +252,8 @@ def test_a_short_run_does_not_reset_the_backoff():
     sim.step(now, healthy(SCHEDULER))
     sim.step(now + 100.0, healthy(SCHEDULER))
     decision = sim.step(now + 101.0, failed(SCHEDULER))
-    assert decision.events[0].fields["TRACARDI_BACKOFF_SEC"] == "44.0"  # 40 s * 1.1
-    assert decision.events[0].fields["TRACARDI_ATTEMPT"] == "3"
+    assert decision.entries[0].fields["TRACARDI_BACKOFF_SEC"] == "44.0"  # 40 s * 1.1
+    assert decision.entries[0].fields["TRACARDI_ATTEMPT"] == "3"
 
 
 # --- an active unit without its container -----------------------------------------------
@@ -265,12 +265,12 @@ def test_missing_container_restarts_the_unit_after_the_grace_period(status):
     sim.step(0.0, healthy(SCHEDULER))
     for now in (10.0, 20.0, 24.99):
         decision = sim.step(now, view(SCHEDULER, status=status))
-        assert (decision.actions, decision.events) == ([], [])
+        assert (decision.actions, decision.entries) == ([], [])
         assert sim.past(SCHEDULER).state is State.STARTING
     decision = sim.step(25.0, view(SCHEDULER, status=status))
     assert acts(decision) == [("restart", SCHEDULER)]
     assert decision.actions[0].reason == "container missing"
-    event = one_event(decision, EventKind.RESTART)
+    event = one_event(decision, EntryKind.RESTART)
     assert event.priority is Priority.WARNING
     assert event.fields["TRACARDI_ACTION"] == "restart"
     assert event.fields["TRACARDI_REASON"] == "container missing"
@@ -300,7 +300,7 @@ def test_unit_systemd_is_restarting_is_left_alone(active, sub):
     sim = Sim(Config(grace=15.0))
     for now in range(0, 600, 5):
         decision = sim.step(float(now), view(SCHEDULER, active, sub, status=None))
-        assert (decision.actions, decision.events) == ([], [])
+        assert (decision.actions, decision.entries) == ([], [])
 
 
 @pytest.mark.parametrize(("active", "sub"), [("inactive", "dead"), ("deactivating", "stop")])
@@ -309,7 +309,7 @@ def test_operator_stopped_unit_is_left_alone(active, sub):
     sim.step(0.0, healthy(SCHEDULER))
     for now in range(5, 2000, 5):
         decision = sim.step(float(now), view(SCHEDULER, active, sub, status=None))
-        assert (decision.actions, decision.events) == ([], [])
+        assert (decision.actions, decision.entries) == ([], [])
         assert sim.past(SCHEDULER).state is State.STOPPED
 
 
@@ -332,10 +332,10 @@ def test_orphan_is_removed_on_the_second_cycle_that_sees_it():
     orphan = container(SCHEDULER, cid="c0ffee")
     first = sim.step(0.0, stopped, containers=[orphan])
     assert first.actions == []
-    assert first.events == []
+    assert first.entries == []
     second = sim.step(5.0, stopped, containers=[orphan])
     assert acts(second) == [("remove", "c0ffee")]
-    event = one_event(second, EventKind.ORPHAN_REMOVED)
+    event = one_event(second, EntryKind.ORPHAN_REMOVED)
     assert event.priority is Priority.WARNING
     assert event.fields["TRACARDI_CONTAINER"] == "tracardi-scheduler"
     assert event.fields["TRACARDI_UNIT"] == SCHEDULER
@@ -399,7 +399,7 @@ def test_memory_over_the_limit_for_memory_cycles_restarts_the_worker():
     decision = sim.step(10.0, healthy(SCHEDULER, memory=over))
     assert acts(decision) == [("restart", SCHEDULER)]
     assert decision.actions[0].reason == "memory limit"
-    event = one_event(decision, EventKind.RESTART)
+    event = one_event(decision, EntryKind.RESTART)
     assert event.priority is Priority.WARNING
     assert event.fields["TRACARDI_MEMORY_BYTES"] == str(over)
     assert event.fields["TRACARDI_LIMIT_BYTES"] == str(100 * 2**20)
@@ -447,24 +447,24 @@ def test_dependency_down_holds_the_units_that_need_it():
     all_events, trigger_rearms = [], 0
     for now in range(0, 200, 5):
         decision = sim.step(float(now), needs_redis, needs_elastic_only, dependencies=redis_down)
-        all_events += decision.events
+        all_events += decision.entries
         assert ("rearm", SCHEDULER) not in acts(decision)
         trigger_rearms += acts(decision).count(("rearm", TRIGGER))
         assert sim.past(SCHEDULER).state is State.HELD
         assert sim.past(SCHEDULER).attempts == 0
-    unreachable = [e for e in all_events if e.kind is EventKind.UNREACHABLE]
+    unreachable = [e for e in all_events if e.kind is EntryKind.UNREACHABLE]
     assert len(unreachable) == 1
     assert unreachable[0].priority is Priority.ERROR
     assert unreachable[0].fields["TRACARDI_DEPENDENCY"] == "redis"
-    held = [e for e in all_events if e.kind is EventKind.HELD]
+    held = [e for e in all_events if e.kind is EntryKind.HELD]
     assert [e.fields["TRACARDI_UNIT"] for e in held] == [SCHEDULER]
     assert held[0].fields["TRACARDI_REASON"] == "redis unreachable"
-    assert not [e for e in all_events if e.kind is EventKind.GAVE_UP
+    assert not [e for e in all_events if e.kind is EntryKind.GAVE_UP
                 and e.fields["TRACARDI_UNIT"] == SCHEDULER]
     assert trigger_rearms >= 2  # the unit that does not need Redis is still re-armed
 
     back = sim.step(200.0, needs_redis, needs_elastic_only, dependencies=ALL_UP)
-    reachable = one_event(back, EventKind.REACHABLE)
+    reachable = one_event(back, EntryKind.REACHABLE)
     assert reachable.fields["TRACARDI_DEPENDENCY"] == "redis"
     assert reachable.priority is Priority.NOTICE
     assert "200 s" in reachable.message
@@ -474,8 +474,8 @@ def test_dependency_down_holds_the_units_that_need_it():
     assert sim.past(SCHEDULER).attempts == 0  # the hold did not burn the backoff
 
     later = [sim.step(now, healthy(SCHEDULER), healthy(TRIGGER)) for now in (205.0, 210.0)]
-    assert not [e for d in later for e in d.events
-                if e.kind in (EventKind.REACHABLE, EventKind.UNREACHABLE)]
+    assert not [e for d in later for e in d.entries
+                if e.kind in (EntryKind.REACHABLE, EntryKind.UNREACHABLE)]
 
 
 def test_dependency_going_down_during_a_backoff_holds_the_rearm():
@@ -519,13 +519,13 @@ def test_each_dependency_is_reported_once_down_and_once_back():
     seen = []
     for i, deps in enumerate(pattern):
         decision = sim.step(5.0 * i, healthy(SCHEDULER), dependencies=deps)
-        seen += [(e.kind, e.fields["TRACARDI_DEPENDENCY"]) for e in decision.events
+        seen += [(e.kind, e.fields["TRACARDI_DEPENDENCY"]) for e in decision.entries
                  if "TRACARDI_DEPENDENCY" in e.fields]
     assert seen == [
-        (EventKind.UNREACHABLE, "redis"),
-        (EventKind.UNREACHABLE, "elasticsearch"),
-        (EventKind.REACHABLE, "redis"),
-        (EventKind.REACHABLE, "elasticsearch"),
+        (EntryKind.UNREACHABLE, "redis"),
+        (EntryKind.UNREACHABLE, "elasticsearch"),
+        (EntryKind.REACHABLE, "redis"),
+        (EntryKind.REACHABLE, "elasticsearch"),
     ]
 
 
@@ -535,28 +535,28 @@ def test_each_dependency_is_reported_once_down_and_once_back():
 def test_host_pressure_is_warned_about_once_per_period():
     sim = Sim(Config(host_warn_percent=90.0, host_warn_every=3600.0))
     first = sim.step(0.0, healthy(SCHEDULER), host_memory=95.0)
-    event = one_event(first, EventKind.HOST_PRESSURE)
+    event = one_event(first, EntryKind.HOST_PRESSURE)
     assert event.priority is Priority.WARNING
     assert "memory" in event.message
     assert "95%" in event.message
     assert first.actions == []
     for now in (5.0, 1000.0, 3599.0):
-        assert sim.step(now, healthy(SCHEDULER), host_memory=95.0).events == []
+        assert sim.step(now, healthy(SCHEDULER), host_memory=95.0).entries == []
     assert kinds(sim.step(3600.0, healthy(SCHEDULER), host_memory=95.0)) == [
-        EventKind.HOST_PRESSURE]
+        EntryKind.HOST_PRESSURE]
 
 
 def test_disk_pressure_is_warned_about_separately():
     sim = Sim(Config(host_warn_percent=90.0))
     sim.step(0.0, healthy(SCHEDULER), host_memory=95.0)
     decision = sim.step(5.0, healthy(SCHEDULER), host_memory=95.0, disk=97.0)
-    event = one_event(decision, EventKind.HOST_PRESSURE)
+    event = one_event(decision, EntryKind.HOST_PRESSURE)
     assert "docker disk" in event.message
 
 
 def test_no_warning_below_the_threshold():
     sim = Sim(Config(host_warn_percent=90.0))
-    assert sim.step(0.0, healthy(SCHEDULER), host_memory=89.9, disk=89.9).events == []
+    assert sim.step(0.0, healthy(SCHEDULER), host_memory=89.9, disk=89.9).entries == []
 
 
 # --- purity, identities, priorities, summary ---------------------------------------------
@@ -582,7 +582,7 @@ def test_decide_does_not_modify_the_history_it_is_given():
 
 
 def test_every_event_kind_has_its_own_message_id():
-    ids = [kind.value for kind in EventKind]
+    ids = [kind.value for kind in EntryKind]
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
     assert len(set(ids)) == len(ids)
 
@@ -590,7 +590,7 @@ def test_every_event_kind_has_its_own_message_id():
 def test_every_event_carries_its_action_name():
     sim = Sim()
     decision = sim.step(0.0, failed(SCHEDULER), dependencies={"redis": False})
-    for event in decision.events:
+    for event in decision.entries:
         assert event.fields["TRACARDI_ACTION"] == event.kind.name.lower()
         assert event.fields["TRACARDI_REASON"]
 

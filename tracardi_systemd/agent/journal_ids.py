@@ -1,5 +1,5 @@
-"""The kinds of journal entry the agent writes, each with its fixed MESSAGE_ID, and the
-syslog priorities they are written at.
+"""The kinds of journal entry the agent writes, each with its fixed MESSAGE_ID, and the one
+way an entry is built and sent.
 
 MESSAGE_IDs are random 128-bit ids (made with `systemd-id128 new`, as systemd's own
 catalog does), so `journalctl MESSAGE_ID=...` finds every entry of one kind and nothing
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from tracardi_systemd.host.journal import Priority
+from tracardi_systemd.host.journal import Journal, Priority
 
 
-class EventKind(Enum):
+class EntryKind(Enum):
     GAVE_UP = "9c2e7344316c42fcbd4d6f148245cdd9"
     REARM = "80ea54c2b8564472b3df81f86f386bc0"
     RESTART = "3f8f1de91e2a4b029c7c056644a116f1"
@@ -35,8 +35,17 @@ class EventKind(Enum):
 
 
 @dataclass(frozen=True)
-class Event:
-    kind: EventKind
+class Entry:
+    """One journal entry of the agent's. TRACARDI_ACTION is the kind's name unless given."""
+
+    kind: EntryKind
     priority: Priority
     message: str
     fields: dict[str, str]
+
+    @classmethod
+    def of(cls, kind: EntryKind, priority: Priority, message: str, **fields: str) -> Entry:
+        return cls(kind, priority, message, {"TRACARDI_ACTION": kind.name.lower(), **fields})
+
+    def send(self, journal: Journal) -> None:
+        journal.send(self.message, self.priority, self.kind.value, **self.fields)

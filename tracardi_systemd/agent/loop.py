@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import sdnotify  # type: ignore[import-untyped]
 
-from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.journal_ids import Entry, EntryKind
 from tracardi_systemd.agent.policy import (
     OWNING_STATES,
     Action,
@@ -145,7 +145,7 @@ class Agent:
         try:
             fresh = self.inputs.read_if_changed()
         except ManifestError as exc:
-            self._report(EventKind.CYCLE_FAILED, Priority.ERROR,
+            self._report(EntryKind.CYCLE_FAILED, Priority.ERROR,
                          f"keeping the last manifest: {exc}", TRACARDI_REASON="manifest")
             return
         if fresh is None:
@@ -153,7 +153,7 @@ class Agent:
         before = set(self.units)
         self._use(fresh)
         added, removed = sorted(set(self.units) - before), sorted(before - set(self.units))
-        self._report(EventKind.RELOADED, Priority.NOTICE,
+        self._report(EntryKind.RELOADED, Priority.NOTICE,
                      f"read the installed manifest and env file again ({len(self.units)} "
                      f"worker units; added: {', '.join(added) or 'none'}; removed: "
                      f"{', '.join(removed) or 'none'})", TRACARDI_REASON="inputs changed")
@@ -219,9 +219,8 @@ class Agent:
         if not dry_run:
             for action in decision.actions:
                 self._act(action)
-            for event in decision.events:
-                self.journal.send(event.message, event.priority, event.kind.value,
-                                  **event.fields)
+            for entry in decision.entries:
+                entry.send(self.journal)
             self.history = decision.history
             self._publish(observation)
         return observation, decision
@@ -236,7 +235,7 @@ class Agent:
         try:
             steps[action.kind](action.target)
         except (CommandError, EngineError) as exc:
-            self._report(EventKind.ACTION_FAILED, Priority.ERROR,
+            self._report(EntryKind.ACTION_FAILED, Priority.ERROR,
                          f"{action.kind.value} {action.target} failed: {exc}",
                          TRACARDI_ACTION=f"{action.kind.value}-failed",
                          TRACARDI_REASON=action.reason)
@@ -245,9 +244,8 @@ class Agent:
         self.systemctl("reset-failed", unit)
         self.systemctl("start", "--no-block", unit)
 
-    def _report(self, kind: EventKind, priority: Priority, message: str, **fields: str) -> None:
-        fields.setdefault("TRACARDI_ACTION", kind.name.lower())
-        self.journal.send(message, priority, kind.value, **fields)
+    def _report(self, kind: EntryKind, priority: Priority, message: str, **fields: str) -> None:
+        Entry.of(kind, priority, message, **fields).send(self.journal)
 
     def status_line(self, observation: Observation) -> str:
         parts = [summary(observation, self.history), self.state_problem]
@@ -276,7 +274,7 @@ class Agent:
         except OSError as exc:
             problem = f"state file {self.state_file} not written: {exc.strerror or exc}"
             if problem != self.state_problem:
-                self._report(EventKind.STATE_UNWRITABLE, Priority.WARNING,
+                self._report(EntryKind.STATE_UNWRITABLE, Priority.WARNING,
                              f"{problem}; `tracardi-systemd status` shows no agent view "
                              "until it can be written; supervising goes on",
                              TRACARDI_REASON="state file")
@@ -299,7 +297,7 @@ class Agent:
             except (CommandError, EngineError, OSError) as exc:
                 # No WATCHDOG=1 for an incomplete cycle: if this persists, systemd restarts us.
                 self.systemd_view_stale = True
-                self._report(EventKind.CYCLE_FAILED, Priority.ERROR, f"cycle failed: {exc}",
+                self._report(EntryKind.CYCLE_FAILED, Priority.ERROR, f"cycle failed: {exc}",
                              TRACARDI_REASON=str(exc))
             else:
                 in_flux = not settled(observation, self.history)

@@ -10,7 +10,7 @@ A pure function (`decide`) over explicit per-worker states, in the manner of sup
                is back; a worker that Docker took down with it is started again then
     STOPPED    the unit is inactive: an operator stopped it, the agent leaves it alone
 
-Events (journal entries) are returned with the actions, so every decision is reported.
+Journal entries are returned with the actions, so every decision is reported.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from tracardi_systemd.agent.journal_ids import Event, EventKind
+from tracardi_systemd.agent.journal_ids import Entry, EntryKind
 from tracardi_systemd.host.journal import Priority
 from tracardi_systemd.observe.model import ContainerState, UnitState
 
@@ -140,7 +140,7 @@ class Action:
 @dataclass
 class Decision:
     actions: list[Action]
-    events: list[Event]
+    entries: list[Entry]
     history: History
 
 
@@ -155,7 +155,7 @@ def decide(observation: Observation, history: History, config: Config,
     if observation.docker_active:
         decider.orphans()
     decider.host()
-    return Decision(decider.actions, decider.events, decider.history)
+    return Decision(decider.actions, decider.entries, decider.history)
 
 
 class _Decider:
@@ -164,13 +164,11 @@ class _Decider:
         self.obs, self.history, self.config, self.random = obs, history, config, random
         self.now = obs.now
         self.actions: list[Action] = []
-        self.events: list[Event] = []
+        self.entries: list[Entry] = []
         self.came_back: list[str] = []  # dependencies reachable again in this cycle
 
-    def _event(self, kind: EventKind, priority: Priority, message: str, **fields: str) -> None:
-        self.events.append(Event(kind, priority, message, {
-            "TRACARDI_ACTION": kind.name.lower(), **fields,
-        }))
+    def _event(self, kind: EntryKind, priority: Priority, message: str, **fields: str) -> None:
+        self.entries.append(Entry.of(kind, priority, message, **fields))
 
     def _act(self, kind: ActionKind, target: str, reason: str) -> None:
         self.actions.append(Action(kind, target, reason))
@@ -187,12 +185,12 @@ class _Decider:
                 self.history.down_since[name] = self.now
                 self.history.down_at[name] = self.obs.clock_time
                 if name == DOCKER:
-                    self._event(EventKind.DOCKER_DOWN, ERROR,
+                    self._event(EntryKind.DOCKER_DOWN, ERROR,
                                 "docker.service is not running: the workers are down with it; "
                                 "they are started again when it is back",
                                 TRACARDI_DEPENDENCY=name, TRACARDI_REASON="docker down")
                 else:
-                    self._event(EventKind.UNREACHABLE, ERROR,
+                    self._event(EntryKind.UNREACHABLE, ERROR,
                                 f"{name} is unreachable: holding restarts of the workers that "
                                 "need it", TRACARDI_DEPENDENCY=name,
                                 TRACARDI_REASON=f"{name} unreachable")
@@ -200,7 +198,7 @@ class _Decider:
                 seconds = self.now - self.history.down_since.pop(name)
                 self.history.down_at.pop(name, None)
                 self.came_back.append(name)
-                kind = EventKind.DOCKER_BACK if name == DOCKER else EventKind.REACHABLE
+                kind = EntryKind.DOCKER_BACK if name == DOCKER else EntryKind.REACHABLE
                 what = "docker.service is running" if name == DOCKER else f"{name} is reachable"
                 self._event(kind, NOTICE, f"{what} again after {seconds:.0f} s",
                             TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} back")
@@ -264,7 +262,7 @@ class _Decider:
         past.last_reason = "docker back"
         self._act(ActionKind.REARM, unit, "docker back")
         self._enter(past, State.RESTARTING)
-        self._event(EventKind.REARM, WARNING,
+        self._event(EntryKind.REARM, WARNING,
                     f"starting {unit}: docker.service stopped it and is running again",
                     **fields, TRACARDI_REASON="docker back")
 
@@ -273,7 +271,7 @@ class _Decider:
         dependency = self._missing_dependency(view)
         if dependency:
             if past.state is not State.HELD:
-                self._event(EventKind.HELD, WARNING,
+                self._event(EntryKind.HELD, WARNING,
                             f"{unit} failed while {dependency} is unreachable: held",
                             **fields, TRACARDI_REASON=f"{dependency} unreachable")
             self._enter(past, State.HELD)
@@ -284,7 +282,7 @@ class _Decider:
             past.next_try = self.now + delay
             past.last_reason = view.unit.result or "failed"
             self._enter(past, State.BACKOFF)
-            self._event(EventKind.GAVE_UP, ERROR,
+            self._event(EntryKind.GAVE_UP, ERROR,
                         f"systemd gave up on {unit} ({past.last_reason}); re-arming in "
                         f"{delay:.0f} s (attempt {past.attempts + 1})",
                         **fields, TRACARDI_REASON=past.last_reason,
@@ -299,7 +297,7 @@ class _Decider:
             reason = "dependency back" if held else past.last_reason
             self._act(ActionKind.REARM, unit, reason)
             self._enter(past, State.RESTARTING)
-            self._event(EventKind.REARM, WARNING,
+            self._event(EntryKind.REARM, WARNING,
                         f"re-arming {unit}: reset-failed and start (attempt {past.attempts})",
                         **fields, TRACARDI_REASON=reason, TRACARDI_ATTEMPT=str(past.attempts))
 
@@ -313,7 +311,7 @@ class _Decider:
                 past.outage = dependency
             if past.state is not State.RUNNING:
                 if past.state in (State.BACKOFF, State.RESTARTING, State.HELD):
-                    self._event(EventKind.RECOVERED, NOTICE, f"{unit} is running again",
+                    self._event(EntryKind.RECOVERED, NOTICE, f"{unit} is running again",
                                 **fields, TRACARDI_REASON=past.last_reason or "recovered")
                 self._enter(past, State.RUNNING)
             if self.now - past.since >= self.config.stable_after:
@@ -349,7 +347,7 @@ class _Decider:
             return
         past.not_live = container.id
         reason = view.not_live_reason or "its liveness check fails"
-        self._event(EventKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
+        self._event(EntryKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
                     **fields, TRACARDI_REASON="liveness check failed")
         self._restart(unit, past, fields, "liveness check failed", reason)
 
@@ -397,7 +395,7 @@ class _Decider:
         past.last_reason = reason
         self._act(ActionKind.RESTART, unit, reason)
         self._enter(past, State.RESTARTING)
-        self._event(EventKind.RESTART, WARNING, f"restarting {unit}: {message}",
+        self._event(EntryKind.RESTART, WARNING, f"restarting {unit}: {message}",
                     **fields, TRACARDI_REASON=reason, **extra)
 
     def orphans(self) -> None:
@@ -410,7 +408,7 @@ class _Decider:
         for cid, container in sorted(orphans.items()):
             if cid in self.history.orphans_seen:
                 self._act(ActionKind.REMOVE, cid, "orphan container")
-                self._event(EventKind.ORPHAN_REMOVED, WARNING,
+                self._event(EntryKind.ORPHAN_REMOVED, WARNING,
                             f"removing container {container.name}: no active unit owns it",
                             TRACARDI_CONTAINER=container.name, TRACARDI_UNIT=container.unit,
                             TRACARDI_WORKER=container.worker, TRACARDI_REASON="orphan container")
@@ -427,7 +425,7 @@ class _Decider:
             if last is not None and self.now - last < self.config.host_warn_every:
                 continue
             self.history.last_host_warning[what] = self.now
-            self._event(EventKind.HOST_PRESSURE, WARNING,
+            self._event(EntryKind.HOST_PRESSURE, WARNING,
                         f"host {what} is {percent:.0f}% full",
                         TRACARDI_REASON=f"{what} {percent:.0f}%")
 

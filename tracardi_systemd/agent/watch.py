@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from tracardi_systemd.agent.journal_ids import EventKind
+from tracardi_systemd.agent.journal_ids import Entry, EntryKind
 from tracardi_systemd.host.engine import Engine, EngineError, EventStream, StreamClosed
 from tracardi_systemd.host.journal import Journal, Priority
 from tracardi_systemd.names import LABEL_MANAGED, LABEL_UNIT
@@ -96,15 +96,19 @@ class Watcher:
         name, unit = attributes.get("name", "?"), attributes.get(LABEL_UNIT, "")
         if action == "die":
             code = attributes.get("exitCode", "?")
-            self.journal.send(f"container {name} died (exit status {code})", Priority.INFO,
-                              EventKind.CONTAINER_DIED.value, TRACARDI_CONTAINER=name,
-                              TRACARDI_UNIT=unit, TRACARDI_ACTION="container-died",
-                              TRACARDI_REASON=f"exit status {code}")
+            entry = Entry.of(EntryKind.CONTAINER_DIED, Priority.INFO,
+                             f"container {name} died (exit status {code})",
+                             TRACARDI_CONTAINER=name, TRACARDI_UNIT=unit,
+                             TRACARDI_ACTION="container-died",
+                             TRACARDI_REASON=f"exit status {code}")
         elif action == "oom":
-            self.journal.send(f"container {name} ran out of memory (the kernel's OOM killer)",
-                              Priority.WARNING, EventKind.CONTAINER_DIED.value,
-                              TRACARDI_CONTAINER=name, TRACARDI_UNIT=unit,
-                              TRACARDI_ACTION="container-oom", TRACARDI_REASON="oom")
+            entry = Entry.of(EntryKind.CONTAINER_DIED, Priority.WARNING,
+                             f"container {name} ran out of memory (the kernel's OOM killer)",
+                             TRACARDI_CONTAINER=name, TRACARDI_UNIT=unit,
+                             TRACARDI_ACTION="container-oom", TRACARDI_REASON="oom")
+        else:
+            return
+        entry.send(self.journal)
 
     def close(self) -> None:
         if self.stream is not None:

@@ -11,7 +11,6 @@ is gone, a docker.service that an operator stopped. None of them ends a cycle.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -46,6 +45,7 @@ from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest_file
 from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_worker_unit
 from tracardi_systemd.names import worker_of_unit as unit_worker_name
+from tracardi_systemd.observe.agent_state import AgentReport, WorkerReport
 from tracardi_systemd.observe.model import UnitState
 from tracardi_systemd.observe.read import ContainerReader, by_unit, container_memory, read_units
 from tracardi_systemd.spec.addresses import Dependency, dependencies_of
@@ -125,7 +125,7 @@ class Agent:
         self.read_memory = ContainersMemory()
         self.systemd_view: dict[str, UnitState] = {}  # as of the last reconcile
         self.systemd_view_stale = True
-        self._published: dict = {}  # the view last written to the state file
+        self._published = AgentReport()  # the view last written to the state file
         self.tracardi_version = ""
         self.units: list[str] = []
         self.workers: dict[str, Worker | None] = {}
@@ -254,22 +254,22 @@ class Agent:
         return "; ".join(part for part in parts if part)
 
     def _publish(self, observation: Observation) -> None:
-        view = {
-            "summary": summary(observation, self.history),
-            "workers": {
-                unit: {"state": h.state.value, "restarts": h.agent_restarts,
-                       "last_reason": h.last_reason,
-                       "dependencies": {name: observation.dependencies.get(name, False)
-                                        for name in sorted(observation.workers[unit].needs)}
-                       if unit in observation.workers else {}}
+        view = AgentReport(
+            summary=summary(observation, self.history),
+            workers={
+                unit: WorkerReport(
+                    state=h.state.value, restarts=h.agent_restarts, last_reason=h.last_reason,
+                    dependencies={name: observation.dependencies.get(name, False)
+                                  for name in sorted(observation.workers[unit].needs)}
+                    if unit in observation.workers else {})
                 for unit, h in self.history.workers.items()
             },
-        }
+        )
         if view == self._published and not self.state_problem and self.state_file.is_file():
             return  # unchanged and still there: no encoding, no write, no fsync, every tick
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.state_file, json.dumps(view, indent=2).encode())
+            write_atomic(self.state_file, view.to_json())
             self._published = view
         except OSError as exc:
             problem = f"state file {self.state_file} not written: {exc.strerror or exc}"

@@ -12,6 +12,7 @@ from tracardi_systemd.host.commands import ContainerSource, SystemctlClient
 from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import AGENT_STATE_FILE, AGENT_UNIT, TARGET, is_worker_unit
+from tracardi_systemd.observe.agent_state import WorkerReport, read_agent_report
 from tracardi_systemd.observe.read import (
     ContainerReader,
     by_unit,
@@ -101,12 +102,12 @@ def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSou
     except EngineError as exc:
         containers, docker_problem = {}, str(exc)
     memory = container_memory(c.pid for c in containers.values())
-    agent_view = _agent_view(agent_state_file)
+    agent_view = read_agent_report(agent_state_file)
     now = datetime.now(UTC)
     rows = []
     for name in worker_units:
         unit, container = units[name], containers.get(name)
-        seen = agent_view.get(name, {})
+        seen = agent_view.workers.get(name, WorkerReport())
         rows.append(WorkerRow(
             unit=name,
             unit_state=f"{unit.active_state}/{unit.sub_state}",
@@ -115,31 +116,13 @@ def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSou
             restarts=unit.restarts,
             memory_bytes=memory.get(container.pid) if container else None,
             image=container.image if container else "",
-            agent_state=str(seen.get("state", "")),
-            agent_restarts=int(seen.get("restarts", 0) or 0),
-            last_reason=str(seen.get("last_reason", "")),
-            dependencies=_dependencies(seen),
+            agent_state=seen.state,
+            agent_restarts=seen.restarts,
+            last_reason=seen.last_reason,
+            dependencies=seen.dependencies,
             liveness=(container.health or "-") if container else "-",
         ))
     agent = units[AGENT_UNIT]
     others = [UnitRow(name, f"{units[name].active_state}/{units[name].sub_state}",
                       units[name].result) for name in other_units]
     return Status(rows, f"{agent.active_state}/{agent.sub_state}", docker_problem, others)
-
-
-def _agent_view(path: Path) -> dict[str, dict]:
-    """The agent's published per-unit view; empty when the agent has not written one."""
-    try:
-        workers = json.loads(path.read_text()).get("workers", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
-    if not isinstance(workers, dict):
-        return {}
-    return {unit: seen for unit, seen in workers.items() if isinstance(seen, dict)}
-
-
-def _dependencies(seen: dict) -> dict[str, bool]:
-    found = seen.get("dependencies", {})
-    if not isinstance(found, dict):
-        return {}
-    return {str(name): bool(up) for name, up in found.items()}

@@ -12,12 +12,11 @@ import posixpath
 import re
 import unicodedata
 
-from tracardi_systemd.spec.envfile import is_noncharacter
+from tracardi_systemd.spec.envfile import is_env_name, is_noncharacter
 
 MAX_VALUE_LENGTH = 1024
 _PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 _PROGRAM = re.compile(r"/[A-Za-z0-9_./+-]*")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class UnsafeValue(ValueError):
@@ -70,7 +69,7 @@ def exec_arg(value: str | int) -> str:
 
 def env_assignment(name: str, value: str | int) -> str:
     """The operand of `Environment=`: one quoted NAME=value assignment."""
-    if not _ENV_NAME.fullmatch(name):
+    if not is_env_name(name):
         raise UnsafeValue(f"{name!r} is not a valid environment variable name")
     value = check_value(value, f"the value of {name}")
     quoted = f"{name}={value}".replace("\\", "\\\\").replace('"', '\\"')

@@ -29,6 +29,7 @@ from tracardi_systemd.names import (
 from tracardi_systemd.render import escape
 from tracardi_systemd.render.escape import UnsafeValue
 from tracardi_systemd.spec.catalog import Liveness, Worker, image_tag_for
+from tracardi_systemd.spec.envfile import is_env_name
 from tracardi_systemd.spec.secrets import LICENSE_NAMES
 
 if TYPE_CHECKING:
@@ -61,7 +62,6 @@ TEMPLATES = {"service": "worker.service.j2", "run-once": "run-once.service.j2",
              "scheduled": "job.service.j2"}
 
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -299,7 +299,7 @@ def _check(settings: RenderSettings) -> None:
             if required not in known:
                 raise UnsafeValue(f"{worker.name} requires {required}, which is not selected")
     for name in settings.env_keys:
-        if not _ENV_NAME.fullmatch(name):
+        if not is_env_name(name):
             raise UnsafeValue(f"{name!r} is not a valid environment variable name")
     if settings.stop_timeout < 1:
         raise UnsafeValue("the stop timeout must be at least 1 second")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tracardi_systemd.spec.problems import Problem, error, warning
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
 # Limits below what systemd and the kernel take: a value goes into the environment of the
 # docker client's execve (128 KiB per string), every name becomes a `-e NAME` in the unit.
 MAX_FILE_BYTES = 256 * 1024
@@ -49,6 +50,11 @@ class EnvFile:
 
     def line_of(self, key: str) -> int | None:
         return self.lines.get(key)
+
+
+def is_env_name(name: str) -> bool:
+    """A name both systemd's EnvironmentFile= and a shell accept as a variable's."""
+    return _ENV_NAME.fullmatch(name) is not None
 
 
 def is_noncharacter(char: str) -> bool:
@@ -176,7 +182,7 @@ def _name_problem(key: str, export: str | None) -> str | None:
             f"'export {key}=...': systemd does not understand the 'export ' prefix; "
             f"remove it (write {key}=...)"
         )
-    if not _NAME.fullmatch(key):  # not repeated: it may be a pasted license
+    if not is_env_name(key):  # not repeated: it may be a pasted license
         return (
             "the name before '=' is not a valid variable name for systemd: use letters, "
             "digits and underscores, not starting with a digit"

@@ -527,3 +527,24 @@ def test_install_with_fewer_workers_removes_and_disables_the_others(cli, write_e
     assert not (units / "tracardi-update.service").exists()
     assert load_manifest(cli.root).options["workers"] == ["scheduler"]
     assert dangling_links(cli.root) == []
+
+
+@pytest.mark.parametrize("runtime", ["docker", "podman"])
+def test_one_request_per_prepared_install_whoever_asks(tmp_path, runtime):
+    """install and upgrade both build their request with InstallRequest.of: on Podman it
+    carries the Quadlet folder and the license as a secret (upgrade's copy once dropped both)."""
+    from tracardi_systemd.names import DEFAULT_QUADLET_DIR, LICENSE_SECRET
+    from tracardi_systemd.render.prepare import prepare
+
+    env = tmp_path / "env"
+    env.write_text(SECRET_ENV)
+    prepared = prepare(env, "0.8.1", runtime=runtime, tool="/usr/bin/tracardi-systemd")
+    request = InstallRequest.of(prepared, tmp_path, Path("/etc/systemd/system"), env,
+                                Path("/etc/tracardi/.env-docker"))
+    assert request.rendered == prepared.files and request.env_data == env.read_bytes()
+    assert request.units == [*prepared.infrastructure_units, *prepared.instances]
+    if runtime == "podman":
+        assert request.quadlet_dir == Path(DEFAULT_QUADLET_DIR)
+        assert request.secrets == {LICENSE_SECRET: SECRET_LICENSE}
+    else:
+        assert (request.quadlet_dir, request.secrets) == (None, {})

@@ -136,11 +136,8 @@ def test_on_a_live_host_the_old_units_stop_before_their_files_go_and_kept_ones_r
         host_081, write_env):
     env = write_env(ENV_12, "env12")
     prepared = prepare(env, "1.2.0", network="host")
-    request = InstallRequest(
-        root=host_081, unit_dir=Path("/etc/systemd/system"), env_source=env,
-        env_data=prepared.env.raw, env_target=Path("/etc/tracardi/.env-docker"),
-        rendered=prepared.files, units=[*prepared.infrastructure_units, *prepared.instances],
-        force=False)
+    request = InstallRequest.of(prepared, host_081, Path("/etc/systemd/system"), env,
+                                Path("/etc/tracardi/.env-docker"))
     systemctl = RecordingSystemctl()
     installer = Installer(host_081, systemctl, docker=None)  # type: ignore[arg-type]
     installer.live = True  # the calls of a live host, the files of the offline root

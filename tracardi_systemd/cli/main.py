@@ -31,9 +31,7 @@ from tracardi_systemd.install.transaction import Installer, InstallError
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
     DEFAULT_PODMAN,
-    DEFAULT_QUADLET_DIR,
     DEFAULT_UNIT_DIR,
-    LICENSE_SECRET,
 )
 from tracardi_systemd.render.prepare import Prepared, PrepareError, prepare
 from tracardi_systemd.spec.catalog import DEFAULT_VERSION, CatalogError, release
@@ -176,12 +174,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
     env_target = Path(options["installed_env_file"])
     env_source = env_file or installer.on_disk(env_target)
     prepared = _prepare(env_source, **options)
-    request = InstallRequest(
-        root=installer.root, unit_dir=Path(unit_dir), env_source=env_source,
-        env_data=prepared.env.raw, env_target=env_target, rendered=prepared.files,
-        units=[*prepared.infrastructure_units, *prepared.instances], force=force,
-        quadlet_dir=Path(DEFAULT_QUADLET_DIR) if podman else None,
-        secrets=podman_secrets(prepared) if podman else {})
+    request = InstallRequest.of(prepared, installer.root, Path(unit_dir), env_source,
+                                env_target, force)
     result = _or_fail(lambda: installer.install(
         request, images=prepared.images if pull else [], options=recorded(options),
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
@@ -190,15 +184,6 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         click.echo(json.dumps({"changed": result.changed, "lines": result.lines}))
     else:
         click.echo("\n".join(result.lines))
-
-
-def podman_secrets(prepared: Prepared) -> dict[str, str]:
-    """The license as the commercial containers read it (LICENSE, else API_LICENSE)."""
-    values = prepared.env.values
-    license = values.get("LICENSE") or values.get("API_LICENSE")
-    if license and any(w.commercial for w in prepared.settings.workers):
-        return {LICENSE_SECRET: license}
-    return {}
 
 
 def _or_fail(call):

@@ -16,7 +16,13 @@ from stat import S_ISREG
 
 from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.manifest import Manifest, digest
-from tracardi_systemd.names import DEFAULT_ENV_FILE, is_quadlet_file
+from tracardi_systemd.names import (
+    DEFAULT_ENV_FILE,
+    DEFAULT_QUADLET_DIR,
+    LICENSE_SECRET,
+    is_quadlet_file,
+)
+from tracardi_systemd.render.prepare import Prepared
 from tracardi_systemd.spec.secrets import is_secret
 
 ENV_FILE_MODE = 0o600
@@ -226,8 +232,30 @@ class InstallRequest:
     quadlet_dir: Path | None = None  # as seen on the target system; for --runtime podman
     secrets: dict[str, str] = field(default_factory=dict, repr=False)  # Podman's, by name
 
+    @classmethod
+    def of(cls, prepared: Prepared, root: Path, unit_dir: Path, env_source: Path,
+           env_target: Path, force: bool = False) -> InstallRequest:
+        """What installs `prepared`: its files, its units, and on Podman its folder and the
+        license as a secret."""
+        podman = prepared.settings.runtime == "podman"
+        return cls(
+            root=root, unit_dir=unit_dir, env_source=env_source, env_data=prepared.env.raw,
+            env_target=env_target, rendered=prepared.files,
+            units=[*prepared.infrastructure_units, *prepared.instances], force=force,
+            quadlet_dir=Path(DEFAULT_QUADLET_DIR) if podman else None,
+            secrets=_podman_secrets(prepared) if podman else {})
+
     def on_disk(self, path: Path) -> Path:
         return self.root / path.relative_to("/")
+
+
+def _podman_secrets(prepared: Prepared) -> dict[str, str]:
+    """The license as the commercial containers read it (LICENSE, else API_LICENSE)."""
+    values = prepared.env.values
+    license = values.get("LICENSE") or values.get("API_LICENSE")
+    if license and any(w.commercial for w in prepared.settings.workers):
+        return {LICENSE_SECRET: license}
+    return {}
 
 
 

@@ -271,11 +271,8 @@ class Upgrade:
     def _install(self, prepared: Prepared, record: tuple[str, str],
                  dry_run: bool = False) -> Result:
         env_target = Path(self.manifest.env_file)
-        request = InstallRequest(
-            root=self.installer.root, unit_dir=Path(self.manifest.unit_dir),
-            env_source=self.installer.on_disk(env_target), env_data=prepared.env.raw,
-            env_target=env_target, rendered=prepared.files,
-            units=[*prepared.infrastructure_units, *prepared.instances], force=False)
+        request = InstallRequest.of(prepared, self.installer.root, Path(self.manifest.unit_dir),
+                                    self.installer.on_disk(env_target), env_target)
         return self.installer.install(
             request, images=[], options=recorded(self._params(prepared.settings.tag)),
             tracardi_version=self.manifest.tracardi_version, enable=True, start=False,

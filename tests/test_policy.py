@@ -11,14 +11,17 @@ import pytest
 
 from tracardi_systemd.agent.journal_ids import EntryKind
 from tracardi_systemd.agent.policy import (
+    TRANSITIONS,
     ActionKind,
     Config,
     Decision,
     History,
+    InvalidTransition,
     Observation,
     State,
     WorkerHistory,
     WorkerView,
+    _Decider,
     decide,
     summary,
 )
@@ -657,3 +660,27 @@ def test_a_unit_between_two_states_keeps_the_agent_looking_even_if_it_ran_before
 def observe(*views: WorkerView) -> Observation:
     return Observation(now=0.0, workers={v.unit.name: v for v in views}, containers=[],
                        dependencies={})
+
+
+# --- the transition table ---------------------------------------------------------------
+
+
+def test_a_transition_from_a_state_it_does_not_start_from_is_refused():
+    decider = _Decider(Observation(now=0.0, workers={}, containers=[], dependencies={}),
+                       History(), Config(), lambda: 0.0)
+    with pytest.raises(InvalidTransition, match="rearm from running"):
+        decider._move(WorkerHistory(state=State.RUNNING), "rearm", "re-arming")
+    assert decider.entries == []
+
+
+def test_every_state_is_entered_and_left_by_named_transitions():
+    entered = {t.to for t in TRANSITIONS.values()}
+    left = {s for t in TRANSITIONS.values() for s in t.sources if s is not t.to}
+    assert entered == set(State) and left == set(State)
+
+
+def test_each_reported_transition_has_its_own_priority():
+    reported = [t for t in TRANSITIONS.values() if t.entry is not None]
+    assert {t.entry for t in reported} == {EntryKind.HELD, EntryKind.GAVE_UP, EntryKind.REARM,
+                                           EntryKind.RESTART, EntryKind.RECOVERED}
+    assert all(t.priority <= Priority.NOTICE for t in reported)

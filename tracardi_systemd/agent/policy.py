@@ -10,7 +10,10 @@ A pure function (`decide`) over explicit per-worker states, in the manner of sup
                is back; a worker that Docker took down with it is started again then
     STOPPED    the unit is inactive: an operator stopped it, the agent leaves it alone
 
-Journal entries are returned with the actions, so every decision is reported.
+A state changes only through a named transition of TRANSITIONS, which says from which
+states it may be taken and which journal entry reports it (supervisord's change_state,
+_assertInState and event map in one table). Journal entries are returned with the actions,
+so every decision is reported.
 """
 
 from __future__ import annotations
@@ -39,6 +42,40 @@ class State(Enum):
     BACKOFF = "backoff"
     HELD = "held"
     STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Transition:
+    to: State
+    sources: frozenset[State]  # the states it may be taken from
+    entry: EntryKind | None = None  # the journal entry that reports it, if any
+    priority: Priority = Priority.INFO
+
+
+ANY = frozenset(State)
+TRANSITIONS = {
+    # An operator stopped the unit (or it went inactive): the agent leaves it alone.
+    "stop": Transition(State.STOPPED, ANY),
+    # Docker went down with the worker (or stopped it); DOCKER_DOWN, one entry for all,
+    # says so.
+    "hold_for_docker": Transition(State.HELD, ANY),
+    "hold_failed": Transition(State.HELD, ANY - {State.HELD}, EntryKind.HELD, WARNING),
+    "hold_missing": Transition(State.HELD, ANY),
+    "give_up": Transition(State.BACKOFF, ANY - {State.BACKOFF, State.HELD},
+                          EntryKind.GAVE_UP, ERROR),
+    "rearm": Transition(State.RESTARTING, frozenset({State.BACKOFF, State.HELD}),
+                        EntryKind.REARM, WARNING),
+    "start_after_docker": Transition(State.RESTARTING, ANY, EntryKind.REARM, WARNING),
+    "restart": Transition(State.RESTARTING, ANY, EntryKind.RESTART, WARNING),
+    "wait_for_container": Transition(State.STARTING, ANY - {State.RESTARTING}),
+    "come_up": Transition(State.RUNNING, frozenset({State.STARTING, State.STOPPED})),
+    "recover": Transition(State.RUNNING, frozenset({State.BACKOFF, State.RESTARTING,
+                                                   State.HELD}), EntryKind.RECOVERED, NOTICE),
+}
+
+
+class InvalidTransition(AssertionError):
+    """A transition taken from a state it does not start from: a bug in this module."""
 
 
 class ActionKind(Enum):
@@ -105,6 +142,15 @@ class Observation:
 
 
 @dataclass
+class Outage:
+    """A dependency's outage as one worker lives it: HELD waiting for it, or running through
+    it; `restart_when_back` for a worker that stays broken after it (Celery 5.2)."""
+
+    dependency: str  # "docker", or an address such as "redis 127.0.0.1:6379"
+    restart_when_back: bool = False
+
+
+@dataclass
 class WorkerHistory:
     state: State = State.STARTING
     since: float = 0.0
@@ -116,9 +162,7 @@ class WorkerHistory:
     last_reason: str = ""
     failed_last_cycle: bool = False
     not_live: str = ""  # the container whose failed liveness check the agent acted on
-    # The dependency whose outage this worker lived through while running; restarted once
-    # when it is back, unless it recovers by itself.
-    outage: str = ""
+    outage: Outage | None = None
 
 
 @dataclass
@@ -167,15 +211,30 @@ class _Decider:
         self.entries: list[Entry] = []
         self.came_back: list[str] = []  # dependencies reachable again in this cycle
 
-    def _event(self, kind: EntryKind, priority: Priority, message: str, **fields: str) -> None:
+    def _entry(self, kind: EntryKind, priority: Priority, message: str, **fields: str) -> None:
         self.entries.append(Entry.of(kind, priority, message, **fields))
 
     def _act(self, kind: ActionKind, target: str, reason: str) -> None:
         self.actions.append(Action(kind, target, reason))
 
-    def _enter(self, past: WorkerHistory, state: State) -> None:
-        if past.state is not state:
-            past.state, past.since = state, self.now
+    def _move(self, past: WorkerHistory, name: str, message: str = "", **fields: str) -> None:
+        """Take the named transition, reported by its journal entry when it has one."""
+        transition = TRANSITIONS[name]
+        if past.state not in transition.sources:
+            raise InvalidTransition(f"{name} from {past.state.value}")
+        if past.state is State.HELD and transition.to is not State.HELD and past.outage and (
+                not past.outage.restart_when_back):
+            past.outage = None  # what it waited for is over, for this worker
+        if past.state is not transition.to:
+            past.state, past.since = transition.to, self.now
+        if transition.entry is not None:
+            self._entry(transition.entry, transition.priority, message, **fields)
+
+    def _hold(self, past: WorkerHistory, name: str, dependency: str, message: str = "",
+              **fields: str) -> None:
+        running_through = past.outage is not None and past.outage.restart_when_back
+        past.outage = Outage(dependency, restart_when_back=running_through)
+        self._move(past, name, message, **fields)
 
     def dependencies(self) -> None:
         readings = {**self.obs.dependencies, DOCKER: self.obs.docker_active}
@@ -185,12 +244,12 @@ class _Decider:
                 self.history.down_since[name] = self.now
                 self.history.down_at[name] = self.obs.clock_time
                 if name == DOCKER:
-                    self._event(EntryKind.DOCKER_DOWN, ERROR,
+                    self._entry(EntryKind.DOCKER_DOWN, ERROR,
                                 "docker.service is not running: the workers are down with it; "
                                 "they are started again when it is back",
                                 TRACARDI_DEPENDENCY=name, TRACARDI_REASON="docker down")
                 else:
-                    self._event(EntryKind.UNREACHABLE, ERROR,
+                    self._entry(EntryKind.UNREACHABLE, ERROR,
                                 f"{name} is unreachable: holding restarts of the workers that "
                                 "need it", TRACARDI_DEPENDENCY=name,
                                 TRACARDI_REASON=f"{name} unreachable")
@@ -200,7 +259,7 @@ class _Decider:
                 self.came_back.append(name)
                 kind = EntryKind.DOCKER_BACK if name == DOCKER else EntryKind.REACHABLE
                 what = "docker.service is running" if name == DOCKER else f"{name} is reachable"
-                self._event(kind, NOTICE, f"{what} again after {seconds:.0f} s",
+                self._entry(kind, NOTICE, f"{what} again after {seconds:.0f} s",
                             TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} back")
 
     def _missing_dependency(self, view: WorkerView) -> str | None:
@@ -212,7 +271,7 @@ class _Decider:
         fields = {"TRACARDI_UNIT": unit, "TRACARDI_WORKER": view.worker}
         state = view.unit.active_state
         if not self.obs.docker_active:
-            self._docker_down(unit, view, past)
+            self._docker_down(view, past)
             return
         # A failing unit passes through `failed` for a moment before systemd schedules its
         # restart: only a start limit hit, or a second failed cycle, means systemd gave up.
@@ -230,13 +289,13 @@ class _Decider:
             past.missing_since = None
             past.over_memory = 0
             if past.state is not State.RESTARTING or self.now - past.since > self.config.grace:
-                self._enter(past, State.STOPPED)
+                self._move(past, "stop")
 
-    def _docker_down(self, unit: str, view: WorkerView, past: WorkerHistory) -> None:
+    def _docker_down(self, view: WorkerView, past: WorkerHistory) -> None:
         """No restarts while docker.service is down; remember who was meant to run."""
         if past.state is not State.STOPPED or self._stopped_by_docker(view, past):
             past.last_reason = "docker down"
-            self._enter(past, State.HELD)
+            self._hold(past, "hold_for_docker", DOCKER)
         past.missing_since = None
         past.failed_last_cycle = False
 
@@ -244,7 +303,7 @@ class _Decider:
         """Inactive because docker.service stopped (Requires=), not by an operator's stop."""
         if view.unit.active_state != "inactive" or not self.obs.target_active:
             return False
-        if past.state is State.HELD and past.last_reason == "docker down":
+        if past.state is State.HELD and past.outage and past.outage.dependency == DOCKER:
             return True
         docker = self.obs.docker
         if docker is None or not docker.deactivated_usec or not view.unit.inactive_since_usec:
@@ -261,33 +320,30 @@ class _Decider:
         past.agent_restarts += 1
         past.last_reason = "docker back"
         self._act(ActionKind.REARM, unit, "docker back")
-        self._enter(past, State.RESTARTING)
-        self._event(EntryKind.REARM, WARNING,
-                    f"starting {unit}: docker.service stopped it and is running again",
-                    **fields, TRACARDI_REASON="docker back")
+        self._move(past, "start_after_docker",
+                   f"starting {unit}: docker.service stopped it and is running again",
+                   **fields, TRACARDI_REASON="docker back")
 
     def _failed(self, unit: str, view: WorkerView, past: WorkerHistory,
                 fields: dict[str, str]) -> None:
         dependency = self._missing_dependency(view)
         if dependency:
             if past.state is not State.HELD:
-                self._event(EntryKind.HELD, WARNING,
-                            f"{unit} failed while {dependency} is unreachable: held",
-                            **fields, TRACARDI_REASON=f"{dependency} unreachable")
-            self._enter(past, State.HELD)
+                self._hold(past, "hold_failed", dependency,
+                           f"{unit} failed while {dependency} is unreachable: held",
+                           **fields, TRACARDI_REASON=f"{dependency} unreachable")
             past.next_try = self.now  # re-arm as soon as the dependency is back
             return
         if past.state not in (State.BACKOFF, State.HELD):
             delay = self.config.backoff(past.attempts, self.random())
             past.next_try = self.now + delay
             past.last_reason = view.unit.result or "failed"
-            self._enter(past, State.BACKOFF)
-            self._event(EntryKind.GAVE_UP, ERROR,
-                        f"systemd gave up on {unit} ({past.last_reason}); re-arming in "
-                        f"{delay:.0f} s (attempt {past.attempts + 1})",
-                        **fields, TRACARDI_REASON=past.last_reason,
-                        TRACARDI_BACKOFF_SEC=f"{delay:.1f}",
-                        TRACARDI_ATTEMPT=str(past.attempts + 1))
+            self._move(past, "give_up",
+                       f"systemd gave up on {unit} ({past.last_reason}); re-arming in "
+                       f"{delay:.0f} s (attempt {past.attempts + 1})",
+                       **fields, TRACARDI_REASON=past.last_reason,
+                       TRACARDI_BACKOFF_SEC=f"{delay:.1f}",
+                       TRACARDI_ATTEMPT=str(past.attempts + 1))
             return
         if self.now >= past.next_try:
             held = past.state is State.HELD
@@ -296,29 +352,15 @@ class _Decider:
             past.agent_restarts += 1
             reason = "dependency back" if held else past.last_reason
             self._act(ActionKind.REARM, unit, reason)
-            self._enter(past, State.RESTARTING)
-            self._event(EntryKind.REARM, WARNING,
-                        f"re-arming {unit}: reset-failed and start (attempt {past.attempts})",
-                        **fields, TRACARDI_REASON=reason, TRACARDI_ATTEMPT=str(past.attempts))
+            self._move(past, "rearm",
+                       f"re-arming {unit}: reset-failed and start (attempt {past.attempts})",
+                       **fields, TRACARDI_REASON=reason, TRACARDI_ATTEMPT=str(past.attempts))
 
     def _active(self, unit: str, view: WorkerView, past: WorkerHistory,
                 fields: dict[str, str]) -> None:
         container = view.container
         if container is not None and container.running:
-            past.missing_since = None
-            dependency = self._missing_dependency(view)
-            if dependency and not view.recovers_after_outage:
-                past.outage = dependency
-            if past.state is not State.RUNNING:
-                if past.state in (State.BACKOFF, State.RESTARTING, State.HELD):
-                    self._event(EntryKind.RECOVERED, NOTICE, f"{unit} is running again",
-                                **fields, TRACARDI_REASON=past.last_reason or "recovered")
-                self._enter(past, State.RUNNING)
-            if self.now - past.since >= self.config.stable_after:
-                past.attempts = 0
-            if not dependency:
-                self._liveness(unit, view, past, fields)
-            self._memory(unit, view, past, fields)
+            self._running(unit, view, past, fields)
             return
         past.over_memory = 0
         if view.unit.active_state != "active" or view.unit.sub_state != "running":
@@ -326,17 +368,34 @@ class _Decider:
         if past.missing_since is None:
             past.missing_since = self.now
         if past.state is not State.RESTARTING:
-            self._enter(past, State.STARTING)
+            self._move(past, "wait_for_container")
         if self.now - past.missing_since < self.config.grace:
             return
         dependency = self._missing_dependency(view)
         if dependency:
-            self._enter(past, State.HELD)
+            self._hold(past, "hold_missing", dependency)
             return
         self._restart(unit, past, fields, "container missing",
                       f"{unit} is active but its container has not been running for "
                       f"{self.now - past.missing_since:.0f} s")
         past.missing_since = None
+
+    def _running(self, unit: str, view: WorkerView, past: WorkerHistory,
+                 fields: dict[str, str]) -> None:
+        past.missing_since = None
+        dependency = self._missing_dependency(view)
+        if dependency and not view.recovers_after_outage:
+            past.outage = Outage(dependency, restart_when_back=True)
+        if past.state is not State.RUNNING:
+            recovering = past.state in TRANSITIONS["recover"].sources
+            self._move(past, "recover" if recovering else "come_up",
+                       f"{unit} is running again",
+                       **fields, TRACARDI_REASON=past.last_reason or "recovered")
+        if self.now - past.since >= self.config.stable_after:
+            past.attempts = 0
+        if not dependency:
+            self._liveness(unit, view, past, fields)
+        self._memory(unit, view, past, fields)
 
     def _liveness(self, unit: str, view: WorkerView, past: WorkerHistory,
                   fields: dict[str, str]) -> None:
@@ -347,7 +406,7 @@ class _Decider:
             return
         past.not_live = container.id
         reason = view.not_live_reason or "its liveness check fails"
-        self._event(EntryKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
+        self._entry(EntryKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
                     **fields, TRACARDI_REASON="liveness check failed")
         self._restart(unit, past, fields, "liveness check failed", reason)
 
@@ -356,20 +415,20 @@ class _Decider:
         down = self.history.down_since.keys()
         waiting = sorted(
             unit for unit, past in self.history.workers.items()
-            if past.outage and unit in self.obs.workers
+            if past.outage and past.outage.restart_when_back and unit in self.obs.workers
             and not self.obs.workers[unit].needs & down)
         if not waiting:
             return
         unit = waiting[0]
         past = self.history.workers[unit]
-        dependency, past.outage = past.outage, ""
+        outage, past.outage = past.outage, None
         view = self.obs.workers[unit]
-        if past.state is not State.RUNNING:
+        if past.state is not State.RUNNING or outage is None:
             return  # not running: its own start will connect afresh
         fields = {"TRACARDI_UNIT": unit, "TRACARDI_WORKER": view.worker}
-        self._restart(unit, past, fields, f"{dependency} back",
-                      f"{dependency} is back after an outage, and {view.worker} does not "
-                      "recover from one by itself")
+        self._restart(unit, past, fields, f"{outage.dependency} back",
+                      f"{outage.dependency} is back after an outage, and {view.worker} does "
+                      "not recover from one by itself")
 
     def _memory(self, unit: str, view: WorkerView, past: WorkerHistory,
                 fields: dict[str, str]) -> None:
@@ -394,9 +453,8 @@ class _Decider:
         past.agent_restarts += 1
         past.last_reason = reason
         self._act(ActionKind.RESTART, unit, reason)
-        self._enter(past, State.RESTARTING)
-        self._event(EntryKind.RESTART, WARNING, f"restarting {unit}: {message}",
-                    **fields, TRACARDI_REASON=reason, **extra)
+        self._move(past, "restart", f"restarting {unit}: {message}",
+                   **fields, TRACARDI_REASON=reason, **extra)
 
     def orphans(self) -> None:
         owned = {name for name, view in self.obs.workers.items()
@@ -408,7 +466,7 @@ class _Decider:
         for cid, container in sorted(orphans.items()):
             if cid in self.history.orphans_seen:
                 self._act(ActionKind.REMOVE, cid, "orphan container")
-                self._event(EntryKind.ORPHAN_REMOVED, WARNING,
+                self._entry(EntryKind.ORPHAN_REMOVED, WARNING,
                             f"removing container {container.name}: no active unit owns it",
                             TRACARDI_CONTAINER=container.name, TRACARDI_UNIT=container.unit,
                             TRACARDI_WORKER=container.worker, TRACARDI_REASON="orphan container")
@@ -425,7 +483,7 @@ class _Decider:
             if last is not None and self.now - last < self.config.host_warn_every:
                 continue
             self.history.last_host_warning[what] = self.now
-            self._event(EntryKind.HOST_PRESSURE, WARNING,
+            self._entry(EntryKind.HOST_PRESSURE, WARNING,
                         f"host {what} is {percent:.0f}% full",
                         TRACARDI_REASON=f"{what} {percent:.0f}%")
 

@@ -282,7 +282,7 @@ def worker_view(name: str, active: str, inactive_since: int = 0) -> WorkerView:
                     inactive_since_usec=inactive_since)
     return WorkerView(unit=state, worker="scheduler",
                       container=container(name) if active == "active" else None,
-                      memory=None, needs=frozenset())
+                      memory=None, needs=frozenset(), recovers_after_outage=False)
 
 
 def step(history: History, now: float, docker: UnitState, *views: WorkerView,

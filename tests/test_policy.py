@@ -27,6 +27,7 @@ from tracardi_systemd.agent.policy import (
 )
 from tracardi_systemd.host.journal import Priority
 from tracardi_systemd.observe.model import ContainerState, UnitState
+from tracardi_systemd.spec.catalog import RECOVERS_AFTER_OUTAGE
 
 SCHEDULER = "tracardi-scheduler.service"
 TRIGGER = "tracardi-trigger.service"
@@ -59,6 +60,7 @@ def view(unit_name: str, active: str = "active", sub: str = "running", result: s
     return WorkerView(
         unit=unit(unit_name, active, sub, result), worker=worker_name(unit_name),
         container=container(unit_name, status) if status else None, memory=memory, needs=needs,
+        recovers_after_outage=RECOVERS_AFTER_OUTAGE,
     )
 
 

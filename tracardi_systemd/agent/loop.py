@@ -49,7 +49,7 @@ from tracardi_systemd.observe.agent_state import AgentReport, WorkerReport
 from tracardi_systemd.observe.model import UnitState
 from tracardi_systemd.observe.read import ContainerReader, by_unit, container_memory, read_units
 from tracardi_systemd.spec.addresses import Dependency, dependencies_of
-from tracardi_systemd.spec.catalog import Worker, workers_for
+from tracardi_systemd.spec.catalog import RECOVERS_AFTER_OUTAGE, Worker, workers_for
 from tracardi_systemd.spec.envfile import load_env_file
 
 DOCKER_DATA_DIR = "/var/lib/docker"
@@ -180,7 +180,8 @@ class Agent:
                 container=container,
                 memory=memory.get(container.pid) if container and container.running else None,
                 needs=frozenset(d.name for d in self.needs[name]),
-                recovers_after_outage=worker.recovers_after_outage if worker else True,
+                recovers_after_outage=(worker.recovers_after_outage if worker
+                                       else RECOVERS_AFTER_OUTAGE),
                 live=container.live if container else None,
                 not_live_reason=worker.liveness.why if worker and worker.liveness else "",
             )

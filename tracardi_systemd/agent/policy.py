@@ -116,7 +116,7 @@ class WorkerView:
     needs: frozenset[str]  # dependency names: "redis", "elasticsearch"
     # False for a worker that stays broken after its dependency's outage (Celery 5.2):
     # the agent restarts it once the dependency is back.
-    recovers_after_outage: bool = False
+    recovers_after_outage: bool
     live: bool | None = None  # Docker's health check: False once it failed `retries` times
     not_live_reason: str = ""  # what a failed check means for this kind of worker
 

@@ -110,7 +110,7 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
     from tracardi_systemd.cli.table import describe_cycle
     from tracardi_systemd.host.engine import Engine, EngineError
     from tracardi_systemd.host.journal import Journal
-    from tracardi_systemd.install.manifest import ManifestError
+    from tracardi_systemd.install.manifest import ManifestError, load_manifest_file
     from tracardi_systemd.spec.addresses import probe
     from tracardi_systemd.spec.catalog import workers_for
 
@@ -120,18 +120,18 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
     timeout = host_call_timeout()
     engine, journal = Engine(timeout=timeout), Journal()
     try:
-        watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, Config())
+        manifest = load_manifest_file(inputs.manifest)
+        known = [w.name for w in workers_for(manifest.tracardi_version)] if manifest else []
+        default_limit, per_worker = parse_memory_limits(memory_limits, known)
+        config = Config(
+            backoff_initial=backoff_initial, backoff_max=backoff_max, stable_after=stable_after,
+            grace=grace, memory_limits=per_worker, default_memory_limit=default_limit,
+            memory_cycles=memory_cycles)
+        watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, config)
     except ManifestError as exc:
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")
-    try:
-        known = [w.name for w in workers_for(watchdog.tracardi_version)]
-        default_limit, per_worker = parse_memory_limits(memory_limits, known)
     except LimitError as exc:
         fail(str(exc))
-    watchdog.config = Config(
-        backoff_initial=backoff_initial, backoff_max=backoff_max, stable_after=stable_after,
-        grace=grace, memory_limits=per_worker, default_memory_limit=default_limit,
-        memory_cycles=memory_cycles)
     if not once:
         watchdog.run(stop_on_signals(), Watcher(engine, journal), interval, reconcile_every)
         return

@@ -85,6 +85,11 @@ def every(minutes: int) -> Schedule:
     return Schedule(cron=f"*/{minutes} * * * *", on_calendar=f"*:00/{minutes}")
 
 
+# Unless the catalog knows better, a worker is taken to stay broken after an outage: a
+# needless restart costs seconds, a worker left hung loses every task.
+RECOVERS_AFTER_OUTAGE = False
+
+
 @dataclass(frozen=True)
 class Worker:
     """One entry of a release: an image in one role. Most are long-running workers (kind
@@ -100,7 +105,7 @@ class Worker:
     redis: RedisReading = CORE_REDIS
     # False: after an outage of a dependency it stays broken until restarted (0.8.1's
     # workers, Celery above all); the agent restarts it once the dependency is back.
-    recovers_after_outage: bool = False
+    recovers_after_outage: bool = RECOVERS_AFTER_OUTAGE
     liveness: Liveness | None = None
     # Fixed settings of the unit (a role's CONSUMER_TYPE), passed as -e NAME=value.
     environment: dict[str, str] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from samples import SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 
+from tracardi_systemd.render import escape
 from tracardi_systemd.render.escape import UnsafeValue
 from tracardi_systemd.render.units import (
     CLEANUP_SCRIPT,
@@ -318,3 +319,31 @@ def test_a_bad_worker_env_value_or_name_is_refused():
 def test_every_rendered_set_passes_systemd_analyze_verify(changes, tool_path, verify, tmp_path):
     files = render(replace(SETTINGS, tool=tool_path, **changes))
     verify(files, tmp_path)
+
+
+# --- one serializer for commands, and no value written unescaped --------------------------
+
+
+def test_a_template_value_without_an_escaping_filter_is_refused():
+    from tracardi_systemd.render.units import _jinja
+
+    template = _jinja().from_string("Description={{ text }}\n")
+    with pytest.raises(UnsafeValue, match="without an escaping filter"):
+        template.render(text="harmless\nExecStartPre=/bin/rm -rf /")
+    assert template.render(text=escape.unit_text("Tracardi 100%")) == (
+        "Description=Tracardi 100%%\n")
+
+
+def test_a_command_is_written_by_one_serializer_program_first_specifiers_kept():
+    command = [["/usr/bin/docker", "run", "--rm"],
+               ["--name", escape.Specified("%p-%i"), "-e", "A=$HOME 100%"]]
+    assert escape.exec_command(command) == (
+        '/usr/bin/docker run --rm \\\n    --name %p-%i -e "A=$$HOME 100%%"')
+    with pytest.raises(UnsafeValue, match="program path"):
+        escape.exec_command([["docker", "run"]])
+
+
+@pytest.mark.parametrize("value", ["%N;reboot", "%h", "a b", "%", "$HOME"])
+def test_a_specified_argument_holds_only_the_known_specifiers(value):
+    with pytest.raises(UnsafeValue):
+        escape.exec_command([["/usr/bin/docker", "stop", escape.Specified(value)]])

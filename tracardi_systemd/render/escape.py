@@ -1,16 +1,20 @@
 """Escaping values for systemd unit files.
 
-Each function is a named Jinja2 filter. Every value a template writes goes through one of
-them, so no value can add a directive, split an argument, or be expanded by systemd
-(`%` specifiers, `$` variables). Values systemd cannot hold safely (newlines, control
-characters, text that is not UTF-8) are refused with UnsafeValue.
+Each function is a named Jinja2 filter that returns Escaped text, and the templates'
+environment refuses to write anything else (`only_escaped`, its finalize): every value goes
+through one of them, so no value can add a directive, split an argument, or be expanded by
+systemd (`%` specifiers, `$` variables). Values systemd cannot hold safely (newlines,
+control characters, text that is not UTF-8) are refused with UnsafeValue. Commands are
+built as argv lists elsewhere and written by one serializer, `exec_command`.
 """
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 
 from tracardi_systemd.spec.envfile import is_env_name, is_noncharacter
 
@@ -19,8 +23,35 @@ _PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 _PROGRAM = re.compile(r"/[A-Za-z0-9_./+-]*")
 
 
+_SPECIFIED = re.compile(r"(?:[A-Za-z0-9_.=-]|%[nNpi])+")
+
+
 class UnsafeValue(ValueError):
     """A value that cannot be written into a unit file."""
+
+
+class Escaped(str):
+    """Text an escaping filter produced: the only kind a template may write."""
+
+
+class Specified(str):
+    """An argument that holds systemd specifiers on purpose (%N, %p-%i, tracardi.unit=%n):
+    systemd expands them, so they are written as they are."""
+
+
+def only_escaped(value: object) -> str:
+    """The templates' finalize: a value that skipped every filter is a template bug."""
+    if isinstance(value, Escaped):
+        return value
+    raise UnsafeValue(f"template error: {value!r} reaches a unit file without an escaping "
+                      "filter")
+
+
+def _escaping(function: Callable[..., str]) -> Callable[..., Escaped]:
+    @functools.wraps(function)
+    def escaped(*args: object) -> Escaped:
+        return Escaped(function(*args))
+    return escaped
 
 
 def check_value(value: str | int, what: str = "value") -> str:
@@ -47,6 +78,7 @@ def _specifiers(value: str) -> str:
     return value.replace("%", "%%")
 
 
+@_escaping
 def exec_program(value: str | int) -> str:
     """The program of an Exec*= line: an absolute path, written as it is."""
     value = check_value(value, "program path")
@@ -58,6 +90,7 @@ def exec_program(value: str | int) -> str:
     return value
 
 
+@_escaping
 def exec_arg(value: str | int) -> str:
     """One argument of an Exec*= line: systemd passes exactly `value` to the program."""
     value = check_value(value, "argument")
@@ -67,6 +100,7 @@ def exec_arg(value: str | int) -> str:
     return '"' + _specifiers(quoted).replace("$", "$$") + '"'
 
 
+@_escaping
 def env_assignment(name: str, value: str | int) -> str:
     """The operand of `Environment=`: one quoted NAME=value assignment."""
     if not is_env_name(name):
@@ -76,6 +110,7 @@ def env_assignment(name: str, value: str | int) -> str:
     return '"' + _specifiers(quoted) + '"'
 
 
+@_escaping
 def unit_text(value: str | int) -> str:
     """Free text such as Description=: only specifiers need escaping, on one line."""
     value = check_value(value, "text")
@@ -84,6 +119,7 @@ def unit_text(value: str | int) -> str:
     return _specifiers(value)
 
 
+@_escaping
 def unit_path(value: str) -> str:
     """An absolute path as systemd takes it in EnvironmentFile= (no quoting there)."""
     value = check_value(value, "path")
@@ -103,11 +139,43 @@ def unit_path(value: str) -> str:
     return _specifiers(value)
 
 
+@_escaping
 def quadlet_value(value: str | int) -> str:
     """A Quadlet key that becomes one podman argument (HealthCmd=). Quadlet (5.4) quotes it
     in the generated ExecStart= but escapes neither `%` nor `$`, so systemd would expand
     both there: written `%%` and `$$`, they reach podman as `%` and `$`."""
     return unit_text(value).replace("$", "$$")
+
+
+@_escaping
+def specified(value: str) -> str:
+    """A Specified argument: letters, digits, `_.=-` and the specifiers %n %N %p %i only."""
+    if not _SPECIFIED.fullmatch(value):
+        raise UnsafeValue(f"{value!r} may hold only letters, digits, '_.=-' and %n %N %p %i")
+    return value
+
+
+@_escaping
+def unit_names(names: Iterable[str]) -> str:
+    """Unit names for Requires=, Wants=: each as unit_text, blank-separated."""
+    return " ".join(unit_text(name) for name in names)
+
+
+@_escaping
+def exec_command(lines: Sequence[Sequence[str]]) -> str:
+    """An Exec*= command from its argv, the program first, written one group per
+    continuation line. Specified arguments keep their specifiers; every other is quoted."""
+    written, program = [], True
+    for line in lines:
+        words = []
+        for arg in line:
+            if program:
+                words.append(exec_program(arg))
+                program = False
+            else:
+                words.append(specified(arg) if isinstance(arg, Specified) else exec_arg(arg))
+        written.append(" ".join(words))
+    return " \\\n    ".join(written)
 
 
 FILTERS = {
@@ -117,4 +185,7 @@ FILTERS = {
     "env_assignment": env_assignment,
     "unit_text": unit_text,
     "unit_path": unit_path,
+    "specified": specified,
+    "unit_names": unit_names,
+    "exec_command": exec_command,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from tracardi_systemd.names import (
     TARGET,
 )
 from tracardi_systemd.render import escape
-from tracardi_systemd.render.escape import UnsafeValue
+from tracardi_systemd.render.escape import Specified, UnsafeValue
 from tracardi_systemd.spec.catalog import Liveness, Worker, image_tag_for
 from tracardi_systemd.spec.envfile import is_env_name
 from tracardi_systemd.spec.secrets import LICENSE_NAMES
@@ -58,9 +59,6 @@ RUN_ONCE_FAILED_SCRIPT = (
     '$EXIT_STATUS): $* require it and will not start until it succeeds; see journalctl -u '
     '$0, fix the cause, then: systemctl start tracardi.target"'
 )
-TEMPLATES = {"service": "worker.service.j2", "run-once": "run-once.service.j2",
-             "scheduled": "job.service.j2"}
-
 _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -158,73 +156,91 @@ def worker_units(settings: RenderSettings) -> tuple[WorkerUnit, ...]:
                  for w in settings.workers)
 
 
+Command = list[list[str]]  # an Exec*= command's argv, program first, one group per line
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How one runtime's units are written: the template of each kind of catalog entry,
+    what else the template is given, whether the agent unit comes along, and whether
+    tracardi.target must want a template's instances (generated units have no [Install])."""
+
+    templates: dict[str, str]  # Worker.kind -> template
+    context: Callable[[WorkerUnit, RenderSettings], dict[str, object]]
+    agent: bool
+    target_wants_instances: bool
+
+
 def render(settings: RenderSettings) -> dict[str, str]:
     """All unit files for the settings, as {filename: text}. Writes nothing."""
     _check(settings)
-    if settings.runtime == "podman":
-        return render_podman(settings)
+    runtime = RUNTIME_UNITS[settings.runtime]
     env = _jinja()
-    files = {}
-    for unit in worker_units(settings):
-        worker = unit.worker
-        files[unit.filename] = env.get_template(TEMPLATES[worker.kind]).render(
-            unit=unit,
-            worker=worker,
-            settings=settings,
-            container=names.container_specifier(unit.is_template),
-            label_unit=LABEL_UNIT,
-            cleanup_script=CLEANUP_SCRIPT,
-            run_args=_docker_run_args(worker, settings),
-            env_defaults=env_defaults(worker, settings),
-            license_script=LICENSE_MAPPING_SCRIPT,
-            requires=[names.unit_file(name, template=False) for name in worker.requires],
-            required_by=[w.unit_base for w in settings.workers if worker.name in w.requires],
-            failed_script=RUN_ONCE_FAILED_SCRIPT,
-        )
-        if unit.timer:
-            files[unit.timer] = env.get_template("job.timer.j2").render(
-                unit=unit, worker=worker, settings=settings)
-    files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings, wants=[])
-    files[AGENT_UNIT] = env.get_template("agent.service.j2").render(
-        settings=settings,
-        agent_args=settings.agent_argv,
-    )
-    return files
-
-
-def render_podman(settings: RenderSettings) -> dict[str, str]:
-    """Quadlet .container files (Podman 4.4+), the jobs' timers and the target. No agent
-    unit yet: the agent speaks to Docker, and is not adapted to Podman."""
-    env = _jinja()
-    files = {}
+    files: dict[str, str] = {}
     wants: list[str] = []
     for unit in worker_units(settings):
         worker = unit.worker
-        if unit.is_template:
-            wants += names.instance_units(worker.name, unit.replicas)
-        managed = [f"{LABEL_MANAGED}=true"] if worker.kind == "service" else []
-        files[unit.filename] = env.get_template("worker.container.j2").render(
-            unit=unit,
-            worker=worker,
-            settings=settings,
-            image=f"{worker.image}:{settings.tag}",
-            container=names.container_specifier(unit.is_template),
-            label_unit=LABEL_UNIT,
-            labels=[*managed, f"{LABEL_WORKER}={worker.name}"],
-            liveness=_liveness(worker, settings),
-            fixed_env=worker.environment,
-            env_names=[n for n in container_env_names(worker, settings) if n != "LICENSE"],
-            license_secret=LICENSE_SECRET,
+        files[unit.filename] = env.get_template(runtime.templates[worker.kind]).render(
+            unit=unit, worker=worker, settings=settings,
+            container=Specified(names.container_specifier(unit.is_template)),
             env_defaults=env_defaults(worker, settings),
             requires=[names.unit_file(name, template=False) for name in worker.requires],
-            install=worker.kind != "scheduled" and not unit.is_template,
-        )
+            **runtime.context(unit, settings))
         if unit.timer:
             files[unit.timer] = env.get_template("job.timer.j2").render(
                 unit=unit, worker=worker, settings=settings)
+        if runtime.target_wants_instances and unit.is_template:
+            wants += names.instance_units(worker.name, unit.replicas)
     files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings,
                                                                   wants=wants)
+    if runtime.agent:
+        files[AGENT_UNIT] = env.get_template("agent.service.j2").render(
+            settings=settings, exec_start=[[settings.tool, *settings.agent_argv]])
     return files
+
+
+def _docker_context(unit: WorkerUnit, settings: RenderSettings) -> dict[str, object]:
+    """The commands of a `docker run` unit, each built here as one argv."""
+    worker, container = unit.worker, Specified(names.container_specifier(unit.is_template))
+    docker = settings.docker
+    run = [docker, "run", "--rm"]
+    if worker.commercial:
+        run = ["/bin/sh", "-c", LICENSE_MAPPING_SCRIPT, *run]
+    required_by = [w.unit_base for w in settings.workers if worker.name in w.requires]
+    return {
+        "exec_start": [run, ["--name", container, "--hostname", container,
+                             "--label", Specified(f"{LABEL_UNIT}=%n")],
+                       *_docker_run_args(worker, settings)],
+        "exec_stop": [[docker, "stop", "-t", str(settings.stop_timeout), container]],
+        "cleanup": [["/bin/sh", "-c", CLEANUP_SCRIPT, docker, container]],
+        "when_failed": [["/bin/sh", "-c", RUN_ONCE_FAILED_SCRIPT, Specified("%n"),
+                         *required_by]],
+    }
+
+
+def _quadlet_context(unit: WorkerUnit, settings: RenderSettings) -> dict[str, object]:
+    worker = unit.worker
+    managed = [f"{LABEL_MANAGED}=true"] if worker.kind == "service" else []
+    return {
+        "image": f"{worker.image}:{settings.tag}",
+        "unit_label": Specified(f"{LABEL_UNIT}=%n"),
+        "labels": [*managed, f"{LABEL_WORKER}={worker.name}"],
+        "liveness": _liveness(worker, settings),
+        "fixed_env": worker.environment,
+        "env_names": [n for n in container_env_names(worker, settings) if n != "LICENSE"],
+        "license_secret": LICENSE_SECRET,
+        "install": worker.kind != "scheduled" and not unit.is_template,
+    }
+
+
+RUNTIME_UNITS = {
+    "docker": Runtime({"service": "worker.service.j2", "run-once": "run-once.service.j2",
+                       "scheduled": "job.service.j2"}, _docker_context, agent=True,
+                      target_wants_instances=False),
+    # No agent unit yet: the agent speaks to Docker, and is not adapted to Podman.
+    "podman": Runtime(dict.fromkeys(("service", "run-once", "scheduled"), "worker.container.j2"),
+                      _quadlet_context, agent=False, target_wants_instances=True),
+}
 
 
 def _liveness(worker: Worker, settings: RenderSettings) -> Liveness | None:
@@ -249,8 +265,8 @@ def container_env_names(worker: Worker, settings: RenderSettings) -> list[str]:
     return sorted(passed)
 
 
-def _docker_run_args(worker: Worker, settings: RenderSettings) -> list[list[str]]:
-    """The arguments after `docker run --rm --name NAME`, one line's worth per group."""
+def _docker_run_args(worker: Worker, settings: RenderSettings) -> Command:
+    """The arguments after `docker run --rm --name NAME ...`, one line's worth per group."""
     groups = [["--init", "--log-driver", "none"]]
     if settings.network:
         groups.append(["--network", settings.network])
@@ -314,6 +330,7 @@ def _jinja() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        finalize=escape.only_escaped,
         trim_blocks=True,
         lstrip_blocks=True,
     )

@@ -33,7 +33,7 @@ def quiet_host(monkeypatch):
     monkeypatch.setattr(agent_module.psutil, "virtual_memory",
                         lambda: type("Memory", (), {"percent": 30.0})())
     monkeypatch.setattr(agent_module, "_disk_percent", lambda path: 40.0)
-    monkeypatch.setattr(agent_module, "container_memory",
+    monkeypatch.setattr(agent_module, "memory_by_pid",
                         lambda pids, *_: {pid: 64 * MIB for pid in pids if pid > 0})
 
 

@@ -30,7 +30,7 @@ def test_default_version_is_081_and_in_the_catalog():
 
 
 def test_081_has_the_five_workers_of_the_design_table_in_order():
-    rows = [(w.unit_base, w.image, w.settings, w.dependencies, w.commercial)
+    rows = [(w.unit_base, w.image, w.required_settings, w.dependencies, w.commercial)
             for w in workers_for("0.8.1")]
     assert rows == EXPECTED_081
 

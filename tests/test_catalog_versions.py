@@ -80,7 +80,7 @@ def test_the_08x_update_worker_takes_the_redis_port_from_redis_host_and_keeps_th
     update = by_name(version)["update"]
     assert update.redis.port_from == "REDIS_HOST"
     assert "inspect ping" in update.liveness.command
-    assert (update.settings, update.commercial) == (("REDIS_HOST",), False)
+    assert (update.required_settings, update.commercial) == (("REDIS_HOST",), False)
 
 
 @pytest.mark.parametrize("version", FROM_09)
@@ -99,7 +99,7 @@ def test_082_splits_the_work_over_pulsar_workers_and_drops_trigger():
     assert "trigger" not in entries
     for name in ("scheduler", "storage-event", "workflow", "outbound-profile", "metrics",
                  "visit-end-checker", "visit-ended"):
-        assert entries[name].needs(PULSAR) and "PULSAR_HOST" in entries[name].settings
+        assert entries[name].needs(PULSAR) and "PULSAR_HOST" in entries[name].required_settings
     assert entries["flusher-session"].environment == {"CONSUMER_TYPE": "session"}
     assert entries["storage-profile"].defaults == {"PULSAR_COLLECTOR_POOL": "500"}
     assert entries["workflow"].environment == {"CONSUMER_TYPE": "event"}
@@ -152,7 +152,7 @@ def test_one_image_several_roles_each_with_its_consumer_type(version, roles, on)
         role = worker.name.removeprefix("background-")
         assert worker.environment == {"CONSUMER_TYPE": f"system.{role}"}
         assert worker.needs(MYSQL) and worker.needs(PULSAR)
-        assert {"MYSQL_HOST", "PULSAR_HOST", "PULSAR_API"} <= set(worker.settings)
+        assert {"MYSQL_HOST", "PULSAR_HOST", "PULSAR_API"} <= set(worker.required_settings)
         assert worker.default == (role in on)
 
 

@@ -15,7 +15,6 @@ from tracardi_systemd.host.cgroup import (
     V2,
     CgroupUnavailable,
     cgroup_version,
-    container_memory,
     containers_memory,
     memory_cgroup,
 )
@@ -54,7 +53,7 @@ def test_the_version_is_read_from_the_mount(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("container", V1_CONTAINERS, ids=lambda c: c["name"])
 def test_v1_memory_is_what_docker_stats_showed(container: dict) -> None:
-    measured = container_memory(container["pid"], **roots(V1_TREE))
+    measured = containers_memory([container["pid"]], **roots(V1_TREE)).get(container["pid"])
 
     expected = docker_stats_bytes(container["docker_stats_mem_usage"])
     assert measured is not None
@@ -68,7 +67,7 @@ def test_v1_leaves_the_inactive_page_cache_out() -> None:
     assert directory == V1_TREE / "sys/fs/cgroup/memory/docker" / cache["container"]
     charged = int((directory / "memory.usage_in_bytes").read_text())
 
-    measured = container_memory(cache["pid"], **roots(V1_TREE))
+    measured = containers_memory([cache["pid"]], **roots(V1_TREE)).get(cache["pid"])
 
     assert charged > 40 * MIB  # the 40 MiB file it wrote is charged to it
     assert measured is not None and measured < 2 * MIB
@@ -79,11 +78,11 @@ def test_v2_is_memory_current_minus_inactive_file() -> None:
     assert directory is not None and directory.name.startswith("docker-")
     assert directory.parent == V2_TREE / "sys/fs/cgroup/system.slice"
 
-    assert container_memory(V2_PID, **roots(V2_TREE)) == 74448896 - 8388608
+    assert containers_memory([V2_PID], **roots(V2_TREE)).get(V2_PID) == 74448896 - 8388608
 
 
 def test_v2_root_cgroup_and_cgroups_outside_the_namespace_have_no_figure() -> None:
-    assert container_memory(V2_ROOT_PID, **roots(V2_TREE)) is None
+    assert containers_memory([V2_ROOT_PID], **roots(V2_TREE)).get(V2_ROOT_PID) is None
     assert memory_cgroup(V2_OUTSIDE_PID, V2, **roots(V2_TREE)) is None
     assert containers_memory([V2_PID, V2_ROOT_PID, V2_OUTSIDE_PID], **roots(V2_TREE)) == {
         V2_PID: 66060288}
@@ -98,8 +97,8 @@ def test_processes_and_cgroups_that_are_gone_are_left_out(tmp_path: Path) -> Non
     result = containers_memory([worker["pid"], cache["pid"], 999999, 0], **roots(tree))
 
     assert list(result) == [worker["pid"]]
-    assert container_memory(cache["pid"], **roots(tree)) is None
-    assert container_memory(999999, **roots(tree)) is None
+    assert containers_memory([cache["pid"]], **roots(tree)).get(cache["pid"]) is None
+    assert containers_memory([999999], **roots(tree)).get(999999) is None
 
 
 def test_each_container_costs_three_file_reads_and_no_listing(monkeypatch) -> None:

@@ -16,7 +16,7 @@ from samples import CLEAN_ENV, SECRET_ENV, SECRET_LICENSE, SECRET_PASSWORD
 from tracardi_systemd.cli.main import main
 from tracardi_systemd.install.manifest import Manifest, digest, load_manifest, manifest_path
 from tracardi_systemd.install.plan import (
-    Action,
+    FileAction,
     InstallRefused,
     InstallRequest,
     Plan,
@@ -44,7 +44,7 @@ def manifest(files: dict[str, str], units: list[str] | None = None) -> Manifest:
     )
 
 
-def actions(plan: Plan) -> dict[str, Action]:
+def actions(plan: Plan) -> dict[str, FileAction]:
     return {c.name: c.action for c in plan.changes}
 
 
@@ -59,7 +59,7 @@ def only_refusal(plan: Plan) -> str:
 def test_empty_directory_creates_every_rendered_file():
     plan = plan_units({UNIT_A: TEXT_A, UNIT_B: TEXT_B}, {UNIT_A: None, UNIT_B: None},
                       None, force=False)
-    assert actions(plan) == {UNIT_A: Action.CREATE, UNIT_B: Action.CREATE}
+    assert actions(plan) == {UNIT_A: FileAction.CREATE, UNIT_B: FileAction.CREATE}
     assert plan.refusals == []
     assert not plan.nothing_to_change
 
@@ -67,7 +67,7 @@ def test_empty_directory_creates_every_rendered_file():
 def test_identical_content_is_kept_and_nothing_changes():
     plan = plan_units({UNIT_A: TEXT_A}, {UNIT_A: TEXT_A}, manifest({UNIT_A: TEXT_A}),
                       force=False)
-    assert actions(plan) == {UNIT_A: Action.KEEP}
+    assert actions(plan) == {UNIT_A: FileAction.KEEP}
     assert plan.file_changes == []
     assert plan.nothing_to_change
     assert plan.describe(with_diff=True) == []
@@ -76,7 +76,7 @@ def test_identical_content_is_kept_and_nothing_changes():
 def test_file_the_manifest_recorded_and_unchanged_on_disk_is_updated():
     plan = plan_units({UNIT_A: TEXT_B}, {UNIT_A: TEXT_A}, manifest({UNIT_A: TEXT_A}),
                       force=False)
-    assert actions(plan) == {UNIT_A: Action.UPDATE}
+    assert actions(plan) == {UNIT_A: FileAction.UPDATE}
     change = plan.changes[0]
     assert (change.old, change.new) == (TEXT_A, TEXT_B)
     assert plan.refusals == []
@@ -108,7 +108,7 @@ def test_file_edited_since_install_is_refused():
 def test_force_turns_refusals_into_updates(previous):
     plan = plan_units({UNIT_A: TEXT_B}, {UNIT_A: EDITED}, previous, force=True)
     assert plan.refusals == []
-    assert actions(plan) == {UNIT_A: Action.UPDATE}
+    assert actions(plan) == {UNIT_A: FileAction.UPDATE}
     assert plan.changes[0].new == TEXT_B
 
 
@@ -116,7 +116,7 @@ def test_file_no_longer_rendered_is_removed():
     previous = manifest({UNIT_A: TEXT_A, UNIT_B: TEXT_B})
     plan = plan_units({UNIT_A: TEXT_A}, {UNIT_A: TEXT_A, UNIT_B: TEXT_B}, previous,
                       force=False)
-    assert actions(plan) == {UNIT_A: Action.KEEP, UNIT_B: Action.REMOVE}
+    assert actions(plan) == {UNIT_A: FileAction.KEEP, UNIT_B: FileAction.REMOVE}
     assert plan.removed == [UNIT_B]
     assert plan.refusals == []
 
@@ -135,7 +135,7 @@ def test_file_no_longer_rendered_but_edited_is_refused_not_removed():
 def test_recorded_file_already_gone_and_not_rendered_is_ignored():
     plan = plan_units({UNIT_A: TEXT_A}, {UNIT_A: TEXT_A, UNIT_B: None},
                       manifest({UNIT_A: TEXT_A, UNIT_B: TEXT_B}), force=False)
-    assert actions(plan) == {UNIT_A: Action.KEEP}
+    assert actions(plan) == {UNIT_A: FileAction.KEEP}
     assert plan.nothing_to_change
 
 
@@ -257,7 +257,7 @@ def test_apply_writes_exactly_the_plan_with_modes(tmp_path, write_env):
     source = write_env(SECRET_ENV)
     req = request(tmp_path, source, {UNIT_A: TEXT_A, UNIT_B: TEXT_B})
     plan = plan_install(req, None)
-    assert actions(plan) == {UNIT_A: Action.CREATE, UNIT_B: Action.CREATE}
+    assert actions(plan) == {UNIT_A: FileAction.CREATE, UNIT_B: FileAction.CREATE}
     unit_dir = req.on_disk(req.unit_dir)
     apply_files(plan, unit_dir)
 
@@ -287,7 +287,7 @@ def test_apply_removes_removed_files_and_never_touches_drop_ins(tmp_path, write_
 
     second = request(tmp_path, source, {UNIT_A: TEXT_B})
     plan = plan_install(second, previous)
-    assert actions(plan) == {UNIT_A: Action.UPDATE, UNIT_B: Action.REMOVE}
+    assert actions(plan) == {UNIT_A: FileAction.UPDATE, UNIT_B: FileAction.REMOVE}
     apply_files(plan, unit_dir)
 
     after = snapshot(unit_dir)
@@ -337,7 +337,7 @@ def test_refused_plan_names_the_file_and_rendered_files_stay_unwritten(tmp_path,
     plan = plan_install(req, None)
     assert UNIT_A in only_refusal(plan)
     # UNIT_B alone would be created: callers must check refusals before applying.
-    assert actions(plan) == {UNIT_B: Action.CREATE}
+    assert actions(plan) == {UNIT_B: FileAction.CREATE}
 
 
 def test_describe_never_shows_the_env_file_content(tmp_path, write_env):

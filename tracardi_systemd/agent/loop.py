@@ -47,14 +47,14 @@ from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_wor
 from tracardi_systemd.names import worker_of_unit as unit_worker_name
 from tracardi_systemd.observe.agent_state import AgentReport, WorkerReport
 from tracardi_systemd.observe.model import UnitState
-from tracardi_systemd.observe.read import ContainerReader, by_unit, container_memory, read_units
+from tracardi_systemd.observe.read import ContainerReader, by_unit, memory_by_pid, read_units
 from tracardi_systemd.spec.addresses import Dependency, dependencies_of
 from tracardi_systemd.spec.catalog import RECOVERS_AFTER_OUTAGE, Worker, workers_for
 from tracardi_systemd.spec.envfile import load_env_file
 
 DOCKER_DATA_DIR = "/var/lib/docker"
 
-Probe = Callable[[list[Dependency]], dict[str, bool]]
+DependencyProbe = Callable[[list[Dependency]], dict[str, bool]]
 
 
 def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
@@ -71,7 +71,7 @@ class Inputs:
     """What the agent works from: the installed manifest and the env file's settings."""
 
     manifest: Manifest
-    settings: dict[str, str]
+    env_values: dict[str, str]
 
 
 class InputFiles:
@@ -112,7 +112,7 @@ class Agent:
     inputs: InputFiles
     systemctl: SystemctlClient
     engine: ContainerSource
-    probe: Probe
+    probe: DependencyProbe
     journal: Journal
     config: Config
     state_file: Path = AGENT_STATE_FILE
@@ -139,7 +139,7 @@ class Agent:
         self.tracardi_version = inputs.manifest.tracardi_version
         self.units = [u for u in inputs.manifest.units if is_worker_unit(u)]
         self.workers = {u: worker_of(u, catalog) for u in self.units}
-        self.needs = {u: needs_of(w, inputs.settings) for u, w in self.workers.items()}
+        self.needs = {u: needs_of(w, inputs.env_values) for u, w in self.workers.items()}
 
     def reload_if_changed(self) -> None:
         try:
@@ -169,7 +169,7 @@ class Agent:
         shown = self.systemd_view
         containers = self.reader.read() if self._docker_active() else []
         owned = by_unit(containers)
-        memory = container_memory((c.pid for c in owned.values() if c.running), self.read_memory)
+        memory = memory_by_pid((c.pid for c in owned.values() if c.running), self.read_memory)
         views = {}
         for name in self.units:
             container = owned.get(name)

@@ -28,7 +28,7 @@ def catalog_rows(workers: Iterable[Worker], tag: str) -> list[Sequence[str]]:
          "DEFAULT")]
     return header + [
         (w.unit, _runs(w), f"{w.image}:{tag}",
-         ",".join(w.settings) + (",license" if w.commercial else ""),
+         ",".join(w.required_settings) + (",license" if w.commercial else ""),
          ",".join(w.dependencies), "yes" if w.liveness else "-",
          "yes" if w.commercial else "no", "yes" if w.default else "no")
         for w in workers

@@ -83,12 +83,6 @@ def cgroup_memory(directory: Path, version: int) -> int | None:
     return charged - inactive if inactive < charged else charged
 
 
-def container_memory(pid: int, cgroup_root: Path = CGROUP_ROOT,
-                     proc_root: Path = PROC_ROOT) -> int | None:
-    """The memory of the container whose main process is `pid`; None if it is gone."""
-    return containers_memory([pid], cgroup_root, proc_root).get(pid)
-
-
 def containers_memory(pids: Iterable[int], cgroup_root: Path = CGROUP_ROOT,
                       proc_root: Path = PROC_ROOT) -> dict[int, int]:
     """{pid: bytes} for the containers of these main pids; those gone are left out.

@@ -29,7 +29,7 @@ ENV_FILE_MODE = 0o600
 UNIT_FILE_MODE = 0o644
 
 
-class Action(Enum):
+class FileAction(Enum):
     CREATE = "create"
     UPDATE = "update"
     KEEP = "keep"
@@ -39,7 +39,7 @@ class Action(Enum):
 @dataclass(frozen=True)
 class FileChange:
     name: str
-    action: Action
+    action: FileAction
     old: str | None
     new: str | None
 
@@ -69,11 +69,11 @@ class Plan:
 
     @property
     def file_changes(self) -> list[FileChange]:
-        return [c for c in self.changes if c.action is not Action.KEEP]
+        return [c for c in self.changes if c.action is not FileAction.KEEP]
 
     @property
     def removed(self) -> list[str]:
-        return [c.name for c in self.changes if c.action is Action.REMOVE]
+        return [c.name for c in self.changes if c.action is FileAction.REMOVE]
 
     @property
     def nothing_to_change(self) -> bool:
@@ -112,10 +112,10 @@ def plan_units(rendered: dict[str, str], current: dict[str, str | None],
         ours = old is not None and manifest is not None and manifest.owns(name, old.encode())
         if old is None:
             if new is not None:
-                plan.changes.append(FileChange(name, Action.CREATE, None, new))
+                plan.changes.append(FileChange(name, FileAction.CREATE, None, new))
             continue
         if old == new:
-            plan.changes.append(FileChange(name, Action.KEEP, old, new))
+            plan.changes.append(FileChange(name, FileAction.KEEP, old, new))
             continue
         if not ours and not force:
             why = ("was edited since tracardi-systemd wrote it" if name in recorded
@@ -125,7 +125,7 @@ def plan_units(rendered: dict[str, str], current: dict[str, str | None],
                 "and run again with --force to replace it"
             )
             continue
-        action = Action.REMOVE if new is None else Action.UPDATE
+        action = FileAction.REMOVE if new is None else FileAction.UPDATE
         plan.changes.append(FileChange(name, action, old, new))
     return plan
 
@@ -207,7 +207,7 @@ def apply_files(plan: Plan, unit_dir: Path, quadlet_dir: Path | None = None) -> 
     for change in plan.file_changes:
         path = place(change.name, unit_dir, quadlet_dir)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if change.new is None:  # Action.REMOVE
+        if change.new is None:  # FileAction.REMOVE
             path.unlink(missing_ok=True)
         else:
             write_atomic(path, change.new.encode(), UNIT_FILE_MODE)

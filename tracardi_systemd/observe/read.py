@@ -117,7 +117,7 @@ def _health(status: str) -> str:
     return ""
 
 
-def container_memory(pids: Iterable[int],
+def memory_by_pid(pids: Iterable[int],
                      read: Callable[[Iterable[int]], dict[int, int]] = containers_memory
                      ) -> dict[int, int]:
     """Each container's memory as the kernel counts it for its cgroup (what `docker stats`

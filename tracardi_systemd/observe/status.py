@@ -16,7 +16,7 @@ from tracardi_systemd.observe.agent_state import WorkerReport, read_agent_report
 from tracardi_systemd.observe.read import (
     ContainerReader,
     by_unit,
-    container_memory,
+    memory_by_pid,
     read_units,
     uptime_seconds,
 )
@@ -101,7 +101,7 @@ def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSou
         containers = by_unit(ContainerReader(engine).read())
     except EngineError as exc:
         containers, docker_problem = {}, str(exc)
-    memory = container_memory(c.pid for c in containers.values())
+    memory = memory_by_pid(c.pid for c in containers.values())
     agent_view = read_agent_report(agent_state_file)
     now = datetime.now(UTC)
     rows = []

@@ -99,7 +99,7 @@ class Worker:
     name: str
     image: str
     description: str
-    settings: tuple[str, ...]  # the settings it needs (the license apart)
+    required_settings: tuple[str, ...]  # the settings it needs (the license apart)
     dependencies: tuple[str, ...]  # the services it needs reachable: REDIS, ELASTICSEARCH...
     commercial: bool
     redis: RedisReading = CORE_REDIS
@@ -136,7 +136,7 @@ class Worker:
         """The worker as `workers --json` prints it."""
         return {"name": self.name, "unit": self.unit, "kind": self.kind,
                 "image": self.image, "description": self.description,
-                "settings": list(self.settings), "dependencies": list(self.dependencies),
+                "settings": list(self.required_settings), "dependencies": list(self.dependencies),
                 "commercial": self.commercial,
                 "liveness": self.liveness.command if self.liveness else None,
                 "environment": dict(self.environment), "defaults": dict(self.defaults),
@@ -161,7 +161,7 @@ INIT = "init"
 
 def _core(name: str, image: str, description: str, **more: object) -> Worker:
     """A commercial entry; it needs Elasticsearch and Redis unless `more` says otherwise."""
-    fields = {"settings": CORE_SETTINGS, "dependencies": CORE_DEPENDENCIES} | more
+    fields = {"required_settings": CORE_SETTINGS, "dependencies": CORE_DEPENDENCIES} | more
     return Worker(name=name, image=image, description=description, commercial=True,
                   **fields)  # type: ignore[arg-type]
 
@@ -183,7 +183,7 @@ CELERY_UPDATE_WORKER = Worker(
     name="update",
     image="tracardi/update-worker",
     description="Tracardi update worker",
-    settings=("REDIS_HOST",),
+    required_settings=("REDIS_HOST",),
     dependencies=(REDIS,),
     commercial=False,
     redis=CELERY_UPDATE_REDIS,
@@ -217,13 +217,14 @@ RELEASE_081 = Release("0.8.1", (
 
 # Helm 0.8.2 (images 0.8.2.1): workers under workers/pulsar consume from Pulsar, the
 # flushers (workers/redis) move Redis buffers to Elasticsearch.
-_ON_PULSAR = {"settings": (*CORE_SETTINGS, "PULSAR_HOST"), "dependencies": PULSAR_DEPENDENCIES}
+_ON_PULSAR = {"required_settings": (*CORE_SETTINGS, "PULSAR_HOST"),
+              "dependencies": PULSAR_DEPENDENCIES}
 
 
 def _apm(pause: str, memory_limit_mib: int | None = None) -> Worker:
     """Automatic profile merging, open source: MODE=worker, a pass every PAUSE seconds."""
     return Worker(name="apm", image="tracardi/apm", description="Tracardi APM worker",
-                  settings=CORE_SETTINGS, dependencies=CORE_DEPENDENCIES, commercial=False,
+                  required_settings=CORE_SETTINGS, dependencies=CORE_DEPENDENCIES, commercial=False,
                   environment={"MODE": "worker"}, defaults={"PAUSE": pause},
                   memory_limit_mib=memory_limit_mib)
 
@@ -267,16 +268,16 @@ RELEASE_082 = Release("0.8.2.1", (
 
 
 # 0.9.0 to 1.2.x (Argo CD charts): every commercial container after `init`.
-_AFTER_INIT = {"settings": BACKGROUND_SETTINGS, "dependencies": BACKGROUND_DEPENDENCIES,
+_AFTER_INIT = {"required_settings": BACKGROUND_SETTINGS, "dependencies": BACKGROUND_DEPENDENCIES,
                "requires": (INIT,)}
 INIT_09 = _core(INIT, "tracardi/init", "Tracardi init (installs or upgrades the system)",
-                kind="run-once", settings=BACKGROUND_SETTINGS,
+                kind="run-once", required_settings=BACKGROUND_SETTINGS,
                 dependencies=BACKGROUND_DEPENDENCIES)
 APM_09 = _apm(pause="900", memory_limit_mib=2500)
 # From 0.9 a huey consumer that takes the Redis port from REDIS_PORT (core config).
 HUEY_UPDATE_WORKER = Worker(
     name="update", image="tracardi/update-worker", description="Tracardi update worker (huey)",
-    settings=("ELASTIC_HOST", "REDIS_HOST", "MYSQL_HOST"),
+    required_settings=("ELASTIC_HOST", "REDIS_HOST", "MYSQL_HOST"),
     dependencies=(REDIS, ELASTICSEARCH, MYSQL), commercial=False)
 COPING_09 = _core("post-collection", "tracardi/com-tracardi-coping-worker",
                   "Tracardi post-collection (coping) worker", default=False, **_AFTER_INIT)

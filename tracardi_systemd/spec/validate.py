@@ -72,7 +72,7 @@ class _Checker:
     def required(self, workers: tuple[Worker, ...]) -> None:
         needed: dict[str, list[str]] = {}
         for worker in workers:
-            for name in worker.settings:
+            for name in worker.required_settings:
                 needed.setdefault(name, []).append(worker.unit_base)
         for name, units in needed.items():
             if not self.values.get(name, "").strip():

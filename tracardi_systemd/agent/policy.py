@@ -192,13 +192,13 @@ def decide(observation: Observation, history: History, config: Config,
            random: Callable[[], float]) -> Decision:
     """What to do now. Does not modify `history`; returns the next one."""
     decider = _Decider(observation, copy.deepcopy(history), config, random)
-    decider.dependencies()
+    decider.entries += _dependencies(observation, decider.history)
     for name, view in sorted(observation.workers.items()):
         decider.worker(name, view)
     decider.after_outages()
     if observation.docker_active:
-        decider.orphans()
-    decider.host()
+        _orphans(observation, decider.history, decider.actions, decider.entries)
+    decider.entries += _host_pressure(observation, decider.history, config)
     return Decision(decider.actions, decider.entries, decider.history)
 
 
@@ -209,7 +209,6 @@ class _Decider:
         self.now = obs.now
         self.actions: list[Action] = []
         self.entries: list[Entry] = []
-        self.came_back: list[str] = []  # dependencies reachable again in this cycle
 
     def _entry(self, kind: EntryKind, priority: Priority, message: str, **fields: str) -> None:
         self.entries.append(Entry.of(kind, priority, message, **fields))
@@ -235,32 +234,6 @@ class _Decider:
         running_through = past.outage is not None and past.outage.restart_when_back
         past.outage = Outage(dependency, restart_when_back=running_through)
         self._move(past, name, message, **fields)
-
-    def dependencies(self) -> None:
-        readings = {**self.obs.dependencies, DOCKER: self.obs.docker_active}
-        for name, reachable in sorted(readings.items()):
-            down = name in self.history.down_since
-            if not reachable and not down:
-                self.history.down_since[name] = self.now
-                self.history.down_at[name] = self.obs.clock_time
-                if name == DOCKER:
-                    self._entry(EntryKind.DOCKER_DOWN, ERROR,
-                                "docker.service is not running: the workers are down with it; "
-                                "they are started again when it is back",
-                                TRACARDI_DEPENDENCY=name, TRACARDI_REASON="docker down")
-                else:
-                    self._entry(EntryKind.UNREACHABLE, ERROR,
-                                f"{name} is unreachable: holding restarts of the workers that "
-                                "need it", TRACARDI_DEPENDENCY=name,
-                                TRACARDI_REASON=f"{name} unreachable")
-            elif reachable and down:
-                seconds = self.now - self.history.down_since.pop(name)
-                self.history.down_at.pop(name, None)
-                self.came_back.append(name)
-                kind = EntryKind.DOCKER_BACK if name == DOCKER else EntryKind.REACHABLE
-                what = "docker.service is running" if name == DOCKER else f"{name} is reachable"
-                self._entry(kind, NOTICE, f"{what} again after {seconds:.0f} s",
-                            TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} back")
 
     def _missing_dependency(self, view: WorkerView) -> str | None:
         down = sorted(view.needs & self.history.down_since.keys())
@@ -456,36 +429,71 @@ class _Decider:
         self._move(past, "restart", f"restarting {unit}: {message}",
                    **fields, TRACARDI_REASON=reason, **extra)
 
-    def orphans(self) -> None:
-        owned = {name for name, view in self.obs.workers.items()
-                 if view.unit.active_state in OWNING_STATES}
-        owned |= {name for name, state in self.obs.other_units.items()
-                  if state in OWNING_STATES}
-        orphans = {c.id: c for c in self.obs.containers
-                   if c.unit not in owned or not c.is_units_own}
-        for cid, container in sorted(orphans.items()):
-            if cid in self.history.orphans_seen:
-                self._act(ActionKind.REMOVE, cid, "orphan container")
-                self._entry(EntryKind.ORPHAN_REMOVED, WARNING,
-                            f"removing container {container.name}: no active unit owns it",
-                            TRACARDI_CONTAINER=container.name, TRACARDI_UNIT=container.unit,
-                            TRACARDI_WORKER=container.worker, TRACARDI_REASON="orphan container")
-        # An orphan is removed on the second cycle that sees it, never on a passing race.
-        self.history.orphans_seen = set(orphans) - {a.target for a in self.actions}
 
-    def host(self) -> None:
-        readings = {"memory": self.obs.host_memory_percent,
-                    "docker disk": self.obs.docker_disk_percent}
-        for what, percent in readings.items():
-            last = self.history.last_host_warning.get(what)
-            if percent < self.config.host_warn_percent:
-                continue
-            if last is not None and self.now - last < self.config.host_warn_every:
-                continue
-            self.history.last_host_warning[what] = self.now
-            self._entry(EntryKind.HOST_PRESSURE, WARNING,
-                        f"host {what} is {percent:.0f}% full",
-                        TRACARDI_REASON=f"{what} {percent:.0f}%")
+def _dependencies(obs: Observation, history: History) -> list[Entry]:
+    """Note each dependency that went down or came back (Docker among them)."""
+    entries = []
+    readings = {**obs.dependencies, DOCKER: obs.docker_active}
+    for name, reachable in sorted(readings.items()):
+        down = name in history.down_since
+        if not reachable and not down:
+            history.down_since[name] = obs.now
+            history.down_at[name] = obs.clock_time
+            if name == DOCKER:
+                entries.append(Entry.of(
+                    EntryKind.DOCKER_DOWN, ERROR,
+                    "docker.service is not running: the workers are down with it; they are "
+                    "started again when it is back",
+                    TRACARDI_DEPENDENCY=name, TRACARDI_REASON="docker down"))
+            else:
+                entries.append(Entry.of(
+                    EntryKind.UNREACHABLE, ERROR,
+                    f"{name} is unreachable: holding restarts of the workers that need it",
+                    TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} unreachable"))
+        elif reachable and down:
+            seconds = obs.now - history.down_since.pop(name)
+            history.down_at.pop(name, None)
+            kind = EntryKind.DOCKER_BACK if name == DOCKER else EntryKind.REACHABLE
+            what = "docker.service is running" if name == DOCKER else f"{name} is reachable"
+            entries.append(Entry.of(kind, NOTICE, f"{what} again after {seconds:.0f} s",
+                                    TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} back"))
+    return entries
+
+
+def _orphans(obs: Observation, history: History, actions: list[Action],
+             entries: list[Entry]) -> None:
+    """Remove the labelled containers no active unit owns, on the second cycle that sees
+    each (never on a passing race)."""
+    owned = {name for name, view in obs.workers.items()
+             if view.unit.active_state in OWNING_STATES}
+    owned |= {name for name, state in obs.other_units.items() if state in OWNING_STATES}
+    orphans = {c.id: c for c in obs.containers if c.unit not in owned or not c.is_units_own}
+    for cid, container in sorted(orphans.items()):
+        if cid in history.orphans_seen:
+            actions.append(Action(ActionKind.REMOVE, cid, "orphan container"))
+            entries.append(Entry.of(
+                EntryKind.ORPHAN_REMOVED, WARNING,
+                f"removing container {container.name}: no active unit owns it",
+                TRACARDI_CONTAINER=container.name, TRACARDI_UNIT=container.unit,
+                TRACARDI_WORKER=container.worker, TRACARDI_REASON="orphan container"))
+    history.orphans_seen = set(orphans) - {a.target for a in actions}
+
+
+def _host_pressure(obs: Observation, history: History, config: Config) -> list[Entry]:
+    """A warning, at most once per `host_warn_every`, when memory or Docker's disk is full."""
+    entries = []
+    readings = {"memory": obs.host_memory_percent, "docker disk": obs.docker_disk_percent}
+    for what, percent in readings.items():
+        last = history.last_host_warning.get(what)
+        if percent < config.host_warn_percent:
+            continue
+        if last is not None and obs.now - last < config.host_warn_every:
+            continue
+        history.last_host_warning[what] = obs.now
+        entries.append(Entry.of(EntryKind.HOST_PRESSURE, WARNING,
+                                f"host {what} is {percent:.0f}% full",
+                                TRACARDI_REASON=f"{what} {percent:.0f}%"))
+    return entries
 
 
 def settled(observation: Observation, history: History) -> bool:

@@ -96,7 +96,7 @@ def test_worker_unit_follows_the_design(worker):
     assert directive(text, "ExecStartPre") == []
     assert directive(text, "RestartSec") == ["0"]
     cleanup = directive(text, "ExecStopPost")
-    assert cleanup[0].startswith("-/bin/sh -c \"case $$EXIT_CODE:$$EXIT_STATUS in ")
+    assert cleanup[0].startswith("-+/bin/sh -c \"case $$EXIT_CODE:$$EXIT_STATUS in ")
     assert cleanup[0].endswith(" /usr/bin/docker %N")
     assert "run --rm \\\n    --name %N --hostname %N --label tracardi.unit=%n " in text
     assert "--init" in text and "--log-driver none" in text

@@ -17,7 +17,7 @@ from .sandbox import Sandbox
 
 AGENT = "tracardi-agent.service"
 AGENT_MAX = 2.0  # what issue 15 asks
-WORKER_MAX = 1.0  # docs/design.md: 0.8 measured on 252 and 257
+WORKER_MAX = 2.5  # docs/design.md: 2.3; no file-system protection on the restart path
 
 
 @pytest.fixture
@@ -77,9 +77,13 @@ def test_the_agent_and_the_docker_clients_run_without_privileges(host: Sandbox) 
     host_net = host.run("readlink /proc/1/ns/net").stdout
     assert host.run(f"readlink /proc/{agent}/ns/net").stdout == host_net
     assert host.run(f"readlink /proc/{client}/ns/net").stdout != host_net
-    # ... and sees in /proc only the processes it may ptrace (its own), and no kernel files.
-    proc = host.run(f"grep ' /proc ' /proc/{client}/mountinfo").stdout
-    assert "hidepid=ptraceable" in proc and "subset=pid" in proc, proc
+    # ... runs in a user namespace of its own, and in the host's mount namespace: no
+    # file-system sandbox is set up at each restart (docs/design.md, "The restart path").
+    def namespace(pid: str, kind: str) -> str:
+        return host.run(f"readlink /proc/{pid}/ns/{kind}").stdout
+
+    assert namespace(client, "user") != namespace("1", "user")
+    assert namespace(client, "mnt") == namespace("1", "mnt")
     # Its one writable place is systemd's, and goes when the agent stops.
     assert host.run(f"nsenter -t {agent} -m touch /etc/tracardi/x", check=False).returncode != 0
     host.run(f"systemctl stop {AGENT}")

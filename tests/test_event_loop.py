@@ -206,3 +206,25 @@ def test_a_stop_signal_ends_a_wait_at_once_and_never_cuts_a_cycle_short(tmp_path
             signal.signal(signum, handler)
     assert stop.is_set()
     assert finished == []  # the 60 s read was cut short by the signal
+
+
+def test_after_a_failed_cycle_the_stream_is_not_reopened_on_a_stale_view(tmp_path):
+    """docker stopping: the stream ends, then the next cycle's Engine call fails although
+    systemd said `active` a moment before. Reopening the stream then would start docker
+    again through docker.socket; it waits for a cycle that asked systemd afresh."""
+    clock = Clock()
+    agent, _, engine, watcher, _ = rig(tmp_path, [FakeStream(clock, closes=True)], clock)
+    calls = 0
+    listing = engine.containers
+
+    def gone_after_the_first(label: str, all: bool = True) -> list[dict]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise EngineError("GET /containers/json", "dockerd went away")
+        return listing(label, all)
+
+    engine.containers = gone_after_the_first  # type: ignore[method-assign]
+    run_for(agent, watcher, clock, 60)
+    assert calls > 3  # the agent kept trying its cycle...
+    assert engine.opened == 1  # ...but never reconnected the stream on a stale view

@@ -307,7 +307,10 @@ class Agent:
                 first = "" if ready else "READY=1\n"
                 notifier.notify(f"{first}WATCHDOG=1\nSTATUS={self.status_line(observation)}")
                 ready = True
-            if watcher.wait(self.clock() + interval, stop, self._docker_active()):
+            # A stale view may still say `active` while docker stops: a connection then
+            # would start it again through docker.socket.
+            fresh_active = self._docker_active() and not self.systemd_view_stale
+            if watcher.wait(self.clock() + interval, stop, fresh_active):
                 self.systemd_view_stale = True  # a container changed: ask systemd too
         notifier.notify("STOPPING=1")
 

@@ -15,7 +15,13 @@ import pytest
 from fakes import FakeSystemctl, inspected, unit_props
 from test_agent_loop import FIVE, REDIS, SCHEDULER, Rig, quiet_host  # noqa: F401
 
-from tracardi_systemd.agent.metrics import METRICS_FILE, MetricsFile, label_text, upgrade_in_flight
+from tracardi_systemd.agent.metrics import (
+    DOCKER_LABELS,
+    METRICS_FILE,
+    MetricsFile,
+    label_text,
+    upgrade_in_flight,
+)
 from tracardi_systemd.agent.on_failure import FailureHook
 from tracardi_systemd.host.commands import CommandError
 
@@ -70,7 +76,7 @@ def test_a_cycle_writes_every_worker_dependency_and_agent_series(tmp_path):
     elastic = label_text(dependency="elasticsearch", address="10.0.0.5:9200")
     assert found["tracardi_dependency_reachable" + redis] == 1
     assert found["tracardi_dependency_reachable" + elastic] == 1
-    assert found["tracardi_docker_up"] == 1
+    assert found["tracardi_dependency_reachable" + DOCKER_LABELS] == 1
     assert found["tracardi_upgrade_in_flight"] == 0
     assert found["tracardi_agent_heartbeat_seconds"] == 60
     assert found["tracardi_agent_last_cycle_timestamp_seconds"] > 1.7e9

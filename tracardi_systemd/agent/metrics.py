@@ -56,8 +56,8 @@ SERIES = {
     "tracardi_worker_systemd_restarts_total": (
         "counter", "Restarts systemd made of the unit by itself (NRestarts)."),
     "tracardi_dependency_reachable": (
-        "gauge", "1 when the dependency accepts a TCP connection on one of its addresses."),
-    "tracardi_docker_up": ("gauge", "1 when docker.service is active."),
+        "gauge", "1 when the dependency accepts a TCP connection on one of its addresses "
+        "(docker: when docker.service is active)."),
     "tracardi_upgrade_in_flight": (
         "gauge", "1 while `tracardi-systemd upgrade` holds its lock on this host."),
     "tracardi_agent_heartbeat_seconds": (
@@ -67,9 +67,6 @@ SERIES = {
     "tracardi_agent_cycle_duration_seconds": (
         "gauge", "How long that cycle took."),
 }
-CLOCK_SERIES = ("tracardi_agent_last_cycle_timestamp_seconds",
-                "tracardi_agent_cycle_duration_seconds")
-
 Sample = tuple[str, str, float]  # name, rendered labels, value
 
 
@@ -78,6 +75,9 @@ def label_text(**labels: str) -> str:
     def escape(value: str) -> str:
         return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
     return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
+
+
+DOCKER_LABELS = label_text(dependency="docker", address="docker.service")
 
 
 def exposition(samples: Iterable[Sample]) -> str:
@@ -188,7 +188,7 @@ class MetricsFile:
             *worker_samples(agent, observation, decision.history, self.tally),
             *dependency_samples((d for n in agent.needs.values() for d in n),
                                 observation.dependencies),
-            ("tracardi_docker_up", "", observation.docker_active),
+            ("tracardi_dependency_reachable", DOCKER_LABELS, observation.docker_active),
             ("tracardi_upgrade_in_flight", "", upgrade_in_flight(self.state_dir)),
             ("tracardi_agent_heartbeat_seconds", "", self.heartbeat),
         ])

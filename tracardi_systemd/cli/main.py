@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ import click
 
 from tracardi_systemd import __version__
 from tracardi_systemd.cli.agent import agent, login
+from tracardi_systemd.cli.events import events
 from tracardi_systemd.cli.options import (
     absolute,
     env_file_option,
@@ -24,6 +26,7 @@ from tracardi_systemd.cli.options import (
 from tracardi_systemd.cli.upgrade import upgrade
 from tracardi_systemd.host.commands import Docker, Systemctl
 from tracardi_systemd.install.files import write_atomic
+from tracardi_systemd.install.journal_catalog import install_catalog, remove_catalog
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest
 from tracardi_systemd.install.plan import InstallRequest
 from tracardi_systemd.install.reuse import recorded, reuse_previous
@@ -186,6 +189,9 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         request, images=prepared.images if pull else [], options=recorded(options),
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
         dry_run=dry_run))
+    catalog = None if dry_run else _or_fail(lambda: install_catalog(installer.root))
+    if catalog:
+        result = dataclasses.replace(result, lines=[*result.lines, catalog], changed=True)
     if as_json:
         click.echo(json.dumps({"changed": result.changed, "lines": result.lines}))
     else:
@@ -222,6 +228,9 @@ def uninstall(purge: bool, force: bool, root: Path | None) -> None:
         fail("uninstall changes the system and needs root: run it with sudo")
     installer = Installer(root, Systemctl(root), Docker())
     _or_fail(lambda: installer.uninstall(purge, force, click.echo))
+    catalog = _or_fail(lambda: remove_catalog(installer.root))
+    if catalog:
+        click.echo(catalog)
 
 
 def _installed_manifest() -> Manifest:
@@ -256,3 +265,4 @@ def status(as_json: bool) -> None:
 main.add_command(login)
 main.add_command(agent)
 main.add_command(upgrade)
+main.add_command(events)

@@ -126,15 +126,34 @@ def test_a_missing_container_a_redis_outage_and_a_give_up_move_the_series(tmp_pa
     assert found[series("tracardi_worker_agent_restarts_total", SCHEDULER,
                         reason="container missing")] == 1
 
-    rig.systemctl.units[SCHEDULER] = unit_props("failed", "failed", "start-limit-hit",
-                                                restarts=5)
+    # The container the agent's restart brought is not systemd's restart ...
+    rig.engine.entries.append(inspected(SCHEDULER, pid=11, cid="second"))
+    rig.clock.advance(2)
+    rig.agent.cycle()
+    assert samples(metrics.path)[series("tracardi_worker_systemd_restarts_total",
+                                        SCHEDULER)] == 0
+    # ... but one that replaces it while the agent did nothing is (Restart=always).
+    replace_container(rig, SCHEDULER, "third")
+    rig.clock.advance(2)
+    rig.agent.cycle()
+    assert samples(metrics.path)[series("tracardi_worker_systemd_restarts_total",
+                                        SCHEDULER)] == 1
+
+    rig.systemctl.units[SCHEDULER] = unit_props("failed", "failed", "start-limit-hit")
+    replace_container(rig, SCHEDULER, None)
     rig.clock.advance(5)
     rig.agent.cycle()
     found = samples(metrics.path)
     assert found[series("tracardi_worker_backoff", SCHEDULER)] == 1
     assert found[series("tracardi_worker_gave_up_total", SCHEDULER)] == 1
-    assert found[series("tracardi_worker_systemd_restarts_total", SCHEDULER)] == 5
     assert found[series("tracardi_worker_up", SCHEDULER)] == 0
+
+
+def replace_container(rig: Rig, unit: str, cid: str | None) -> None:
+    rig.engine.entries = [e for e in rig.engine.entries
+                          if e["Config"]["Labels"]["tracardi.unit"] != unit]
+    if cid:
+        rig.engine.entries.append(inspected(unit, pid=12, cid=cid))
 
 
 def test_a_liveness_verdict_is_1_or_0(tmp_path):

@@ -54,7 +54,8 @@ SERIES = {
     "tracardi_worker_agent_restarts_total": (
         "counter", "Restarts and re-arms the agent ordered, by reason."),
     "tracardi_worker_systemd_restarts_total": (
-        "counter", "Restarts systemd made of the unit by itself (NRestarts)."),
+        "counter", "Times the worker's container was replaced without the agent asking "
+        "(systemd's Restart=, or an operator's restart), as the agent saw it."),
     "tracardi_dependency_reachable": (
         "gauge", "1 when the dependency accepts a TCP connection on one of its addresses "
         "(docker: when docker.service is active)."),
@@ -99,15 +100,32 @@ def _number(value: float) -> str:
 
 @dataclass
 class Tally:
-    """Counters the agent's history does not keep: what it did, by unit and reason."""
+    """Counters the agent's history does not keep: what it did, by unit and reason, and
+    the containers systemd replaced. (systemd's NRestarts is no help: the agent re-reads a
+    unit's properties only when it sees its state change, and a restart takes less than a
+    cycle.)"""
 
     restarts: Counter[tuple[str, str]] = field(default_factory=Counter)
     gave_up: Counter[str] = field(default_factory=Counter)
+    systemd_restarts: Counter[str] = field(default_factory=Counter)
+    containers: dict[str, str] = field(default_factory=dict)  # unit -> its last container
+    agent_asked: set[str] = field(default_factory=set)  # restarted by the agent since then
 
-    def add(self, decision: Decision) -> None:
+    def add(self, observation: Observation, decision: Decision) -> None:
+        for unit, view in observation.workers.items():
+            container = view.container
+            if container is None or not container.running:
+                continue
+            last = self.containers.get(unit)
+            if last is not None and last != container.id and unit not in self.agent_asked:
+                self.systemd_restarts[unit] += 1
+            if last != container.id:
+                self.agent_asked.discard(unit)
+            self.containers[unit] = container.id
         for action in decision.actions:
             if action.kind in (ActionKind.RESTART, ActionKind.REARM):
                 self.restarts[action.target, action.reason] += 1
+                self.agent_asked.add(action.target)
         for event in decision.events:
             if event.kind is EventKind.GAVE_UP:
                 self.gave_up[event.fields.get("TRACARDI_UNIT", "")] += 1
@@ -129,7 +147,7 @@ def worker_samples(agent: Agent, observation: Observation, history: History,
             ("tracardi_worker_backoff", tag, past is not None and past.state is State.BACKOFF),
             ("tracardi_worker_backoff_attempts", tag, past.attempts if past else 0),
             ("tracardi_worker_gave_up_total", tag, tally.gave_up[unit]),
-            ("tracardi_worker_systemd_restarts_total", tag, view.unit.restarts),
+            ("tracardi_worker_systemd_restarts_total", tag, tally.systemd_restarts[unit]),
         ]
         if running and view.live is not None:
             samples.append(("tracardi_worker_live", tag, view.live))
@@ -183,7 +201,7 @@ class MetricsFile:
 
     def after_cycle(self, agent: Agent, observation: Observation, decision: Decision,
                     duration: float) -> None:
-        self.tally.add(decision)
+        self.tally.add(observation, decision)
         body = exposition([
             *worker_samples(agent, observation, decision.history, self.tally),
             *dependency_samples((d for n in agent.needs.values() for d in n),

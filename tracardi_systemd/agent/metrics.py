@@ -11,6 +11,7 @@ Queue depth is not among them: the agent does not know it (it reads no broker).
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
@@ -95,6 +96,8 @@ def exposition(samples: Iterable[Sample]) -> str:
 
 
 def _number(value: float) -> str:
+    if isinstance(value, int):  # and bool: most samples, rendered without a float's cost
+        return str(int(value))
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
@@ -131,12 +134,16 @@ class Tally:
                 self.gave_up[event.fields.get("TRACARDI_UNIT", "")] += 1
 
 
+@functools.lru_cache(maxsize=4096)
+def _worker_labels(unit: str, worker: str, release: str) -> str:
+    return label_text(unit=unit, worker=worker, release=release)
+
+
 def worker_samples(agent: Agent, observation: Observation, history: History,
                    tally: Tally) -> list[Sample]:
     samples: list[Sample] = []
     for unit, view in observation.workers.items():
-        labels = {"unit": unit, "worker": view.worker, "release": agent.tracardi_version}
-        tag = label_text(**labels)
+        tag = _worker_labels(unit, view.worker, agent.tracardi_version)
         past = history.workers.get(unit)
         running = view.container is not None and view.container.running
         samples += [

@@ -17,13 +17,13 @@ from test_agent_loop import FIVE, REDIS, SCHEDULER, Rig, quiet_host  # noqa: F40
 
 from tracardi_systemd.agent.metrics import (
     DOCKER_LABELS,
-    METRICS_FILE,
     MetricsFile,
     label_text,
     upgrade_in_flight,
 )
 from tracardi_systemd.agent.on_failure import FailureHook
 from tracardi_systemd.host.commands import CommandError
+from tracardi_systemd.names import METRICS_FILE
 
 MIB = 2**20
 

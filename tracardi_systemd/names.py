@@ -40,6 +40,7 @@ MANIFEST = STATE_DIR / "manifest.json"
 AGENT_STATE_FILE = Path("/run/tracardi-systemd/agent-state.json")
 # node_exporter's textfile directory on Debian, where the agent writes tracardi.prom.
 DEFAULT_METRICS_DIR = "/var/lib/prometheus/node-exporter"
+METRICS_FILE = "tracardi.prom"
 
 # What a unit file written by this tool may be called: nothing with a '/' or '..'.
 _UNIT_FILE = re.compile(

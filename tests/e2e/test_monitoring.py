@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import pytest
 
 from .operator import install, start_all, tool, uninstall_everything, write_env
+from .releases import selected
 from .sandbox import CHECKOUT, Sandbox
 from .standin import start_fake_elasticsearch
 
@@ -208,7 +209,9 @@ def test_on_failure_starts_the_hook_when_systemd_gives_up_and_the_series_say_so(
 
     # The crash loop outlasts systemd's start limit: OnFailure= runs the example hook, and
     # the agent, seeing systemd give up, starts it once more itself, before its first
-    # re-arm (10 s of backoff later) brings a second round of failures.
+    # re-arm (10 s of backoff later) brings a second round of failures. On systemd 252
+    # OnFailure= runs once when systemd gives up; from 254 at every failed start too, so
+    # only 252 tells the agent's run apart by counting (the fast tests prove the call).
     rearm = f"-u tracardi-agent MESSAGE_ID=80ea54c2b8564472b3df81f86f386bc0 --since @{m.since}"
     host.wait_until(f"journalctl -q {rearm} | grep -q .", timeout=120)
     first_rearm = json.loads(host.run(f"journalctl -o json -n 1 -r {rearm}").stdout)
@@ -216,8 +219,11 @@ def test_on_failure_starts_the_hook_when_systemd_gives_up_and_the_series_say_so(
         f"journalctl -o json -t tracardi-notify --since @{m.since}").stdout.splitlines()]
     before = [h["MESSAGE"] for h in hooks
               if int(h["__REALTIME_TIMESTAMP"]) < int(first_rearm["__REALTIME_TIMESTAMP"])]
-    assert before == [f"{SCHEDULER} failed: see journalctl -u {SCHEDULER} -n 50 and "
-                      f"tracardi-systemd events --unit {SCHEDULER}"] * 2, hooks
+    message = (f"{SCHEDULER} failed (exit-code): see journalctl -u {SCHEDULER} -n 50 and "
+               f"tracardi-systemd events --unit {SCHEDULER}")
+    assert before and set(before) == {message}, hooks
+    if selected().systemd < 254:
+        assert len(before) == 2, hooks  # systemd's and the agent's
     failed = host.run(f"journalctl -q --since @{m.since} -u tracardi-agent "
                       "TRACARDI_ACTION=on-failure-failed", check=False).stdout
     assert failed == ""

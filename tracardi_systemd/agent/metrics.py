@@ -24,12 +24,12 @@ from tracardi_systemd.agent.journal_ids import EventKind
 from tracardi_systemd.agent.policy import ActionKind, Decision, History, Observation, State
 from tracardi_systemd.host.journal import Priority
 from tracardi_systemd.install.files import write_atomic
+from tracardi_systemd.names import METRICS_FILE
 from tracardi_systemd.spec.addresses import Dependency
 
 if TYPE_CHECKING:
     from tracardi_systemd.agent.loop import Agent
 
-METRICS_FILE = "tracardi.prom"
 
 # name: (type, help). The order is the file's.
 SERIES = {

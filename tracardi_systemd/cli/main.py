@@ -33,10 +33,12 @@ from tracardi_systemd.install.reuse import recorded, reuse_previous
 from tracardi_systemd.install.transaction import Installer, InstallError
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
+    DEFAULT_METRICS_DIR,
     DEFAULT_PODMAN,
     DEFAULT_QUADLET_DIR,
     DEFAULT_UNIT_DIR,
     LICENSE_SECRET,
+    METRICS_FILE,
 )
 from tracardi_systemd.render.prepare import Prepared, PrepareError, prepare
 from tracardi_systemd.spec.catalog import DEFAULT_VERSION, CatalogError, release
@@ -227,10 +229,27 @@ def uninstall(purge: bool, force: bool, root: Path | None) -> None:
     if root is None and os.geteuid() != 0:
         fail("uninstall changes the system and needs root: run it with sudo")
     installer = Installer(root, Systemctl(root), Docker())
+    previous = _or_fail(installer.previous)
     _or_fail(lambda: installer.uninstall(purge, force, click.echo))
+    if previous is not None:
+        _remove_metrics(installer.root, previous)
     catalog = _or_fail(lambda: remove_catalog(installer.root))
     if catalog:
         click.echo(catalog)
+
+
+def _remove_metrics(root: Path, manifest: Manifest) -> None:
+    """The agent's last tracardi.prom: node_exporter would export it for ever."""
+    directory = str(manifest.options.get("metrics_dir") or DEFAULT_METRICS_DIR)
+    metrics = root / directory.lstrip("/") / METRICS_FILE
+    try:
+        metrics.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        click.echo(f"warning: {metrics} not removed: {exc.strerror or exc}")
+        return
+    click.echo(f"removed {metrics}")
 
 
 def _installed_manifest() -> Manifest:

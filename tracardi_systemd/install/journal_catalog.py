@@ -5,6 +5,7 @@ that copy once the package's is there, since it would hide the package's (same n
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from tracardi_systemd.host.commands import CommandError, run
@@ -52,6 +53,9 @@ def remove_catalog(root: Path) -> str | None:
         return None
     except OSError as exc:
         raise CatalogError(f"{local}: {exc.strerror or exc}") from None
+    for directory in (local.parent, local.parent.parent):  # what install_catalog made
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only when empty
     if any(any(d.glob("*.catalog")) for d in (local.parent, root / PACKAGED.parent)):
         update_catalog(root)
     else:  # journalctl keeps an index of nothing: an offline root is left as it was

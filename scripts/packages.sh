@@ -12,3 +12,25 @@ install_missing() {
     apt-get update -qq &&
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
+
+# Debian's Prometheus and node exporter: promtool for the alert rules' tests, both daemons
+# for the monitoring e2e test, which starts them inside the sandbox only (loopback). They
+# are installed without being started, and left disabled, so the machine itself serves no
+# port and the sandboxes of the other tests do not boot them either.
+MONITORING_PACKAGES="prometheus prometheus-node-exporter"
+MONITORING_UNITS="prometheus.service prometheus-node-exporter.service"
+
+install_stopped() {
+    [ "$(id -u)" = 0 ] || return 0
+    local policy=/usr/sbin/policy-rc.d created=""
+    if [ ! -e $policy ]; then
+        printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy && created=1
+    fi
+    local status=0
+    install_missing "$@" || status=$?
+    [ -z "$created" ] || rm -f $policy
+    if command -v systemctl >/dev/null; then
+        systemctl disable --now $MONITORING_UNITS >/dev/null 2>&1 || true
+    fi
+    return $status
+}

@@ -44,7 +44,11 @@ def test_group_help_lists_the_commands_and_typical_use(cli):
                     "default: the Tracardi version", "--network", "default: Docker's default",
                     "--replicas", "--set", "SAVE_LOGS=no", "--installed-env-file",
                     "[default: /etc/tracardi/.env-docker]", "--docker",
-                    "[default: /usr/bin/docker]", "--stop-timeout", "default: 10"]),
+                    "[default: /usr/bin/docker]", "--stop-timeout", "default: 10",
+                    "--metrics-dir", "default: /var/lib/prometheus/node-exporter",
+                    "--on-failure", "failed unit's name as its instance"]),
+        ("agent", ["--metrics-dir", "--on-failure", "textfile directory"]),
+        ("events", ["--since", "--unit", "--json", "the newest last"]),
     ],
 )
 def test_subcommand_help_explains_options_and_defaults(cli, command, expected):
@@ -205,6 +209,26 @@ def test_render_refuses_a_bad_network_naming_the_option(cli, write_env, tmp_path
     assert result.exit_code != 0
     assert "--network" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["render", "agent"])
+def test_an_on_failure_that_is_not_a_unit_is_refused_naming_the_option(cli, write_env,
+                                                                       tmp_path, command):
+    out = tmp_path / "units"
+    args = ["--env-file", write_env(CLEAN_ENV), *(["--out", out] if command == "render" else [])]
+    result = cli(command, *args, "--on-failure", "notify; rm -rf /")
+    assert result.exit_code == 2
+    assert "--on-failure" in result.stderr and "is not a unit name" in result.stderr
+    assert not out.exists()
+
+
+def test_render_with_on_failure_writes_it_into_every_service(cli, write_env, tmp_path):
+    out = tmp_path / "units"
+    result = cli("render", "--env-file", write_env(CLEAN_ENV), "--out", out,
+                 "--on-failure", "tracardi-notify@.service")
+    assert result.exit_code == 0, result.output
+    for path in out.glob("*.service"):
+        assert "\nOnFailure=tracardi-notify@%n.service\n" in path.read_text(), path
 
 
 def test_render_refuses_a_secret_on_the_command_line(cli, write_env, tmp_path):

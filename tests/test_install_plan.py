@@ -501,6 +501,22 @@ def test_uninstall_removes_exactly_the_manifest_files(cli, write_env):
     assert [p for p in cli.root.rglob("*") if p.is_symlink()] == []
 
 
+def test_uninstall_removes_the_agent_s_metrics_file_and_the_catalog(cli, write_env):
+    env = write_env(CLEAN_ENV)
+    result = cli("install", "--root", str(cli.root), "--env-file", str(env))
+    catalog = cli.root / "usr/local/lib/systemd/catalog/tracardi-systemd.catalog"
+    assert f"wrote {catalog}" in result.output and catalog.is_file()
+    metrics = cli.root / "var/lib/prometheus/node-exporter/tracardi.prom"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text("tracardi_worker_up 1\n")  # as the agent left it
+
+    result = cli("uninstall", "--root", str(cli.root))
+    assert result.exit_code == 0, result.output
+    assert f"removed {metrics}" in result.output and not metrics.exists()
+    assert metrics.parent.is_dir()  # node_exporter's, not ours
+    assert not (cli.root / "usr/local/lib/systemd").exists()
+
+
 def test_uninstall_purge_removes_the_env_file(cli, write_env):
     env = write_env(CLEAN_ENV)
     assert cli("install", "--root", str(cli.root), "--env-file", str(env)).exit_code == 0

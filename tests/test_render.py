@@ -311,6 +311,8 @@ def test_a_bad_worker_env_value_or_name_is_refused():
         pytest.param({"replicas": {"trigger": 3, "update": 2}}, id="replicas"),
         pytest.param({"network": "host"}, id="network-host"),
         pytest.param({"workers": select_workers("0.8.1", ["update", "scheduler"])}, id="subset"),
+        pytest.param({"on_failure": "tracardi-notify@.service", "replicas": {"trigger": 2},
+                      "metrics_dir": "/srv/metrics"}, id="on-failure-metrics-dir"),
         pytest.param({"image_tag": "0.8.1-rc1", "installed_env_file": "/srv/tracardi %n/.env $HOME",
                       "worker_env": {"TRACK_DEBUG": "a \"b\" 'c' %i $X \\ ;"}},
                      id="awkward-values"),
@@ -318,6 +320,8 @@ def test_a_bad_worker_env_value_or_name_is_refused():
 )
 def test_every_rendered_set_passes_systemd_analyze_verify(changes, tool_path, verify, tmp_path):
     files = render(replace(SETTINGS, tool=tool_path, **changes))
+    if "on_failure" in changes:  # the example hook, so that OnFailure= names a real unit
+        files[NOTIFY.name] = NOTIFY.read_text()
     verify(files, tmp_path)
 
 
@@ -347,3 +351,51 @@ def test_a_command_is_written_by_one_serializer_program_first_specifiers_kept():
 def test_a_specified_argument_holds_only_the_known_specifiers(value):
     with pytest.raises(UnsafeValue):
         escape.exec_command([["/usr/bin/docker", "stop", escape.Specified(value)]])
+
+
+# --- the failure hook and the metrics directory ------------------------------------------
+
+NOTIFY = Path(__file__).parents[1] / "examples" / "tracardi-notify@.service"
+
+
+def test_on_failure_reaches_every_worker_and_the_agent_a_template_as_its_instance():
+    files = render(replace(SETTINGS, on_failure="tracardi-notify@.service",
+                           replicas={"trigger": 2}))
+    services = [n for n in files if n.endswith(".service")]
+    assert len(services) == 6
+    for name in services:
+        assert directive(files[name], "OnFailure") == ["tracardi-notify@%n.service"], name
+    assert directive(files["tracardi-agent.service"], "ExecStart")[0].endswith(
+        " --on-failure tracardi-notify@.service")
+
+
+def test_a_plain_on_failure_unit_is_used_as_it_is():
+    files = render(replace(SETTINGS, on_failure="page-oncall.target"))
+    assert directive(files["tracardi-update.service"], "OnFailure") == ["page-oncall.target"]
+
+
+def test_without_on_failure_no_unit_has_it():
+    assert not any("OnFailure" in text for text in render(SETTINGS).values())
+
+
+@pytest.mark.parametrize("hook", ["notify", "notify.socket", "a b.service", "x;rm.service",
+                                  "%n.service", "../x.service", ""])
+def test_an_on_failure_that_is_not_a_unit_name_is_refused_naming_the_option(hook):
+    with pytest.raises(UnsafeValue, match="--on-failure"):
+        render(replace(SETTINGS, on_failure=hook))
+
+
+def test_the_agent_may_write_the_metrics_directory_and_nowhere_else():
+    agent = render(replace(SETTINGS, metrics_dir="/srv/metrics"))["tracardi-agent.service"]
+    assert directive(agent, "ReadWritePaths") == ["-/srv/metrics"]
+    assert directive(agent, "ProtectSystem") == ["strict"]
+    assert directive(agent, "ExecStart")[0].endswith(" --metrics-dir /srv/metrics")
+    default = render(SETTINGS)["tracardi-agent.service"]
+    assert directive(default, "ReadWritePaths") == ["-/var/lib/prometheus/node-exporter"]
+    assert "--metrics-dir" not in default  # the agent's own default
+
+
+@pytest.mark.parametrize("path", ["relative/dir", "/with space", "/a//b"])
+def test_a_bad_metrics_dir_is_refused(path):
+    with pytest.raises(UnsafeValue):
+        render(replace(SETTINGS, metrics_dir=path))

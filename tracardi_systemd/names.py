@@ -38,6 +38,9 @@ RUNTIMES = ("docker", "podman")
 STATE_DIR = Path("var/lib/tracardi-systemd")
 MANIFEST = STATE_DIR / "manifest.json"
 AGENT_STATE_FILE = Path("/run/tracardi-systemd/agent-state.json")
+# node_exporter's textfile directory on Debian, where the agent writes tracardi.prom.
+DEFAULT_METRICS_DIR = "/var/lib/prometheus/node-exporter"
+METRICS_FILE = "tracardi.prom"
 
 # What a unit file written by this tool may be called: nothing with a '/' or '..'.
 _UNIT_FILE = re.compile(
@@ -113,3 +116,23 @@ def is_worker_unit(unit: str) -> bool:
     the run-once init, or a scheduled job's timer."""
     return (unit.endswith(".service") and unit not in (AGENT_UNIT, INIT_UNIT)
             and is_unit_file_name(unit))
+
+
+# --on-failure: a unit to start when a worker or the agent fails. A template
+# (notify@.service) gets the failed unit's name as its instance, as `%n` gives it.
+_HOOK_UNIT = re.compile(r"[A-Za-z0-9:_.-]+(@[A-Za-z0-9:_.-]*)?\.(service|target)")
+
+
+def is_hook_unit(name: str) -> bool:
+    return len(name) <= 255 and _HOOK_UNIT.fullmatch(name) is not None
+
+
+def on_failure_directive(hook: str) -> str:
+    """The OnFailure= value: a template's instance is the failing unit's name (`%n`)."""
+    prefix, sep, suffix = hook.partition("@.")
+    return f"{prefix}@%n.{suffix}" if sep else hook
+
+
+def on_failure_unit(hook: str, failed: str) -> str:
+    """The unit OnFailure= would start for `failed`: what the agent starts itself."""
+    return on_failure_directive(hook).replace("%n", failed)

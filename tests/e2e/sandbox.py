@@ -44,7 +44,9 @@ REQUIRED_PROGRAMS = ("/lib/systemd/systemd", "/usr/sbin/dockerd", DOCKER, "/bin/
                      "/usr/bin/redis-server", "/usr/bin/nsenter", "/usr/bin/unshare", "/sbin/ip")
 
 # Units of the machine not wanted inside: the gettys would open the machine's console.
-MASKED_UNITS = ("getty.target", "console-getty.service", "postgresql.service")
+MASKED_UNITS = ("getty.target", "console-getty.service", "postgresql.service",
+                # test_monitoring.py starts them itself, on loopback, when it needs them.
+                "prometheus.service", "prometheus-node-exporter.service")
 
 # The environment of every command run inside (not the test runner's).
 INSIDE_ENV = {

@@ -137,6 +137,10 @@ def test_deb_installs_runs_the_workers_and_leaves_nothing_after_removal(deb_host
     # (systemd names it /lib/...: Debian 12 has merged /usr, /lib is a link to usr/lib.)
     fragment = host.run(f"realpath $(systemctl show -p FragmentPath --value {AGENT})").stdout
     assert fragment.strip() == f"/usr/lib/systemd/system/{AGENT}"
+    # journalctl -x explains the agent's entries: the package's catalog is indexed.
+    listed = host.run("journalctl --list-catalog").stdout
+    assert "9c2e7344316c42fcbd4d6f148245cdd9 tracardi-systemd: systemd gave up" in listed
+    host.run(f"test -f /usr/share/{PACKAGE}/tracardi.rules.yml")
     install_workers(host)
     # install's copy shadows the package's and runs the packaged CLI too.
     unit = host.run(f"systemctl cat {AGENT}").stdout
@@ -229,7 +233,9 @@ def test_rpm_contents_dependencies_and_scripts(builds, rpm_tool):
                  f"{PREFIX}/bin/python", f"{PREFIX}/bin/{PACKAGE}", f"{PREFIX}/pyvenv.cfg",
                  f"{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/cli/main.py",
                  f"{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/render/templates/"
-                 "worker.service.j2"):
+                 "worker.service.j2",
+                 f"/usr/lib/systemd/catalog/{PACKAGE}.catalog",
+                 f"/usr/share/{PACKAGE}/tracardi.rules.yml"):
         assert path in files
     assert not [f for f in files if f.startswith("/etc")]
     assert not [f for f in files if not f.startswith((PREFIX, "/usr/"))]

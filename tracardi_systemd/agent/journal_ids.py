@@ -32,6 +32,7 @@ class EntryKind(Enum):
     STATE_UNWRITABLE = "f2fe7e5348554dea9827c84ea96af27e"
     RELOADED = "175bae9feaaa485d88c5641561a70283"
     CONTAINER_DIED = "86111eadd1bf45f4ac7bbe451ae331c4"
+    METRICS_UNWRITABLE = "95b2d718c6694acb9df51dc2af39ca94"
 
 
 @dataclass(frozen=True)

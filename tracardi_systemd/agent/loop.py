@@ -55,6 +55,9 @@ from tracardi_systemd.spec.envfile import load_env_file
 DOCKER_DATA_DIR = "/var/lib/docker"
 
 DependencyProbe = Callable[[list[Dependency]], dict[str, bool]]
+# Told of every cycle that acted (metrics, the failure hook): the agent, what it saw and
+# decided, and how long the cycle took in seconds.
+AfterCycle = Callable[["Agent", Observation, Decision, float], None]
 
 
 def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
@@ -119,6 +122,7 @@ class Agent:
     clock: Callable[[], float] = time.monotonic
     history: History = field(default_factory=History)
     state_problem: str = ""  # why the state file could not be written, while it cannot
+    after_cycle: list[AfterCycle] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.reader = ContainerReader(self.engine)
@@ -213,6 +217,7 @@ class Agent:
 
     def cycle(self, dry_run: bool = False,
               refresh_systemd: bool = True) -> tuple[Observation, Decision]:
+        started = time.perf_counter()
         if not dry_run:
             self.reload_if_changed()
         observation = self.observe(refresh_systemd)
@@ -224,6 +229,8 @@ class Agent:
                 entry.send(self.journal)
             self.history = decision.history
             self._publish(observation)
+            for step in self.after_cycle:
+                step(self, observation, decision, time.perf_counter() - started)
         return observation, decision
 
     def _act(self, action: Action) -> None:

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import click
 
-from tracardi_systemd.cli.options import fail
+from tracardi_systemd.cli.options import (
+    METRICS_DIR_HELP,
+    ON_FAILURE_HELP,
+    absolute,
+    fail,
+    hook_unit,
+)
 from tracardi_systemd.host.commands import CommandError, Docker, Systemctl
 from tracardi_systemd.install.manifest import manifest_path
-from tracardi_systemd.names import DEFAULT_DOCKER, DEFAULT_ENV_FILE
+from tracardi_systemd.names import DEFAULT_DOCKER, DEFAULT_ENV_FILE, DEFAULT_METRICS_DIR, STATE_DIR
 from tracardi_systemd.spec.envfile import load_env_file
 from tracardi_systemd.spec.limits import LimitError, parse_memory_limits
 
@@ -82,13 +88,16 @@ def login(username: str | None, registry: str | None, token_file, env_file: Path
               help="Restart a worker above this memory (default 2048 MiB).")
 @click.option("--memory-cycles", default=3, show_default=True, type=click.IntRange(1),
               help="Consecutive cycles over the limit before the restart.")
+@click.option("--metrics-dir", default=DEFAULT_METRICS_DIR, callback=absolute, metavar="DIR",
+              help=METRICS_DIR_HELP + " Written at least every --reconcile-every seconds.")
+@click.option("--on-failure", metavar="UNIT", callback=hook_unit, help=ON_FAILURE_HELP)
 @click.option("--docker", default=DEFAULT_DOCKER, show_default=True,
               help="Accepted for units written by earlier versions; the agent talks to "
               "dockerd's socket itself.", hidden=True)
 def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_every: float,
           backoff_initial: float,
           backoff_max: float, stable_after: float, grace: float, memory_limits: tuple[str, ...],
-          memory_cycles: int, docker: str) -> None:
+          memory_cycles: int, metrics_dir: str, on_failure: str | None, docker: str) -> None:
     """The watchdog agent (run by tracardi-agent.service, Type=notify).
 
     Each cycle it reads every installed unit and every labelled container, then re-arms
@@ -105,6 +114,8 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
         host_call_timeout,
         stop_on_signals,
     )
+    from tracardi_systemd.agent.metrics import MetricsFile
+    from tracardi_systemd.agent.on_failure import FailureHook
     from tracardi_systemd.agent.policy import Config
     from tracardi_systemd.agent.watch import Watcher
     from tracardi_systemd.cli.table import describe_cycle
@@ -132,6 +143,11 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")
     except LimitError as exc:
         fail(str(exc))
+    metrics = MetricsFile(Path(metrics_dir), heartbeat=reconcile_every,
+                          state_dir=Path("/") / STATE_DIR)
+    watchdog.after_cycle.append(metrics.after_cycle)
+    if on_failure:
+        watchdog.after_cycle.append(FailureHook(on_failure).after_cycle)
     if not once:
         watchdog.run(stop_on_signals(), Watcher(engine, journal), interval, reconcile_every)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ import click
 
 from tracardi_systemd import __version__
 from tracardi_systemd.cli.agent import agent, login
+from tracardi_systemd.cli.events import events
 from tracardi_systemd.cli.options import (
     absolute,
     env_file_option,
@@ -24,14 +26,17 @@ from tracardi_systemd.cli.options import (
 from tracardi_systemd.cli.upgrade import upgrade
 from tracardi_systemd.host.commands import Docker, Systemctl
 from tracardi_systemd.install.files import write_atomic
+from tracardi_systemd.install.journal_catalog import install_catalog, remove_catalog
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest
 from tracardi_systemd.install.plan import InstallRequest
 from tracardi_systemd.install.reuse import recorded, reuse_previous
 from tracardi_systemd.install.transaction import Installer, InstallError
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
+    DEFAULT_METRICS_DIR,
     DEFAULT_PODMAN,
     DEFAULT_UNIT_DIR,
+    METRICS_FILE,
 )
 from tracardi_systemd.render.prepare import Prepared, PrepareError, prepare
 from tracardi_systemd.spec.catalog import DEFAULT_VERSION, CatalogError, release
@@ -180,6 +185,9 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         request, images=prepared.images if pull else [], options=recorded(options),
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
         dry_run=dry_run))
+    catalog = None if dry_run else _or_fail(lambda: install_catalog(installer.root))
+    if catalog:
+        result = dataclasses.replace(result, lines=[*result.lines, catalog], changed=True)
     if as_json:
         click.echo(json.dumps({"changed": result.changed, "lines": result.lines}))
     else:
@@ -206,7 +214,27 @@ def uninstall(purge: bool, force: bool, root: Path | None) -> None:
     if root is None and os.geteuid() != 0:
         fail("uninstall changes the system and needs root: run it with sudo")
     installer = Installer(root, Systemctl(root), Docker())
+    previous = _or_fail(installer.previous)
     _or_fail(lambda: installer.uninstall(purge, force, click.echo))
+    if previous is not None:
+        _remove_metrics(installer.root, previous)
+    catalog = _or_fail(lambda: remove_catalog(installer.root))
+    if catalog:
+        click.echo(catalog)
+
+
+def _remove_metrics(root: Path, manifest: Manifest) -> None:
+    """The agent's last tracardi.prom: node_exporter would export it for ever."""
+    directory = str(manifest.options.get("metrics_dir") or DEFAULT_METRICS_DIR)
+    metrics = root / directory.lstrip("/") / METRICS_FILE
+    try:
+        metrics.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        click.echo(f"warning: {metrics} not removed: {exc.strerror or exc}")
+        return
+    click.echo(f"removed {metrics}")
 
 
 def _installed_manifest() -> Manifest:
@@ -241,3 +269,4 @@ def status(as_json: bool) -> None:
 main.add_command(login)
 main.add_command(agent)
 main.add_command(upgrade)
+main.add_command(events)

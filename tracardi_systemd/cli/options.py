@@ -17,7 +17,9 @@ from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
     DEFAULT_DOCKER,
     DEFAULT_ENV_FILE,
+    DEFAULT_METRICS_DIR,
     RUNTIMES,
+    is_hook_unit,
 )
 from tracardi_systemd.spec.catalog import DEFAULT_VERSION
 from tracardi_systemd.spec.limits import DEFAULT_MEMORY_LIMIT_MIB
@@ -38,6 +40,24 @@ def _worker_env(ctx: click.Context, param: click.Parameter, values: tuple[str, .
                 param_hint="--set")
         env[name] = value
     return env
+
+
+def hook_unit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not is_hook_unit(value):
+        raise click.BadParameter(
+            f"{value!r} is not a unit name: give a service or target such as notify.service, "
+            "or a template such as notify@.service (it gets the failed unit's name as its "
+            "instance)")
+    return value
+
+
+ON_FAILURE_HELP = ("A unit to start when systemd gives up on a worker or on the agent "
+                   "(OnFailure=), and when the agent sees systemd give up on a worker; a "
+                   "template such as notify@.service gets the failed unit's name as its "
+                   "instance (default: none).")
+METRICS_DIR_HELP = ("node_exporter's textfile directory: the agent writes tracardi.prom there "
+                    "after each cycle that changed something, and nothing while it does not "
+                    f"exist (default: {DEFAULT_METRICS_DIR}, Debian's).")
 
 
 def absolute(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -109,6 +129,9 @@ render_options = apply([
     click.option("--agent-program", "tool", callback=absolute,
                  help="The tracardi-systemd program the agent unit runs as root; it must be "
                  f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),
+    click.option("--metrics-dir", callback=absolute, metavar="DIR",
+                 help=METRICS_DIR_HELP + " The agent unit may write there and nowhere else."),
+    click.option("--on-failure", metavar="UNIT", callback=hook_unit, help=ON_FAILURE_HELP),
 ])
 
 def given_options(ctx: click.Context, params: dict[str, Any]) -> set[str]:

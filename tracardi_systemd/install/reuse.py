@@ -9,7 +9,7 @@ from tracardi_systemd.install.manifest import Manifest
 
 REUSED = ("runtime", "tracardi_version", "workers", "image_tag", "network", "replicas",
           "worker_env", "installed_env_file", "docker", "stop_timeout", "agent_interval",
-          "memory_limits", "liveness", "liveness_interval", "tool")
+          "memory_limits", "liveness", "liveness_interval", "tool", "metrics_dir", "on_failure")
 
 # Options that name a release's workers or images: they are not carried to another release.
 VERSION_BOUND = ("workers", "image_tag", "replicas", "memory_limits")

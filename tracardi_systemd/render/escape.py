@@ -23,7 +23,7 @@ _PLAIN_WORD = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
 _PROGRAM = re.compile(r"/[A-Za-z0-9_./+-]*")
 
 
-_SPECIFIED = re.compile(r"(?:[A-Za-z0-9_.=-]|%[nNpi])+")
+_SPECIFIED = re.compile(r"(?:[A-Za-z0-9_.=@-]|%[nNpi])+")
 
 
 class UnsafeValue(ValueError):
@@ -149,9 +149,9 @@ def quadlet_value(value: str | int) -> str:
 
 @_escaping
 def specified(value: str) -> str:
-    """A Specified argument: letters, digits, `_.=-` and the specifiers %n %N %p %i only."""
+    """A Specified value: letters, digits, `_.=@-` and the specifiers %n %N %p %i only."""
     if not _SPECIFIED.fullmatch(value):
-        raise UnsafeValue(f"{value!r} may hold only letters, digits, '_.=-' and %n %N %p %i")
+        raise UnsafeValue(f"{value!r} may hold only letters, digits, '_.=@-' and %n %N %p %i")
     return value
 
 

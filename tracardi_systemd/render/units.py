@@ -20,6 +20,7 @@ from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
     DEFAULT_DOCKER,
     DEFAULT_ENV_FILE,
+    DEFAULT_METRICS_DIR,
     LABEL_MANAGED,
     LABEL_UNIT,
     LABEL_WORKER,
@@ -84,10 +85,20 @@ class RenderSettings:
     start_limit_burst: int = 5
     start_limit_interval: str = "60s"
     runtime: str = "docker"  # or "podman": Quadlet .container files instead of services
+    metrics_dir: str | None = None  # None: DEFAULT_METRICS_DIR
+    on_failure: str | None = None  # a unit OnFailure= starts (a template gets `%n`)
 
     @property
     def tag(self) -> str:
         return self.image_tag or image_tag_for(self.version)
+
+    @property
+    def metrics_directory(self) -> str:
+        return self.metrics_dir or DEFAULT_METRICS_DIR
+
+    @property
+    def on_failure_directive(self) -> str:
+        return names.on_failure_directive(self.on_failure) if self.on_failure else ""
 
     @property
     def watchdog_sec(self) -> int:
@@ -100,6 +111,10 @@ class RenderSettings:
                 "--interval", str(self.agent_interval)]
         for limit in (*self.memory_limits, *self.catalog_memory_limits):
             argv += ["--memory-limit", limit]
+        if self.metrics_dir and self.metrics_dir != DEFAULT_METRICS_DIR:
+            argv += ["--metrics-dir", self.metrics_dir]
+        if self.on_failure:
+            argv += ["--on-failure", self.on_failure]
         return argv
 
     @property
@@ -319,6 +334,22 @@ def _check(settings: RenderSettings) -> None:
             raise UnsafeValue(f"{name!r} is not a valid environment variable name")
     if settings.stop_timeout < 1:
         raise UnsafeValue("the stop timeout must be at least 1 second")
+    _check_monitoring(settings)
+
+
+def _check_monitoring(settings: RenderSettings) -> None:
+    if settings.on_failure is not None and not names.is_hook_unit(settings.on_failure):
+        raise UnsafeValue(
+            f"--on-failure {settings.on_failure!r} is not a unit name: give a service or "
+            "target such as notify.service, or a template such as notify@.service (it gets "
+            "the failed unit's name as its instance)")
+    if settings.on_failure and settings.runtime == "podman":
+        raise UnsafeValue("--on-failure is not supported with --runtime podman yet")
+    metrics_dir = settings.metrics_directory
+    if not metrics_dir.startswith("/") or any(c.isspace() for c in metrics_dir):
+        raise UnsafeValue(f"--metrics-dir {metrics_dir!r}: give an absolute path without "
+                          "blanks")
+    escape.unit_path(metrics_dir)
 
 
 @functools.cache

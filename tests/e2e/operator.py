@@ -83,6 +83,32 @@ def journal(host: Sandbox, *args: str) -> str:
     return host.run("journalctl --no-pager -o cat " + " ".join(args)).stdout
 
 
+# What the tests assert of the journal, a unit or a container, they wait for (host.wait_until,
+# with a deadline): journald writes an entry, systemd settles a unit, dockerd removes a
+# container a moment after the step that caused it, later on a busy machine.
+
+def wait_journal(host: Sandbox, text: str, *args: str, timeout: float = 30) -> str:
+    """`journalctl -o cat ARGS` once it holds `text`."""
+    return host.wait_until(
+        f"out=$(journalctl --no-pager -o cat {' '.join(args)}) && "
+        f"grep -qF -- {shlex.quote(text)} <<<\"$out\" && printf '%s\\n' \"$out\"",
+        timeout=timeout,
+    )
+
+
+def wait_unit(host: Sandbox, unit: str, timeout: float = 30, **state: str) -> None:
+    """Until `systemctl show` gives each property its value: wait_unit(h, u, Result="success")."""
+    host.wait_until(" && ".join(
+        f"[ \"$(systemctl show -p {name} --value {unit})\" = {shlex.quote(value)} ]"
+        for name, value in state.items()), timeout=timeout)
+
+
+def wait_gone(host: Sandbox, name: str, timeout: float = 30) -> None:
+    """Until there is no container `name`."""
+    host.wait_until(f"! docker inspect --type container {shlex.quote(name)} >/dev/null 2>&1",
+                    timeout=timeout)
+
+
 def labelled_containers(host: Sandbox) -> list[str]:
     out = host.run("docker ps -a --filter label=tracardi.managed=true --format '{{.Names}}'")
     return out.stdout.split()

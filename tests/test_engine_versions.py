@@ -111,29 +111,19 @@ def test_a_version_answer_without_a_readable_api_version_is_refused(daemon) -> N
 
 # ---------------------------------------------------------------- every call negotiated
 
-def test_a_new_daemon_is_spoken_to_in_its_version_on_every_path(fake) -> None:
-    fake.answer("GET", "/version", recorded("version.http", DOCKER_26))
-    answer_calls(fake, "1.45", DOCKER_26)
+@pytest.mark.parametrize(("daemon", "version"), [(DOCKER_26, "1.45"), (DOCKER_20, "1.41")])
+def test_each_daemon_is_spoken_to_in_its_version_on_every_path(fake, daemon, version) -> None:
+    fake.answer("GET", "/version", recorded("version.http", daemon))
+    answer_calls(fake, version, daemon)
     engine = Engine(str(fake.path), timeout=2)
 
-    use_every_call(engine, DOCKER_26)
+    use_every_call(engine, daemon)
 
-    assert engine.api_version == "1.45"
+    assert engine.api_version == version
     # Once for the four calls, once more after the stream broke (dockerd restarted?).
     assert [r.target for r in fake.requests].count("/version") == 2
-    assert versions_asked(fake) == {"v1.45"}
+    assert versions_asked(fake) == {f"v{version}"}
     assert len(fake.calls) == 5  # containers, inspect, remove, events, events again
-
-
-def test_an_old_daemon_is_spoken_to_in_its_version_on_every_path(fake) -> None:
-    fake.answer("GET", "/version", recorded("version.http", DOCKER_20))
-    answer_calls(fake, "1.41", DOCKER_20)
-    engine = Engine(str(fake.path), timeout=2)
-
-    use_every_call(engine, DOCKER_20)
-
-    assert engine.api_version == "1.41"
-    assert versions_asked(fake) == {"v1.41"}
 
 
 def test_a_daemon_newer_than_ours_is_spoken_to_in_ours(fake, monkeypatch) -> None:

@@ -22,7 +22,9 @@ from .operator import (
     install,
     tool,
     uninstall_everything,
+    wait_entries,
     wait_running,
+    wait_running_tag,
     write_env,
 )
 from .sandbox import Sandbox
@@ -73,12 +75,6 @@ def since_now(host: Sandbox) -> str:
     return since
 
 
-def wait_for_entry(host: Sandbox, since: str, *matches: str, timeout: float = 30) -> dict:
-    out = host.wait_until(f"journalctl -q -o json --since @{since} {' '.join(matches)} "
-                          "| grep .", timeout=timeout)
-    return json.loads(out.splitlines()[-1])
-
-
 def test_the_daemon_refuses_api_141_as_docker_29_does(floor_host: Sandbox) -> None:
     versions = floor_host.run("docker version --format "
                               "'{{.Server.Version}} {{.Server.APIVersion}} "
@@ -109,16 +105,17 @@ def test_install_start_the_agent_and_status_work_against_it(host: Sandbox) -> No
     host.run("docker kill tracardi-scheduler")
     wait_running(host, "tracardi-scheduler", timeout=60,
                  other_than=ids["tracardi-scheduler.service"])
-    died = wait_for_entry(host, since, f"MESSAGE_ID={CONTAINER_DIED}",
-                          "TRACARDI_CONTAINER=tracardi-scheduler")
-    assert "died (exit status 137)" in died["MESSAGE"]
+    died = wait_entries(host, f"--since @{since}", f"MESSAGE_ID={CONTAINER_DIED}",
+                        "TRACARDI_CONTAINER=tracardi-scheduler")
+    assert "died (exit status 137)" in died[-1]["MESSAGE"]
 
     # A container no unit owns: the agent lists it and removes it through the Engine API.
     host.run("docker run -d --name ghost --network host --label tracardi.managed=true "
              "--label tracardi.unit=tracardi-ghost.service "
              "tracardi/com-tracardi-scheduler-worker:0.8.1")
     host.wait_until("! docker inspect ghost >/dev/null 2>&1", timeout=3 * INTERVAL + 30)
-    wait_for_entry(host, since, f"MESSAGE_ID={ORPHAN_REMOVED}", "TRACARDI_CONTAINER=ghost")
+    wait_entries(host, f"--since @{since}", f"MESSAGE_ID={ORPHAN_REMOVED}",
+                 "TRACARDI_CONTAINER=ghost")
 
     # status sees every container (status exits 0 only when everything is healthy).
     report = json.loads(host.wait_until(f"{TOOL} status --json", timeout=90))
@@ -144,7 +141,4 @@ def test_upgrade_gates_against_it(host: Sandbox) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert (report["result"], report["to_tag"]) == ("done", NEXT)
-    for unit in WORKER_UNITS:
-        host.wait_until(f"docker inspect -f '{{{{.State.Running}}}} {{{{.Config.Image}}}}' "
-                        f"{unit.removesuffix('.service')} | grep -qx 'true .*:{NEXT}'",
-                        timeout=30)
+    wait_running_tag(host, NEXT)

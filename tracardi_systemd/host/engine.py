@@ -329,8 +329,7 @@ class EventStream(Iterator[dict]):
         connection = self.engine._connect(EVENTS_CALL)
         try:
             # Connection: close, so that an error answer ends with the connection.
-            connection.request("GET", target,
-                               headers={"Connection": "close"})
+            connection.request("GET", target, headers={"Connection": "close"})
         except OSError as exc:
             connection.close()
             raise EngineError(EVENTS_CALL, f"sending the request failed: {exc!r}") from None
@@ -530,8 +529,8 @@ def negotiate(daemon: Mapping[str, Any]) -> str:
 
 def _api_tuple(version: object) -> tuple[int, int]:
     """"1.45" as (1, 45), to compare; ValueError for anything else."""
-    major, dot, minor = str(version).partition(".") if isinstance(version, str) else ("", "", "")
-    if not (dot and major.isdigit() and minor.isdigit()):
+    major, dot, minor = str(version).partition(".")
+    if not (isinstance(version, str) and dot and major.isdigit() and minor.isdigit()):
         raise ValueError(f"not an API version: {version!r}")
     return int(major), int(minor)
 

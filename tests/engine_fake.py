@@ -1,7 +1,8 @@
 """A fake Docker Engine API on a temporary UNIX socket, answering with recorded responses.
 
-Recorded answers (tests/recorded/docker-20.10/*.http) are sent byte for byte, as dockerd
-sent them, then the connection is closed (they were recorded with `Connection: close`).
+Recorded answers (tests/recorded/docker-<X.Y>/*.http, one folder per dockerd version) are
+sent byte for byte, as dockerd sent them, then the connection is closed (they were recorded
+with `Connection: close`).
 A `Feed` answers a streamed request with whatever the test feeds it, when it feeds it.
 """
 
@@ -18,17 +19,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-RECORDED = Path(__file__).resolve().parent / "recorded" / "docker-20.10"
-REQUESTS: dict[str, str] = json.loads((RECORDED / "requests.json").read_text())
+RECORDED = Path(__file__).resolve().parent / "recorded"
+DOCKER_20 = "docker-20.10"  # Debian 12's dockerd, API 1.41
+DOCKER_26 = "docker-26.1"  # Debian 13's dockerd, API 1.45
 
 
-def recorded(name: str) -> bytes:
-    return (RECORDED / name).read_bytes()
+def recorded(name: str, daemon: str = DOCKER_20) -> bytes:
+    return (RECORDED / daemon / name).read_bytes()
 
 
-def recorded_target(name: str) -> str:
+def recorded_target(name: str, daemon: str = DOCKER_20) -> str:
     """The request target a recording answered: '/v1.41/containers/json?all=1&...'."""
-    return REQUESTS[name].split(" ", 1)[1]
+    requests = json.loads((RECORDED / daemon / "requests.json").read_text())
+    return requests[name].split(" ", 1)[1]
 
 
 def split_response(raw: bytes) -> tuple[bytes, bytes]:
@@ -124,6 +127,11 @@ class FakeEngine:
         self._server.listen(16)
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
+
+    @property
+    def calls(self) -> list[Request]:
+        """The requests but the unversioned GET /version the client negotiates with."""
+        return [r for r in self.requests if r.target != "/version"]
 
     def answer(self, method: str, path: str, *answers: Answer) -> None:
         self._answers[(method, path)] = list(answers)

@@ -1,4 +1,5 @@
-"""The Engine API client against a fake dockerd serving recorded dockerd 20.10 answers."""
+"""The Engine API client against a fake dockerd serving recorded dockerd 20.10 answers
+(API 1.41, which the client negotiates with it); dockerd 26.1's are in test_engine_versions."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from engine_fake import (
     CLOSE,
+    DOCKER_26,
     FakeEngine,
     Feed,
     Request,
@@ -37,6 +39,7 @@ BEFORE = str(EVENTS[0]["time"] - 1)
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeEngine]:
     server = FakeEngine(tmp_path / "docker.sock")
+    server.answer("GET", "/version", recorded("version.http"))
     yield server
     server.close()
 
@@ -65,8 +68,8 @@ def test_containers_is_one_call_with_the_label_filter(fake, engine) -> None:
 
     containers = engine.containers(LABEL)
 
-    assert len(fake.requests) == 1
-    request = fake.requests[0]
+    assert len(fake.calls) == 1
+    request = fake.calls[0]
     assert request.target == recorded_target("containers.http")  # what dockerd was asked
     assert request.query["all"] == "1"
     assert request.filters == {"label": [LABEL]}
@@ -79,8 +82,8 @@ def test_containers_is_one_call_with_the_label_filter(fake, engine) -> None:
 def test_containers_can_ask_for_running_ones_only(fake, engine) -> None:
     fake.answer("GET", "/v1.41/containers/json", recorded("containers.http"))
     engine.containers("tracardi.unit", all=False)
-    assert fake.requests[0].query["all"] == "0"
-    assert fake.requests[0].filters == {"label": ["tracardi.unit"]}
+    assert fake.calls[0].query["all"] == "0"
+    assert fake.calls[0].filters == {"label": ["tracardi.unit"]}
 
 
 def test_inspect_parses_the_container(fake, engine) -> None:
@@ -115,25 +118,29 @@ def test_remove_forces_and_a_missing_container_is_not_an_error(fake, engine) -> 
 
     assert engine.remove(container) is True
     assert engine.remove("no-such-container") is False
-    assert [r.target for r in fake.requests] == [target, recorded_target("remove-404.http")]
+    assert [r.target for r in fake.calls] == [target, recorded_target("remove-404.http")]
 
 
 def test_version_and_ping(fake, engine) -> None:
-    fake.answer("GET", "/v1.41/version", recorded("version.http"))
     fake.answer("GET", "/_ping", recorded("ping.http"))
 
     assert engine.version()["ApiVersion"] == "1.41"
+    assert engine.api_version == "1.41"
     assert engine.ping() is True
+    assert [r.target for r in fake.requests] == ["/version", "/_ping"]
 
 
-def test_an_api_version_dockerd_does_not_speak_gives_its_message(fake) -> None:
-    fake.answer("GET", "/v1.99/version", recorded("version-too-new.http"))
+def test_an_api_version_dockerd_does_not_speak_gives_its_message(fake, engine) -> None:
+    # As if dockerd had been restarted with a higher floor after the negotiation.
+    fake.answer("GET", "/v1.41/containers/json", recorded("refused-1.41.http", DOCKER_26))
 
     with pytest.raises(EngineError) as raised:
-        Engine(str(fake.path), api_version="1.99").version()
+        engine.containers(LABEL)
 
     assert raised.value.status == 400
-    assert "client version 1.99 is too new" in str(raised.value)
+    assert str(raised.value) == ("GET /containers/json: HTTP 400: client version 1.41 is "
+                                 "too old. Minimum supported API version is 1.44, please "
+                                 "upgrade your client to a newer version")
 
 
 def test_a_missing_socket_says_what_to_do(tmp_path: Path) -> None:
@@ -187,7 +194,7 @@ def test_events_asks_for_container_events_of_the_label(fake, engine) -> None:
     engine.events(since=1795945973.5, until=1795945980, actions=("die",)).close()
     engine.events(since="1795945973.565807904", filters={"type": ["image"]}).close()
 
-    first, second, third = fake.requests
+    first, second, third = fake.calls
     assert first.path == "/v1.41/events"
     assert first.filters == Request("GET", recorded_target("events.http")).filters
     assert first.filters == {"type": ["container"], "event": list(EVENT_ACTIONS),
@@ -281,9 +288,9 @@ def test_reconnect_resumes_with_since_and_drops_what_was_handed_over(fake, engin
 
     resumed = stream.reconnect()
 
-    again = fake.requests[1]
+    again = fake.calls[1]
     assert again.query["since"] == _query_of("events-since.http")["since"] == stream.cursor
-    assert again.filters == fake.requests[0].filters
+    assert again.filters == fake.calls[0].filters
     assert seen + list(resumed) == EVENTS  # each once, in order
 
 
@@ -297,7 +304,7 @@ def test_reconnect_before_any_event_resumes_from_when_the_stream_opened(fake, en
 
     stream.reconnect().close()
 
-    since = float(fake.requests[1].query["since"])
+    since = float(fake.calls[1].query["since"])
     assert before - 0.001 <= since <= after
 
 
@@ -344,15 +351,17 @@ def test_within_yields_what_arrives_then_returns_at_its_deadline(fake, engine) -
     stream.close()
 
 
-def test_an_error_answer_to_events_gives_dockers_message(fake) -> None:
-    # dockerd refuses an API version in the same words on every path (recorded on /version).
-    fake.answer("GET", "/v1.99/events", recorded("version-too-new.http"))
+def test_an_error_answer_to_events_gives_dockers_message(fake, engine) -> None:
+    # dockerd refuses an API version in the same words on every path (recorded on
+    # /containers/json).
+    fake.answer("GET", "/v1.41/events", recorded("refused-1.41.http", DOCKER_26))
 
     with pytest.raises(EngineError) as raised:
-        Engine(str(fake.path), api_version="1.99").events()
+        engine.events()
 
     assert raised.value.status == 400 and not isinstance(raised.value, StreamClosed)
-    assert str(raised.value).startswith("GET /events: HTTP 400: client version 1.99")
+    assert str(raised.value).startswith("GET /events: HTTP 400: client version 1.41 is "
+                                        "too old")
 
 
 def test_broken_framing_is_a_disconnect(fake, engine) -> None:

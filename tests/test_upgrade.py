@@ -221,6 +221,28 @@ def test_docker_failing_to_answer_during_the_gate_rolls_back(root):
     assert tags(root) == {"0.8.1"}
 
 
+def test_a_dockerd_that_refuses_our_api_version_stops_it_before_anything_changes(root):
+    before = sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file())
+    host, journal = Host(root), Journal()
+    refusal = ("dockerd 30.0.0 refuses Engine API versions older than 1.46 (its "
+               "MinAPIVersion), and the newest this tracardi-systemd speaks is 1.45")
+
+    def containers(label, all=True):
+        raise EngineError("GET /version", refusal)
+
+    host.containers = containers
+
+    with pytest.raises(UpgradeError) as caught:
+        upgrade(root, host, journal).run("0.8.2", FAST)
+
+    assert str(caught.value) == (f"Docker's Engine API does not answer, so no worker could "
+                                 f"be gated: GET /version: {refusal}\nno worker was "
+                                 "restarted, they all still run 0.8.1")
+    assert host.restarted() == [] and journal.entries == []
+    assert not any(call[0] == "pull" for call in host.calls)
+    assert sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
+
+
 def test_a_pull_that_fails_restarts_nothing_and_changes_nothing(root):
     before = sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file())
     host = Host(root, unpullable=("tracardi/com-tracardi-trigger-worker:0.8.2",))

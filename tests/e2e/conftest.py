@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from .releases import VARIABLE as RELEASE_VARIABLE
-from .releases import ReleaseError, prepare, selected
+from .releases import Release, ReleaseError, prepare, selected
 from .sandbox import Sandbox, missing_programs
 from .standin import build_standin_images, start_redis
 
@@ -23,6 +23,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "machine_release_only: inspects what only a build on "
                             "the machine's release makes (the rpm), or boots the machine's own "
                             "root whatever the tier; left out of other tiers")
+    config.addinivalue_line("markers", "releases(*names, reason): needs what only these "
+                            "releases have (the reason says what); left out of other tiers")
     config.addinivalue_line(
         "markers", "unhealed_hang: the update worker's hang after a Redis outage, not healed"
     )
@@ -36,13 +38,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
-    if selected().is_machine:
-        return
-    # Deselected, not skipped: the machine's tier runs them.
-    left_out = [item for item in items if item.get_closest_marker("machine_release_only")]
+    # Deselected, not skipped: the tier of their release runs them.
+    left_out = [item for item in items if not _runs_on(item, selected())]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = [item for item in items if item not in left_out]
+
+
+def _runs_on(item: pytest.Item, release: Release) -> bool:
+    only = item.get_closest_marker("releases")
+    if only is not None and release.name not in only.args:
+        return False
+    return release.is_machine or not item.get_closest_marker("machine_release_only")
 
 
 def _cannot_run(message: str) -> None:

@@ -83,9 +83,52 @@ def journal(host: Sandbox, *args: str) -> str:
     return host.run("journalctl --no-pager -o cat " + " ".join(args)).stdout
 
 
-def labelled_containers(host: Sandbox) -> list[str]:
-    out = host.run("docker ps -a --filter label=tracardi.managed=true --format '{{.Names}}'")
-    return out.stdout.split()
+# What the tests assert of the journal, a unit or a container, they wait for (host.wait_until,
+# with a deadline): journald writes an entry, systemd settles a unit, dockerd removes a
+# container a moment after the step that caused it, later on a busy machine.
+
+def wait_journal(host: Sandbox, text: str, *args: str, timeout: float = 30) -> str:
+    """`journalctl -o cat ARGS` once it holds `text`."""
+    return host.wait_until(
+        f"out=$(journalctl --no-pager -o cat {' '.join(args)}) && "
+        f"grep -qF -- {shlex.quote(text)} <<<\"$out\" && printf '%s\\n' \"$out\"",
+        timeout=timeout,
+    )
+
+
+def wait_entries(host: Sandbox, *matches: str, timeout: float = 30) -> list[dict]:
+    """The journal's entries that `matches` select (FIELD=value, --since @T, ...), once
+    there is one."""
+    out = host.wait_until(f"journalctl -q -o json {' '.join(matches)} | grep .", timeout=timeout)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def wait_unit(host: Sandbox, unit: str, timeout: float = 30, **state: str) -> None:
+    """Until `systemctl show` gives each property its value: wait_unit(h, u, Result="success")."""
+    host.wait_until(" && ".join(
+        f"[ \"$(systemctl show -p {name} --value {unit})\" = {shlex.quote(value)} ]"
+        for name, value in state.items()), timeout=timeout)
+
+
+def wait_running_tag(host: Sandbox, tag: str, timeout: float = 30) -> None:
+    """Until every worker unit is active with a running container of image tag `tag`."""
+    for unit in WORKER_UNITS:
+        host.wait_until(f"systemctl is-active -q {unit} && docker inspect -f "
+                        f"'{{{{.State.Running}}}} {{{{.Config.Image}}}}' "
+                        f"{unit.removesuffix('.service')} | grep -qx 'true .*:{tag}'",
+                        timeout=timeout)
+
+
+def wait_no_labelled_container(host: Sandbox, timeout: float = 30) -> None:
+    """Until no container carries the tool's label."""
+    host.wait_until("[ -z \"$(docker ps -aq --filter label=tracardi.managed=true)\" ]",
+                    timeout=timeout)
+
+
+def wait_gone(host: Sandbox, name: str, timeout: float = 30) -> None:
+    """Until there is no container `name`."""
+    host.wait_until(f"! docker inspect --type container {shlex.quote(name)} >/dev/null 2>&1",
+                    timeout=timeout)
 
 
 def start_all(host: Sandbox) -> dict[str, str]:

@@ -16,7 +16,9 @@ from .operator import (
     install,
     start_all,
     uninstall_everything,
+    wait_journal,
     wait_running,
+    wait_unit,
     write_env,
 )
 from .sandbox import Sandbox
@@ -86,6 +88,7 @@ def test_agent_rearms_a_unit_systemd_gave_up_on(agent_host):
     wait_running(host, "tracardi-scheduler", timeout=120)
 
     unit = "TRACARDI_UNIT=tracardi-scheduler.service"
+    agent_host.wait_for_entry("TRACARDI_ACTION=gave_up", unit, timeout=30)
     gave_up = agent_host.entries("TRACARDI_ACTION=gave_up", unit)
     rearms = agent_host.entries("TRACARDI_ACTION=rearm", unit)
     assert gave_up and rearms
@@ -113,10 +116,14 @@ def test_restarts_are_held_while_redis_is_down(agent_host):
 
     # the address the update worker connects to (0.8.1: the port from REDIS_HOST)
     redis = "'TRACARDI_DEPENDENCY=redis 127.0.0.1:6379'"
+    held = ("TRACARDI_ACTION=held", "TRACARDI_UNIT=tracardi-update.service")
+    for entry in (("TRACARDI_ACTION=unreachable", redis), ("TRACARDI_ACTION=reachable", redis),
+                  held):
+        agent_host.wait_for_entry(*entry, timeout=30)
     down = agent_host.entries("TRACARDI_ACTION=unreachable", redis)
     up = agent_host.entries("TRACARDI_ACTION=reachable", redis)
     assert len(down) == 1 and len(up) == 1
-    assert agent_host.entries("TRACARDI_ACTION=held", "TRACARDI_UNIT=tracardi-update.service")
+    assert agent_host.entries(*held)
 
 
 def test_removed_container_and_orphan_are_repaired_within_two_cycles(agent_host):
@@ -140,6 +147,7 @@ def test_removed_container_and_orphan_are_repaired_within_two_cycles(agent_host)
     )
     host.wait_until("! docker inspect ghost >/dev/null 2>&1", timeout=3 * INTERVAL + 10)
     assert time.monotonic() - started < 3 * INTERVAL + 10
+    agent_host.wait_for_entry("TRACARDI_ACTION=orphan_removed", timeout=30)
     removed = agent_host.entries("TRACARDI_ACTION=orphan_removed")
     assert removed and removed[0]["TRACARDI_CONTAINER"] == "ghost"
 
@@ -178,8 +186,7 @@ def test_frozen_agent_is_killed_by_the_watchdog_and_workers_are_untouched(agent_
     )
 
     assert time.monotonic() - started <= WATCHDOG_SEC + 2 * INTERVAL + 5
-    log = host.run(f"journalctl -u tracardi-agent --no-pager --since @{agent_host.since}").stdout
-    assert "Watchdog timeout" in log
+    wait_journal(host, "Watchdog timeout", "-u", "tracardi-agent", f"--since @{agent_host.since}")
     for unit, old in ids.items():
         assert container(host, unit.removesuffix(".service"))["Id"] == old
 
@@ -190,7 +197,7 @@ def test_stopping_the_agent_leaves_every_worker_running(agent_host):
 
     host.run("systemctl stop tracardi-agent")
 
-    assert host.run("systemctl is-active tracardi-agent", check=False).stdout.strip() == "inactive"
+    wait_unit(host, "tracardi-agent", ActiveState="inactive")
     for unit, old in ids.items():
         assert host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
         assert container(host, unit.removesuffix(".service"))["Id"] == old
@@ -219,11 +226,10 @@ def test_replicas_grown_by_a_second_install_keep_every_container(agent_host):
     agent_host.wait_for_entry(f"MESSAGE_ID={RELOADED}", timeout=20)
     time.sleep(4 * INTERVAL)  # cycles with the new units in view
     assert agent_host.entries(f"MESSAGE_ID={ORPHAN_REMOVED}") == []
-    active = host.run("systemctl is-active " + " ".join(
-        f"tracardi-update@{i}" for i in range(1, 33)), check=False).stdout.split()
-    assert active == ["active"] * 32
-    assert host.run("docker ps -q --filter label=tracardi.worker=update | wc -l"
-                    ).stdout.strip() == "32"
+    units = " ".join(f"tracardi-update@{i}" for i in range(1, 33))
+    host.wait_until(f"[ $(systemctl is-active {units} | grep -cx active) = 32 ]", timeout=60)
+    host.wait_until("[ $(docker ps -q --filter label=tracardi.worker=update | wc -l) = 32 ]",
+                    timeout=60)
 
 
 DOCKER_OUTAGE = 120  # seconds, as the issue asks
@@ -242,8 +248,8 @@ def test_docker_stopped_for_two_minutes_then_started(agent_host):
         assert host.run("systemctl is-active docker.service", check=False
                         ).stdout.strip() == "inactive"  # the agent did not start it again
         time.sleep(10)
-    status = host.run("systemctl show -p StatusText --value tracardi-agent").stdout
-    assert "docker down since" in status
+    host.wait_until("systemctl show -p StatusText --value tracardi-agent "
+                    "| grep -q 'docker down since'", timeout=20)
     started = time.monotonic()
     host.run("systemctl start docker.service", timeout=120)
     for unit, old in before.items():

@@ -187,9 +187,10 @@ def test_the_agent_heals_the_worker_after_every_redis_outage(worker):
         print(f"outage {n}: task consumed {took} s after queueing, "
               f"{time.monotonic() - back:.1f} s after Redis was back")
         assert took is not None, f"not consumed {HEAL_BOUND} s after outage {n}"
-    restarts = worker.run(
-        f"journalctl -q --since @{since} MESSAGE_ID={RESTART} TRACARDI_UNIT={UNIT} -o cat"
-    ).stdout.splitlines()
+    restarts = worker.wait_until(
+        f"out=$(journalctl -q --since @{since} MESSAGE_ID={RESTART} TRACARDI_UNIT={UNIT} "
+        f"-o cat) && [ $(printf '%s\\n' \"$out\" | grep -c .) -ge {HEALED_OUTAGES} ] && "
+        "printf '%s\\n' \"$out\"", timeout=30).splitlines()
     assert len(restarts) >= HEALED_OUTAGES, restarts
     assert all("redis 127.0.0.1:6379 is back after an outage" in line for line in restarts)
 

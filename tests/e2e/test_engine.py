@@ -1,4 +1,4 @@
-"""The Engine API client against the sandbox's real dockerd 20.10.
+"""The Engine API client against the sandbox's real dockerd (20.10 on Debian 12, 26.1 on 13).
 
 The client runs in the test process and reaches the sandbox's socket through its root
 directory (/proc/<its PID 1>/root/run/docker.sock): the same socket, the same dockerd.
@@ -56,6 +56,18 @@ def wait_event(stream: EventStream, match: Callable[[dict], bool], timeout: floa
 
 def is_(action: str, container: str) -> Callable[[dict], bool]:
     return lambda e: e.get("Action") == action and e.get("id") == container
+
+
+def test_the_api_version_is_negotiated_with_the_real_dockerd(sandbox, engine) -> None:
+    server = sandbox.run(f"{DOCKER} version --format "
+                         "'{{.Server.Version}} {{.Server.APIVersion}}'").stdout.split()
+
+    negotiated = engine.api_version
+
+    print(f"dockerd {server[0]} speaks API {server[1]}: negotiated {negotiated}")
+    # The newest daemon the tests boot speaks NEWEST_API_VERSION: each is spoken to in its own.
+    assert negotiated == server[1]
+    assert engine.version()["ApiVersion"] == server[1]
 
 
 def test_containers_and_inspect_agree_with_the_docker_client(sandbox, engine) -> None:

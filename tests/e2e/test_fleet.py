@@ -54,7 +54,7 @@ def test_rollout_rerun_and_rolling_upgrade_that_stops_at_the_host_that_rolled_ba
     for name, host in fleet.items():
         assert counts[name]["failed"] == 0 and counts[name]["changed"] >= 2, counts
         assert worker_images(host) == dict.fromkeys(WORKERS, "0.8.1")
-        assert json.loads(host.run(f"{TOOL} status --json").stdout)["healthy"] is True
+        assert json.loads(host.wait_until(f"{TOOL} status --json", timeout=60))["healthy"]
     for secret in (LICENSE, ELASTIC_PASSWORD):
         assert secret not in first.stdout + first.stderr
 

@@ -87,4 +87,4 @@ def test_the_agent_and_the_docker_clients_run_without_privileges(host: Sandbox) 
     # Its one writable place is systemd's, and goes when the agent stops.
     assert host.run(f"nsenter -t {agent} -m touch /etc/tracardi/x", check=False).returncode != 0
     host.run(f"systemctl stop {AGENT}")
-    host.run("test ! -e /run/tracardi-systemd")
+    host.wait_until("test ! -e /run/tracardi-systemd")

@@ -14,12 +14,14 @@ from .operator import (
     container,
     install,
     journal,
-    labelled_containers,
     sha256,
     start_all,
     tool,
     uninstall_everything,
+    wait_gone,
+    wait_no_labelled_container,
     wait_running,
+    wait_unit,
     write_env,
 )
 
@@ -61,9 +63,9 @@ def test_target_starts_all_workers_and_stop_leaves_no_container(host):
 
     host.run("systemctl stop tracardi.target", timeout=120)
 
-    assert labelled_containers(host) == []
-    states = host.run("systemctl is-active " + " ".join(WORKER_UNITS), check=False).stdout
-    assert states.split() == ["inactive"] * len(WORKER_UNITS)
+    wait_no_labelled_container(host)
+    for unit in WORKER_UNITS:
+        wait_unit(host, unit, ActiveState="inactive")
 
 
 def test_killed_container_is_replaced_without_name_conflict(host):
@@ -157,6 +159,8 @@ def test_status_json_matches_systemctl_and_docker(host):
     install(host)
     start_all(host)
     host.run("systemctl stop tracardi-update")
+    wait_unit(host, "tracardi-update", ActiveState="inactive", SubState="dead")
+    wait_gone(host, "tracardi-update")
 
     report = json.loads(tool(host, "status --json", check=False).stdout)
 

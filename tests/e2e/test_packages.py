@@ -26,7 +26,9 @@ from .operator import (
     WORKER_UNITS,
     container,
     uninstall_everything,
+    wait_no_labelled_container,
     wait_running,
+    wait_unit,
     write_env,
 )
 from .releases import selected
@@ -146,7 +148,7 @@ def test_deb_installs_runs_the_workers_and_leaves_nothing_after_removal(deb_host
     unit = host.run(f"systemctl cat {AGENT}").stdout
     assert unit.startswith(f"# /etc/systemd/system/{AGENT}\n")
     assert f"ExecStart={CLI} agent " in unit
-    host.run(f"{CLI} status")  # exit status 0: every worker and the agent are running
+    host.wait_until(f"{CLI} status", timeout=60)  # exit 0: every worker and the agent run
     owned = host.run(f"dpkg -L {PACKAGE}").stdout.split()
 
     host.run(f"{CLI} uninstall --purge")
@@ -159,9 +161,9 @@ def test_deb_installs_runs_the_workers_and_leaves_nothing_after_removal(deb_host
     ).stdout.split()
     assert left == [], f"left behind by dpkg -r: {left}"
     assert enabled_units(host) == []
-    assert host.run(f"systemctl is-active {AGENT}", check=False).stdout.strip() == "inactive"
+    wait_unit(host, AGENT, ActiveState="inactive")
     assert host.run("ls /etc/systemd/system | grep tracardi; true").stdout == ""
-    assert host.run("docker ps -aq --filter label=tracardi.managed=true").stdout == ""
+    wait_no_labelled_container(host)
 
 
 def test_removing_the_package_first_stops_the_agent_but_not_the_workers(deb_host, builds):
@@ -172,7 +174,7 @@ def test_removing_the_package_first_stops_the_agent_but_not_the_workers(deb_host
     removal = host.run(f"dpkg -r {PACKAGE}")
 
     assert "tracardi-systemd uninstall" in removal.stderr  # says what to run
-    assert host.run(f"systemctl is-active {AGENT}", check=False).stdout.strip() != "active"
+    host.wait_until(f"! systemctl is-active -q {AGENT}")
     assert f"tracardi.target.wants/{AGENT}" not in " ".join(enabled_units(host))
     for unit, container_id in ids.items():
         info = container(host, unit.removesuffix(".service"))
@@ -198,10 +200,11 @@ def test_upgrade_keeps_the_env_file_and_the_running_workers(deb_host, builds):
         info = container(host, unit.removesuffix(".service"))
         assert info and info["Id"] == container_id and info["State"]["Running"], unit
     # The agent was restarted on the new code, and is still enabled by install.
-    host.wait_until(f"systemctl is-active -q {AGENT}", timeout=30)
-    assert host.run(f"systemctl show -p MainPID --value {AGENT}").stdout.strip() != agent_pid
+    host.wait_until(f"systemctl is-active -q {AGENT} && "
+                    f"[ \"$(systemctl show -p MainPID --value {AGENT})\" != {agent_pid} ]",
+                    timeout=30)
     assert host.run(f"systemctl is-enabled {AGENT}").stdout.strip() == "enabled"
-    host.run(f"{CLI} status")
+    host.wait_until(f"{CLI} status", timeout=60)
 
 
 @pytest.fixture

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .operator import install, start_all, tool, uninstall_everything, write_env
+from .operator import (
+    install,
+    start_all,
+    tool,
+    uninstall_everything,
+    wait_no_labelled_container,
+    write_env,
+)
 from .sandbox import Sandbox
 
 # Every place the tool or systemd on its behalf may write, less what churns by itself.
@@ -35,9 +42,8 @@ def test_uninstall_purge_after_a_run_leaves_nothing(sandbox: Sandbox) -> None:
         assert "warning" not in result.stdout + result.stderr
         left = sorted(files(host) - before)
         assert left == [], f"left behind: {left}"
-        units = host.run("systemctl list-units --all --no-legend 'tracardi*'").stdout
-        assert units.strip() == ""
-        assert host.run("docker ps -aq --filter label=tracardi.managed=true").stdout == ""
+        host.wait_until("[ -z \"$(systemctl list-units --all --no-legend 'tracardi*')\" ]")
+        wait_no_labelled_container(host)
     finally:
         uninstall_everything(host)
 

@@ -9,9 +9,9 @@ from .operator import (
     WORKER_UNITS,
     install,
     journal,
-    labelled_containers,
     start_all,
     wait_running,
+    wait_unit,
     write_env,
 )
 
@@ -29,7 +29,7 @@ def test_enabled_workers_come_up_after_a_reboot(boot_host):
     for unit in WORKER_UNITS:
         wait_running(host, unit.removesuffix(".service"), timeout=60)
     host.wait_until("systemctl is-active -q tracardi-agent", timeout=30)
-    assert host.run("systemctl is-active tracardi.target").stdout.strip() == "active"
+    wait_unit(host, "tracardi.target", ActiveState="active")
 
 
 def test_after_a_power_loss_the_workers_come_up_with_no_name_conflict_and_no_orphan(boot_host):
@@ -46,5 +46,6 @@ def test_after_a_power_loss_the_workers_come_up_with_no_name_conflict_and_no_orp
     for unit in WORKER_UNITS:
         name = unit.removesuffix(".service")
         wait_running(host, name, timeout=60, other_than=before[unit])
-    assert sorted(labelled_containers(host)) == NAMES
+    host.wait_until("[ \"$(docker ps -a --filter label=tracardi.managed=true --format "
+                    f"'{{{{.Names}}}}' | LC_ALL=C sort | xargs)\" = '{' '.join(NAMES)}' ]")
     assert "already in use" not in journal(host, "-b", "-u", "'tracardi-*'")

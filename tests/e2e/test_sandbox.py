@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from .operator import wait_unit
 from .sandbox import DOCKER, Sandbox
 
 SCHEDULER = "tracardi/com-tracardi-scheduler-worker:0.8.1"
@@ -42,8 +43,7 @@ def test_transient_unit_runs_a_standin_and_journals_its_output(sandbox: Sandbox)
     # Stopping is prompt thanks to --init, but `docker run` then exits 143 (128 + SIGTERM,
     # as a Python worker would): without SuccessExitStatus=143 the unit ends up failed.
     sandbox.run("systemctl stop e2e-transient", timeout=10)
-    shown = sandbox.run("systemctl show e2e-transient -p Result -p ExecMainStatus").stdout
-    assert shown.split() == ["Result=exit-code", "ExecMainStatus=143"]
+    wait_unit(sandbox, "e2e-transient", Result="exit-code", ExecMainStatus="143")
     sandbox.run("systemctl reset-failed e2e-transient")
 
 
@@ -118,7 +118,7 @@ def test_enabled_unit_comes_back_after_a_reboot(boot_host: Callable[..., Sandbox
         host.wait_until("journalctl -u e2e-reboot | grep -q 'standin alive'")
 
     with boot_host() as host:
-        assert host.run("systemctl is-active e2e-reboot").stdout.strip() == "active"
+        wait_unit(host, "e2e-reboot", ActiveState="active")
         host.run(f"{DOCKER} image inspect tracardi/update-worker:0.8.1 >/dev/null")
         # Not `journalctl -b`: every boot of a sandbox has the machine's boot ID.
         invocation = host.run("systemctl show -p InvocationID --value e2e-reboot").stdout

@@ -9,7 +9,16 @@ import pytest
 
 from tracardi_systemd.upgrade.run import UpgradeEvent
 
-from .operator import WORKER_UNITS, container, install, start_all, tool, uninstall_everything
+from .operator import (
+    WORKER_UNITS,
+    container,
+    install,
+    start_all,
+    tool,
+    uninstall_everything,
+    wait_entries,
+    wait_running_tag,
+)
 from .operator import write_env as write_env_file
 from .standin import TRACARDI_081_IMAGES, build_standin_images
 
@@ -43,20 +52,9 @@ def upgrade(host, args: str):
     return result, json.loads(result.stdout) if result.stdout.strip() else {}
 
 
-def running_images(host) -> dict[str, str]:
-    """Each worker unit's container image, for those active with a running container."""
-    found = {}
-    for unit in WORKER_UNITS:
-        info = container(host, unit.removesuffix(".service"))
-        state = host.run(f"systemctl is-active {unit}", check=False).stdout.strip()
-        if info and info["State"]["Running"] and state == "active":
-            found[unit] = info["Config"]["Image"].rsplit(":", 1)[1]
-    return found
-
-
-def journal_entries(host, event: UpgradeEvent) -> list[dict]:
-    out = host.run(f"journalctl --no-pager -o json MESSAGE_ID={event.value}").stdout
-    return [json.loads(line) for line in out.splitlines()]
+def journal_entries(host, event: UpgradeEvent, to_tag: str) -> list[dict]:
+    """The entries of `event` for an upgrade to `to_tag`, once there is one."""
+    return wait_entries(host, f"MESSAGE_ID={event.value}", f"TRACARDI_TO_TAG={to_tag}")
 
 
 def test_upgrade_then_a_crash_looping_tag_is_rolled_back_then_rollback_later(host):
@@ -67,7 +65,7 @@ def test_upgrade_then_a_crash_looping_tag_is_rolled_back_then_rollback_later(hos
 
     assert done.returncode == 0, done.stderr
     assert (report["result"], report["from_tag"], report["to_tag"]) == ("done", "0.8.1", GOOD)
-    assert running_images(host) == dict.fromkeys(WORKER_UNITS, GOOD)
+    wait_running_tag(host, GOOD)
     restarted = [line for line in done.stderr.splitlines() if line.startswith("restarting")]
     assert restarted == [f"restarting {unit} on {GOOD}" for unit in WORKER_UNITS]
     assert all(container(host, u.removesuffix(".service"))["Id"] != before[u]
@@ -80,25 +78,23 @@ def test_upgrade_then_a_crash_looping_tag_is_rolled_back_then_rollback_later(hos
     assert report["failed_unit"] == "tracardi-trigger.service"
     assert "crash-looping" in report["reason"] or "stopped running" in report["reason"]
     assert f"error: upgrade from image tag {GOOD} to {CRASHING} rolled back" in failed.stderr
-    host.wait_until("systemctl is-active " + " ".join(WORKER_UNITS), timeout=30)
-    assert running_images(host) == dict.fromkeys(WORKER_UNITS, GOOD)
+    wait_running_tag(host, GOOD)
     unit_files = host.run("grep -h ':0\\.8\\.' /etc/systemd/system/tracardi-*.service").stdout
     assert CRASHING not in unit_files
-    rolled = [e for e in journal_entries(host, UpgradeEvent.ROLLED_BACK)
-              if e.get("TRACARDI_TO_TAG") == CRASHING]
+    rolled = journal_entries(host, UpgradeEvent.ROLLED_BACK, CRASHING)
     assert len(rolled) == 1
     assert rolled[0]["TRACARDI_UNIT"] == "tracardi-trigger.service"
     assert rolled[0]["SYSLOG_IDENTIFIER"] == "tracardi-systemd"
     assert rolled[0]["PRIORITY"] == "3"
-    started = [e["TRACARDI_TO_TAG"] for e in journal_entries(host, UpgradeEvent.STARTED)]
-    assert {GOOD, CRASHING} <= set(started)
-    assert GOOD in [e["TRACARDI_TO_TAG"] for e in journal_entries(host, UpgradeEvent.DONE)]
+    for tag in (GOOD, CRASHING):
+        assert journal_entries(host, UpgradeEvent.STARTED, tag)
+    assert journal_entries(host, UpgradeEvent.DONE, GOOD)
 
     back, report = upgrade(host, f"--rollback {FAST}")
 
     assert back.returncode == 0, back.stderr
     assert (report["from_tag"], report["to_tag"]) == (GOOD, "0.8.1")
-    assert running_images(host) == dict.fromkeys(WORKER_UNITS, "0.8.1")
+    wait_running_tag(host, "0.8.1")
 
 
 def test_a_pull_that_fails_restarts_nothing(host):
@@ -140,5 +136,4 @@ def test_a_worker_failing_its_liveness_check_is_rolled_back(host):
     assert result.returncode == 3, result.stderr
     assert report["failed_unit"] == "tracardi-update.service"
     assert "liveness check did not pass within 3.0 s" in report["reason"]
-    host.wait_until("systemctl is-active tracardi-update.service", timeout=30)
-    assert running_images(host) == dict.fromkeys(WORKER_UNITS, "0.8.1")
+    wait_running_tag(host, "0.8.1")

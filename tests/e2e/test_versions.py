@@ -4,9 +4,20 @@ firing, and a move from 0.8.1 to 1.2 that leaves nothing of 0.8.1 behind."""
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
-from .operator import container, install, journal, uninstall_everything, wait_running, write_env
+from .operator import (
+    container,
+    install,
+    uninstall_everything,
+    wait_gone,
+    wait_journal,
+    wait_running,
+    wait_unit,
+    write_env,
+)
 from .standin import TRACARDI_12_IMAGES, TRACARDI_12_TAG, build_standin_images
 
 # What 1.2 needs beyond 0.8.1's settings; nothing listens there (the agent holds restarts).
@@ -46,7 +57,7 @@ def test_init_runs_once_before_the_roles_each_with_its_consumer_type(host):
     for role in ROLES:
         wait_running(host, role)
 
-    assert (show(host, INIT, "ActiveState"), show(host, INIT, "SubState")) == ("active", "exited")
+    wait_unit(host, INIT, ActiveState="active", SubState="exited")
     init_done = int(show(host, INIT, "ExecMainExitTimestampMonotonic"))
     for role in ROLES:
         assert int(show(host, role, "ExecMainStartTimestampMonotonic")) > init_done
@@ -60,7 +71,8 @@ def test_init_runs_once_before_the_roles_each_with_its_consumer_type(host):
     host.run(f"systemctl restart {ROLES[0]}")
     wait_running(host, ROLES[0], other_than=before)
     assert show(host, INIT, "InvocationID") == run
-    assert journal(host, f"_SYSTEMD_INVOCATION_ID={run}").count("standin start ") == 1
+    said = wait_journal(host, "standin start ", f"_SYSTEMD_INVOCATION_ID={run}")
+    assert said.count("standin start ") == 1
 
 
 def test_a_failing_init_blocks_the_roles_and_its_journal_says_why(host):
@@ -68,16 +80,17 @@ def test_a_failing_init_blocks_the_roles_and_its_journal_says_why(host):
     result = install_roles(host, check=False)
 
     assert result.returncode != 0 and "tracardi-init.service" in result.stderr
-    assert show(host, INIT, "ActiveState") == "failed"
+    wait_unit(host, INIT, ActiveState="failed")
     for role in ROLES:
-        assert show(host, role, "ActiveState") == "inactive"
-        assert container(host, role) is None
+        wait_unit(host, role, ActiveState="inactive")
+        wait_gone(host, role)
     run = show(host, INIT, "InvocationID")
-    said = journal(host, f"_SYSTEMD_INVOCATION_ID={run}", "-p", "err")
-    assert (f"{INIT} failed (exit-code, exited 3): {' '.join(ROLES)} require it and will not "
-            f"start until it succeeds; see journalctl -u {INIT}") in said
+    # journald writes the entry a moment after the failure: once it was not there yet.
+    wait_journal(host, f"{INIT} failed (exit-code, exited 3): {' '.join(ROLES)} require it "
+                 f"and will not start until it succeeds; see journalctl -u {INIT}",
+                 f"_SYSTEMD_INVOCATION_ID={run}", "-p", "err")
     for role in ROLES:
-        assert f"Dependency failed for {role}.service" in journal(host, "-u", role, "-n", "5")
+        wait_journal(host, f"Dependency failed for {role}.service", "-u", role, "-n", "5")
 
     # Fixed, the next start runs init and then the roles.
     write_env(host, **SETTINGS_12)
@@ -85,7 +98,7 @@ def test_a_failing_init_blocks_the_roles_and_its_journal_says_why(host):
     host.run("systemctl start tracardi.target")
     for role in ROLES:
         wait_running(host, role)
-    assert show(host, INIT, "Result") == "success"
+    wait_unit(host, INIT, Result="success")
 
 
 def test_a_timer_fires_and_a_move_from_081_to_12_leaves_nothing_of_081(host):
@@ -96,8 +109,7 @@ def test_a_timer_fires_and_a_move_from_081_to_12_leaves_nothing_of_081(host):
     host.run(f"mkdir -p {DROPIN} && printf '[Timer]\\nOnCalendar=\\nOnCalendar=*:*:0/2\\n"
              f"RandomizedDelaySec=0\\nAccuracySec=1s\\n' > {DROPIN}/soon.conf && "
              f"systemctl daemon-reload && systemctl restart {JOB}.timer")
-    host.wait_until(f"journalctl -u {JOB}.service -o cat | grep -qx 'standin done'", timeout=20)
-    ran = journal(host, "-u", f"{JOB}.service")
+    ran = wait_journal(host, "standin done", "-u", f"{JOB}.service", timeout=20)
     assert "env-names:" in ran and " QUALIFY_BY " in ran and " LICENSE " in ran
 
     write_env(host, **SETTINGS_12)
@@ -105,13 +117,15 @@ def test_a_timer_fires_and_a_move_from_081_to_12_leaves_nothing_of_081(host):
     assert moved.stdout.startswith("Tracardi 0.8.1 -> 1.2.0: stop and disable ")
     wait_running(host, "tracardi-background-function")
 
-    loaded = host.run("systemctl list-units --all --plain --no-legend 'tracardi*'").stdout
-    assert sorted(line.split()[0] for line in loaded.splitlines()) == sorted([
-        "tracardi.target", "tracardi-agent.service", INIT, "tracardi-apm.service",
-        "tracardi-update.service", "tracardi-background-function.service",
-        "tracardi-background-logger.service", "tracardi-background-destination.service"])
+    loaded = sorted(["tracardi.target", "tracardi-agent.service", INIT, "tracardi-apm.service",
+                     "tracardi-update.service", "tracardi-background-function.service",
+                     "tracardi-background-logger.service",
+                     "tracardi-background-destination.service"])
+    host.wait_until("[ \"$(systemctl list-units --all --plain --no-legend 'tracardi*' "
+                    "| awk '{print $1}' | LC_ALL=C sort | xargs)\" = "
+                    f"{shlex.quote(' '.join(loaded))} ]")
     files = host.run("ls /etc/systemd/system | grep '^tracardi' | grep -v '\\.d$'").stdout
     assert not {"tracardi-trigger.service", f"{JOB}.timer", f"{JOB}.service"} & set(files.split())
-    images = host.run("docker ps -a --format '{{.Names}} {{.Image}}'").stdout
-    assert ":0.8.1" not in images, images
-    assert container(host, "tracardi-update")["Config"]["Image"] == "tracardi/update-worker:1.2.x"
+    host.wait_until("! docker ps -a --format '{{.Names}} {{.Image}}' | grep -F :0.8.1")
+    host.wait_until("docker inspect -f '{{.Config.Image}}' tracardi-update "
+                    "| grep -qx tracardi/update-worker:1.2.x")

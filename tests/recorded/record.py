@@ -2,12 +2,16 @@
 """Record real Docker Engine API responses and a real cgroup v1 tree from the e2e sandbox.
 
     sudo .venv/bin/python tests/recorded/record.py
+    sudo TRACARDI_E2E_RELEASE=trixie .venv/bin/python tests/recorded/record.py
 
-Outside, it boots a sandbox host (tests/e2e/sandbox.py: Debian's dockerd 20.10, API 1.41)
-with the stand-in images, and runs itself inside (`--inside`), where it talks raw HTTP to
-/run/docker.sock (`Connection: close`, read to the end, bytes kept as sent, headers and
-chunked framing included) and copies a running container's cgroup files. It rewrites
-tests/recorded/docker-20.10/ and tests/recorded/cgroup-v1/.
+Outside, it boots a sandbox host of the selected release (tests/e2e/releases.py: Debian
+12's dockerd 20.10, API 1.41; Debian 13's dockerd 26.1, API 1.45) with the stand-in images,
+and runs itself inside (`--inside`), where it talks raw HTTP to /run/docker.sock
+(`Connection: close`, read to the end, bytes kept as sent, headers and chunked framing
+included) in the daemon's own API version. It rewrites tests/recorded/docker-<X.Y>/ for
+dockerd X.Y; on Debian 12 also tests/recorded/cgroup-v1/ (a running container's cgroup
+files). Where dockerd knows DOCKER_MIN_API_VERSION (26.1), it then restarts it with 1.44,
+as Docker 29 starts, and records its /version and its refusal of an API 1.41 request.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CHECKOUT = HERE.parents[1]
-DOCKER_DIR = HERE / "docker-20.10"
 CGROUP_DIR = HERE / "cgroup-v1"
 SOCKET = "/run/docker.sock"
-API = "/v1.41"
+OLD_API = "/v1.41"  # what tracardi-systemd pinned before it negotiated
+FLOOR = "1.44"  # Docker 29's MinAPIVersion
+FLOOR_DROP_IN = "/etc/systemd/system/docker.service.d/min-api-version.conf"
 LABEL = "tracardi.managed=true"
 IMAGE = "tracardi/com-tracardi-scheduler-worker:0.8.1"
 EVENT_FILTERS = {"type": ["container"], "label": [LABEL],
@@ -73,11 +78,12 @@ def exchange(method: str, target: str) -> bytes:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.index: dict[str, str] = {}
 
     def save(self, name: str, method: str, target: str, data: bytes) -> None:
-        (DOCKER_DIR / name).write_bytes(data)
+        (self.directory / name).write_bytes(data)
         self.index[name] = f"{method} {target}"
 
     def record(self, name: str, method: str, target: str) -> bytes:
@@ -91,9 +97,9 @@ def run_labelled(name: str, *flags: str) -> str:
               f"{' '.join(flags)} {IMAGE}").strip()
 
 
-def record_events(rec: Recorder) -> None:
+def record_events(rec: Recorder, api: str) -> None:
     """A live stream while containers start, die, get OOM-killed, turn healthy, go away."""
-    target = query(f"{API}/events", filters=EVENT_FILTERS)
+    target = query(f"{api}/events", filters=EVENT_FILTERS)
     sock = connect("GET", target)
     sh(f"docker run -d --network host --init --name rec-unlabelled {IMAGE}")  # filtered out
     run_labelled("rec-victim")
@@ -121,21 +127,50 @@ def record_events(rec: Recorder) -> None:
     since = f"{first_die['timeNano'] // 10**9}.{first_die['timeNano'] % 10**9:09d}"
     until = f"{time.time():.9f}"
     rec.record("events-since.http", "GET",
-               query(f"{API}/events", since=since, until=until, filters=EVENT_FILTERS))
+               query(f"{api}/events", since=since, until=until, filters=EVENT_FILTERS))
 
 
-def record_calls(rec: Recorder) -> None:
-    rec.record("version.http", "GET", f"{API}/version")
+def record_calls(rec: Recorder, api: str) -> None:
+    rec.record("version.http", "GET", "/version")
     rec.record("ping.http", "GET", "/_ping")
     rec.record("version-too-new.http", "GET", "/v1.99/version")
-    rec.record("containers.http", "GET",
-               query(f"{API}/containers/json", all=1, filters={"label": [LABEL]}))
+    rec.record("containers.http", "GET", containers_target(api))
     worker = sh("docker inspect -f '{{.Id}}' rec-worker").strip()
-    rec.record("inspect.http", "GET", f"{API}/containers/{worker}/json")
-    rec.record("inspect-404.http", "GET", f"{API}/containers/no-such-container/json")
+    rec.record("inspect.http", "GET", f"{api}/containers/{worker}/json")
+    rec.record("inspect-404.http", "GET", f"{api}/containers/no-such-container/json")
     oom = sh("docker inspect -f '{{.Id}}' rec-oom").strip()
-    rec.record("remove.http", "DELETE", f"{API}/containers/{oom}?force=1")
-    rec.record("remove-404.http", "DELETE", f"{API}/containers/no-such-container?force=1")
+    rec.record("remove.http", "DELETE", f"{api}/containers/{oom}?force=1")
+    rec.record("remove-404.http", "DELETE", f"{api}/containers/no-such-container?force=1")
+
+
+def containers_target(api: str) -> str:
+    return query(f"{api}/containers/json", all=1, filters={"label": [LABEL]})
+
+
+def restart_docker(environment: str) -> None:
+    Path(FLOOR_DROP_IN).parent.mkdir(parents=True, exist_ok=True)
+    if environment:
+        Path(FLOOR_DROP_IN).write_text(f"[Service]\nEnvironment={environment}\n")
+    else:
+        Path(FLOOR_DROP_IN).unlink(missing_ok=True)
+    sh("systemctl daemon-reload && systemctl restart docker.service")
+    wait_until("docker version")
+
+
+def record_floor(rec: Recorder) -> None:
+    """dockerd started as Docker 29 starts (MinAPIVersion 1.44): its /version, and its
+    answer to the API 1.41 request that tracardi-systemd sent before it negotiated."""
+    restart_docker(f"DOCKER_MIN_API_VERSION={FLOOR}")
+    try:
+        version = json.loads(exchange("GET", "/version").split(b"\r\n\r\n", 1)[1])
+        if version.get("MinAPIVersion") != FLOOR:
+            print(f"dockerd {version.get('Version')} ignores DOCKER_MIN_API_VERSION: "
+                  "no floor recordings")
+            return
+        rec.record(f"version-min-{FLOOR}.http", "GET", "/version")
+        rec.record(f"refused-{OLD_API[2:]}.http", "GET", containers_target(OLD_API))
+    finally:
+        restart_docker("")
 
 
 def record_cgroup(name: str) -> dict:
@@ -161,7 +196,11 @@ def record_cgroup(name: str) -> dict:
 
 
 def inside() -> None:
-    for directory in (DOCKER_DIR, CGROUP_DIR):
+    server = json.loads(sh("docker version --format '{{json .Server}}'"))
+    docker_dir = HERE / f"docker-{'.'.join(server['Version'].split('.')[:2])}"
+    api = f"/v{server['ApiVersion']}"
+    with_cgroups = Path("/sys/fs/cgroup/memory").is_dir() and docker_dir.name == "docker-20.10"
+    for directory in (docker_dir, CGROUP_DIR) if with_cgroups else (docker_dir,):
         for path in directory.glob("*"):
             if path.name != "README.md":
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
@@ -172,26 +211,29 @@ def inside() -> None:
        "'head -c 41943040 /dev/zero > /tmp/f && sync && echo written && exec sleep 1000'")
     wait_until("docker logs rec-worker | grep -q 'standin holding 60 MB'")
     wait_until("docker logs rec-cache | grep -q written")
-    rec = Recorder()
-    record_events(rec)
-    record_calls(rec)
-    (DOCKER_DIR / "requests.json").write_text(json.dumps(rec.index, indent=2) + "\n")
-    recorded = [record_cgroup(name) for name in ("rec-worker", "rec-cache")]
-    (CGROUP_DIR / "recorded.json").write_text(json.dumps(recorded, indent=2) + "\n")
+    rec = Recorder(docker_dir)
+    record_events(rec, api)
+    record_calls(rec, api)
+    if with_cgroups:
+        recorded = [record_cgroup(name) for name in ("rec-worker", "rec-cache")]
+        (CGROUP_DIR / "recorded.json").write_text(json.dumps(recorded, indent=2) + "\n")
+    record_floor(rec)
+    (docker_dir / "requests.json").write_text(json.dumps(rec.index, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------- outside
 
 def outside() -> None:
     sys.path.insert(0, str(CHECKOUT))
+    from tests.e2e.releases import prepare, selected
     from tests.e2e.sandbox import Sandbox
     from tests.e2e.standin import build_standin_images
 
-    python = CHECKOUT / ".venv" / "bin" / "python"
-    with Sandbox.boot() as host:
+    release = selected()
+    with Sandbox.boot(lower=prepare(release)) as host:
         build_standin_images(host, images=[IMAGE.split(":")[0]])
         host.run("systemctl start redis-server.service")
-        result = host.run(f"{python} {Path(__file__).resolve()} --inside", timeout=300)
+        result = host.run(f"{release.python} {Path(__file__).resolve()} --inside", timeout=300)
         print(result.stdout + result.stderr, end="")
 
 

@@ -46,6 +46,17 @@ dockerd went down (its shutdown stops containers unless live-restore is on) are 
 logged by the new dockerd before the reconnect (a container that died while it was down,
 reported when it comes back; anything that happened before the reconnect) are replayed.
 After a reconnect, list `containers()` again to reconcile.
+
+API version
+-----------
+Every call but `/_ping` and `/version` goes to `/v<version>/...`. The version is negotiated
+as the Docker CLI does: the unversioned `GET /version` is asked once per `Engine` (again
+after dockerd went away: a failed connect, a broken event stream) and the daemon's
+`ApiVersion` is used, capped at `NEWEST_API_VERSION`, the newest this tool is tested
+against, so that a newer dockerd answers in the shapes the parsers know. A dockerd that
+accepts nothing that old (its `MinAPIVersion` above ours, as Docker 29 refuses everything
+below 1.44), or that speaks nothing as new as `OLDEST_API_VERSION`, is refused with an
+`EngineError` naming both versions and what to do.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ import contextlib
 import http.client
 import json
 import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
@@ -61,12 +73,14 @@ from types import TracebackType
 from typing import Any
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
-DEFAULT_API_VERSION = "1.41"
+NEWEST_API_VERSION = "1.45"  # Debian 13's dockerd 26.1: the newest the tests run against
+OLDEST_API_VERSION = "1.41"  # Debian 12's dockerd 20.10: the oldest
 DEFAULT_TIMEOUT = 10.0
 EVENT_ACTIONS = ("die", "oom", "start", "destroy", "health_status")
 MAX_HEAD = 64 * 1024  # bytes of status line and headers before the response is refused
 NS = 10**9
 EVENTS_CALL = "GET /events"
+VERSION_CALL = "GET /version"
 
 Since = float | int | str  # seconds since the epoch, or docker's "seconds.nanoseconds"
 
@@ -107,13 +121,19 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Engine:
-    """A client of dockerd's Engine API on `socket_path`, speaking API `api_version`."""
+    """A client of dockerd's Engine API on `socket_path`, speaking the API version it
+    negotiates with dockerd (`api_version`)."""
 
-    def __init__(self, socket_path: str = DEFAULT_SOCKET,
-                 api_version: str = DEFAULT_API_VERSION, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout: float = DEFAULT_TIMEOUT):
         self.socket_path = socket_path
-        self.prefix = f"/v{api_version}" if api_version else ""
         self.timeout = timeout
+        self._daemon: dict | None = None  # dockerd's GET /version, until it goes away
+        self._asking = threading.Lock()
+
+    @property
+    def api_version(self) -> str:
+        """The version every call speaks: see `negotiate` (asks dockerd the first time)."""
+        return negotiate(self.version())
 
     # ------------------------------------------------------------------ calls
 
@@ -143,8 +163,19 @@ class Engine:
         return body.strip() == b"OK"
 
     def version(self) -> dict:
-        """GET /version: Version, ApiVersion, Components, ..."""
-        return self._json("GET", "/version")
+        """The unversioned GET /version (Version, ApiVersion, MinAPIVersion, ...): asked
+        once, then remembered until a connection to dockerd fails."""
+        with self._asking:
+            if self._daemon is None:
+                answer = self._json("GET", "/version", versioned=False)
+                if not isinstance(answer, dict):
+                    raise EngineError(VERSION_CALL, f"not a JSON object: {answer!r:.200}")
+                self._daemon = answer
+            return self._daemon
+
+    def forget_version(self) -> None:
+        """Ask dockerd its version again at the next call: it may have been restarted."""
+        self._daemon = None
 
     def events(self, since: Since | None = None, until: Since | None = None,
                filters: Mapping[str, Sequence[str]] | None = None, *,
@@ -163,8 +194,9 @@ class Engine:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _json(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Any:
-        _, body = self._call(method, path, params)
+    def _json(self, method: str, path: str, params: Mapping[str, str] | None = None, *,
+              versioned: bool = True) -> Any:
+        _, body = self._call(method, path, params, versioned=versioned)
         try:
             return json.loads(body)
         except ValueError:
@@ -173,9 +205,10 @@ class Engine:
     def _call(self, method: str, path: str, params: Mapping[str, str] | None = None, *,
               accept: Sequence[int] = (200,), versioned: bool = True) -> tuple[int, bytes]:
         call = f"{method} {path}"
+        target = self._target(path, params, versioned)
         connection = self._connect(call)
         try:
-            connection.request(method, self._target(path, params, versioned))
+            connection.request(method, target)
             response = connection.getresponse()
             body = response.read()
         except TimeoutError:
@@ -193,6 +226,7 @@ class Engine:
         try:
             connection.connect()
         except OSError as exc:
+            self.forget_version()
             raise EngineError(call, self._unreachable(exc)) from None
         return connection
 
@@ -213,7 +247,8 @@ class Engine:
     def _target(self, path: str, params: Mapping[str, str] | None = None,
                 versioned: bool = True) -> str:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        return f"{self.prefix if versioned else ''}{path}{query}"
+        prefix = f"/v{self.api_version}" if versioned else ""
+        return f"{prefix}{path}{query}"
 
 
 class EventStream(Iterator[dict]):
@@ -290,11 +325,11 @@ class EventStream(Iterator[dict]):
             params["since"] = _docker_time(since_ns)
         if self.until_ns is not None:
             params["until"] = _docker_time(self.until_ns)
+        target = self.engine._target("/events", params)
         connection = self.engine._connect(EVENTS_CALL)
         try:
             # Connection: close, so that an error answer ends with the connection.
-            connection.request("GET", self.engine._target("/events", params),
-                               headers={"Connection": "close"})
+            connection.request("GET", target, headers={"Connection": "close"})
         except OSError as exc:
             connection.close()
             raise EngineError(EVENTS_CALL, f"sending the request failed: {exc!r}") from None
@@ -374,6 +409,7 @@ class EventStream(Iterator[dict]):
 
     def _closed(self, why: str) -> StreamClosed:
         self.close()
+        self.engine.forget_version()
         return StreamClosed(EVENTS_CALL, f"{why} (dockerd stopped or restarted?); resume with "
                             f"reconnect(), since={self.cursor}")
 
@@ -395,7 +431,8 @@ class EventStream(Iterator[dict]):
     def _take(self, event: dict) -> bool:
         """Move the cursor to the event; False for one a previous stream handed over."""
         when = _event_ns(event)
-        key = (when, event.get("id"), event.get("Action"))
+        # Actor.ID: API 1.52 drops the old top-level "id".
+        key = (when, (event.get("Actor") or {}).get("ID"), event.get("Action"))
         if key in self._skip:
             return False
         if when > self._cursor_ns:
@@ -461,6 +498,41 @@ class _ChunkDecoder:
             self._state = "size"
             return True
         return False
+
+
+def negotiate(daemon: Mapping[str, Any]) -> str:
+    """The API version to speak with a dockerd whose GET /version answered `daemon`: its
+    ApiVersion capped at NEWEST_API_VERSION; EngineError if it accepts nothing that old
+    (MinAPIVersion) or speaks nothing as new as OLDEST_API_VERSION."""
+    speaks = daemon.get("ApiVersion")
+    accepts = daemon.get("MinAPIVersion") or OLDEST_API_VERSION  # absent: no floor
+    docker = f"dockerd {daemon.get('Version') or '(version unknown)'}"
+    try:
+        speaks_at, accepts_at = _api_tuple(speaks), _api_tuple(accepts)
+    except ValueError:
+        raise EngineError(VERSION_CALL, f"{docker} answered no Engine API version this tool "
+                          f"can read (ApiVersion {speaks!r}, MinAPIVersion {accepts!r})"
+                          ) from None
+    if accepts_at > _api_tuple(NEWEST_API_VERSION):
+        raise EngineError(VERSION_CALL, f"{docker} refuses Engine API versions older than "
+                          f"{accepts} (its MinAPIVersion), and the newest this "
+                          f"tracardi-systemd speaks is {NEWEST_API_VERSION}: upgrade "
+                          "tracardi-systemd, or let dockerd accept "
+                          f"{NEWEST_API_VERSION} (DOCKER_MIN_API_VERSION={NEWEST_API_VERSION} "
+                          "in docker.service's environment)")
+    if speaks_at < _api_tuple(OLDEST_API_VERSION):
+        raise EngineError(VERSION_CALL, f"{docker} speaks Engine API {speaks} at most, and "
+                          f"tracardi-systemd needs {OLDEST_API_VERSION} (Docker 20.10) or "
+                          "newer: upgrade Docker")
+    return min(str(speaks), NEWEST_API_VERSION, key=_api_tuple)
+
+
+def _api_tuple(version: object) -> tuple[int, int]:
+    """"1.45" as (1, 45), to compare; ValueError for anything else."""
+    major, dot, minor = str(version).partition(".")
+    if not (isinstance(version, str) and dot and major.isdigit() and minor.isdigit()):
+        raise ValueError(f"not an API version: {version!r}")
+    return int(major), int(minor)
 
 
 def _chunk_size(line: bytes) -> int:

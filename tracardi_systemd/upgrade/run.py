@@ -27,7 +27,7 @@ from tracardi_systemd.install.manifest import Manifest, manifest_path
 from tracardi_systemd.install.plan import InstallRequest
 from tracardi_systemd.install.reuse import REUSED, recorded
 from tracardi_systemd.install.transaction import Installer, InstallError, Result
-from tracardi_systemd.names import is_worker_unit, worker_of_unit
+from tracardi_systemd.names import LABEL_MANAGED, is_worker_unit, worker_of_unit
 from tracardi_systemd.observe.read import read_units
 from tracardi_systemd.render.prepare import Prepared, PrepareError, prepare
 from tracardi_systemd.upgrade.gate import (
@@ -167,6 +167,7 @@ class Upgrade:
             self._show_plan(new, from_tag, to_tag, units, stopped, settings)
             return Outcome("planned", from_tag, to_tag, True, self.lines)
         self._say_stopped(stopped)
+        self._require_engine(from_tag)
         with upgrade_lock(self.installer.root):
             self._pull(new, to_tag, from_tag, settings.pull)
             record_before = (self.manifest.previous_image_tag,
@@ -192,6 +193,17 @@ class Upgrade:
                    "worker unit(s) passed the gate", from_tag, to_tag)
         self.say(f"upgraded from {from_tag} to {to_tag}")
         return Outcome("done", from_tag, to_tag, True, self.lines)
+
+    def _require_engine(self, from_tag: str) -> None:
+        """The gate asks Docker's Engine API: a dockerd this tool cannot speak to (one that
+        refuses every API version it knows) stops the upgrade before anything changes,
+        instead of failing the first gate and then the rollback's."""
+        try:
+            self.engine.containers(f"{LABEL_MANAGED}=true")
+        except EngineError as exc:
+            raise UpgradeError(f"Docker's Engine API does not answer, so no worker could "
+                               f"be gated: {exc}\nno worker was restarted, they all still "
+                               f"run {from_tag}") from None
 
     def _prepare(self, tag: str) -> Prepared:
         params = self._params(tag)

@@ -228,3 +228,13 @@ def test_after_a_failed_cycle_the_stream_is_not_reopened_on_a_stale_view(tmp_pat
     run_for(agent, watcher, clock, 60)
     assert calls > 3  # the agent kept trying its cycle...
     assert engine.opened == 1  # ...but never reconnected the stream on a stale view
+
+
+def test_while_the_stream_cannot_be_opened_systemd_is_asked_every_tick(tmp_path):
+    """A stream that fails to open may mean docker is stopping: each next cycle asks
+    systemd before it calls Docker, or a list call would start docker again."""
+    clock = Clock()
+    agent, systemctl, engine, watcher, _ = rig(tmp_path, [], clock)
+    run_for(agent, watcher, clock, 60)
+    assert engine.opened >= 5
+    assert len(systemctl.shows) + len(systemctl.state_lists) >= len(engine.listings) - 1

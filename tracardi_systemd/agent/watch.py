@@ -67,12 +67,15 @@ class Watcher:
         """Block until `deadline`, a container event or `stop`; True when systemd's view
         may have changed too: a container started, died or went away, or the stream broke
         (a health check's verdict alone changes nothing there). Opens the stream only while
-        docker.service runs: connecting would start it through docker.socket."""
+        docker.service runs: connecting would start it through docker.socket. When it
+        cannot be opened (docker stopping?), True at the deadline: the next cycle must ask
+        systemd afresh before it calls Docker again."""
+        unopened = False
         if self.stream is None and docker_active:
             try:
                 self.stream = self.engine.events(label=f"{LABEL_MANAGED}=true")
             except EngineError:
-                self.stream = None
+                self.stream, unopened = None, True
         while not stop.is_set() and (left := deadline - self.clock()) > 0:
             if self.stream is None:
                 self.sleep(stop, left)  # set() by the signal handler ends it
@@ -88,7 +91,7 @@ class Watcher:
             except StreamClosed:
                 self.stream = None
                 return True  # dockerd went away or restarted: reconcile in full
-        return False
+        return unopened
 
     def _report(self, event: dict) -> None:
         action = _action(event)

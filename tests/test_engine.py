@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_fake import (
+from dockerd_fake import (
     CLOSE,
     DOCKER_26,
-    FakeEngine,
+    FakeDockerd,
     Feed,
     Request,
     chunked,
@@ -37,15 +37,15 @@ BEFORE = str(EVENTS[0]["time"] - 1)
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeEngine]:
-    server = FakeEngine(tmp_path / "docker.sock")
+def fake(tmp_path: Path) -> Iterator[FakeDockerd]:
+    server = FakeDockerd(tmp_path / "docker.sock")
     server.answer("GET", "/version", recorded("version.http"))
     yield server
     server.close()
 
 
 @pytest.fixture
-def engine(fake: FakeEngine) -> Engine:
+def engine(fake: FakeDockerd) -> Engine:
     return Engine(str(fake.path), timeout=2)
 
 

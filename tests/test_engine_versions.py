@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from engine_fake import (
+from dockerd_fake import (
     CLOSE,
     DOCKER_20,
     DOCKER_26,
-    FakeEngine,
+    FakeDockerd,
     Feed,
     events_in,
     recorded,
@@ -29,8 +29,8 @@ WAIT = 5.0
 
 
 @pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeEngine]:
-    server = FakeEngine(tmp_path / "docker.sock")
+def fake(tmp_path: Path) -> Iterator[FakeDockerd]:
+    server = FakeDockerd(tmp_path / "docker.sock")
     yield server
     server.close()
 
@@ -54,7 +54,7 @@ def use_every_call(engine: Engine, daemon: str) -> None:
     stream.reconnect().close()
 
 
-def answer_calls(fake: FakeEngine, version: str, daemon: str) -> None:
+def answer_calls(fake: FakeDockerd, version: str, daemon: str) -> None:
     """Answer the calls of use_every_call in API `version` with `daemon`'s recordings."""
     head, body = split_response(recorded("events.http", daemon))
     inspected = recorded_target("inspect.http", daemon).split("/")[3]
@@ -66,7 +66,7 @@ def answer_calls(fake: FakeEngine, version: str, daemon: str) -> None:
     fake.answer("GET", f"/v{version}/events", Feed(head, body, CLOSE), Feed(head))
 
 
-def versions_asked(fake: FakeEngine) -> set[str]:
+def versions_asked(fake: FakeDockerd) -> set[str]:
     return {r.path.split("/")[1] for r in fake.calls}
 
 

@@ -1,4 +1,4 @@
-"""A fake Docker Engine API on a temporary UNIX socket, answering with recorded responses.
+"""A fake dockerd: its Engine API on a temporary UNIX socket, answering with recorded responses
 
 Recorded answers (tests/recorded/docker-<X.Y>/*.http, one folder per dockerd version) are
 sent byte for byte, as dockerd sent them, then the connection is closed (they were recorded
@@ -112,7 +112,7 @@ class Feed:
 Answer = bytes | Callable[[socket.socket, Request], None]
 
 
-class FakeEngine:
+class FakeDockerd:
     """Serves answers by (method, path): each request takes the next answer queued for its
     route, the last one repeats. Every request is recorded in `requests`."""
 

@@ -1,4 +1,4 @@
-"""A fake dockerd: its Engine API on a temporary UNIX socket, answering with recorded responses
+"""A fake dockerd: its Engine API on a temporary UNIX socket, answering with recorded responses.
 
 Recorded answers (tests/recorded/docker-<X.Y>/*.http, one folder per dockerd version) are
 sent byte for byte, as dockerd sent them, then the connection is closed (they were recorded

@@ -38,7 +38,7 @@ def test_group_help_lists_the_commands_and_typical_use(cli):
     ("command", "expected"),
     [
         ("workers", ["--tracardi-version", "[default: 0.8.1]", "--json"]),
-        ("check", ["--env-file", "[required]", "--tracardi-version", "[default: 0.8.1]",
+        ("check", ["--env-file", "[required]", "--tracardi-version", "the env file decides",
                    "--worker", "default: every worker", "Exits 0", "1 on any error"]),
         ("render", ["--env-file", "--out", "--worker", "--tracardi-version", "--image-tag",
                     "default: the Tracardi version", "--network", "default: Docker's default",
@@ -121,12 +121,15 @@ def test_check_a_clean_file_exits_0(cli, write_env):
     result = cli("check", "--env-file", path)
     assert result.exit_code == 0, result.output
     assert f"{path}: ok for tracardi-update, tracardi-segmentation" in result.stdout
-    assert result.stderr == ""
+    # the release is said aloud, with why: nothing else
+    assert result.stderr == ("Tracardi 0.8.1, as the env file decides: it fits no other "
+                             "release (0.8.2 needs PULSAR_HOST; 0.9.0 to 1.2.0 need MYSQL_HOST, "
+                             "PULSAR_HOST, PULSAR_API); --tracardi-version chooses another\n")
 
 
 def test_check_a_broken_file_exits_1_and_prints_the_problem_with_its_line(cli, write_env):
     path = write_env(BROKEN_ENV)
-    result = cli("check", "--env-file", path, "--worker", "update")
+    result = cli("check", "--env-file", path, "--worker", "update", "--tracardi-version", "0.8.1")
     assert result.exit_code == 1
     assert f"{path}:3: error: 'export LOGGING_LEVEL=...'" in result.stderr
     assert f"{path}: 1 error(s); fix them and run again" in result.stderr
@@ -141,8 +144,9 @@ def test_check_prints_warnings_and_still_exits_0(cli, write_env):
 
 def test_check_only_the_selected_workers(cli, write_env):
     path = write_env("REDIS_HOST=10.0.0.7\n")
-    assert cli("check", "--env-file", path, "--worker", "update").exit_code == 0
-    result = cli("check", "--env-file", path, "--worker", "tracardi-trigger")
+    version = ("--tracardi-version", "0.8.1")
+    assert cli("check", "--env-file", path, "--worker", "update", *version).exit_code == 0
+    result = cli("check", "--env-file", path, "--worker", "tracardi-trigger", *version)
     assert result.exit_code == 1
     assert "ELASTIC_HOST is not set; tracardi-trigger need(s) it" in result.stderr
 
@@ -225,7 +229,8 @@ def test_render_with_a_broken_env_file_leaves_out_unchanged(cli, write_env, tmp_
     out = tmp_path / "units"
     out.mkdir()
     (out / "tracardi-update.service").write_text("old\n")
-    result = cli("render", "--env-file", write_env(BROKEN_ENV), "--out", out)
+    result = cli("render", "--env-file", write_env(BROKEN_ENV), "--out", out,
+                 "--tracardi-version", "0.8.1")
     assert result.exit_code == 1
     assert ":3: error: " in result.stderr
     assert [p.name for p in out.iterdir()] == ["tracardi-update.service"]

@@ -488,7 +488,7 @@ def test_render_into_an_unwritable_place_is_a_message(write_env, tmp_path):
     out = blocker / "units"
     result = invoke("render", "--env-file", str(write_env(CLEAN_ENV)), "--out", str(out))
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: cannot write into {out}: Not a directory")
+    assert f"\nerror: cannot write into {out}: Not a directory\n" in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["folder", "binary"])

@@ -49,17 +49,19 @@ def test_install_with_the_docs_placeholders_changes_no_installed_file(tmp_path, 
 
 
 def test_an_open_source_host_is_told_how_to_select_the_open_source_worker(write_env):
-    result = invoke("check", "--env-file", str(write_env("REDIS_HOST=10.0.0.7\n")))
+    version = ("--tracardi-version", "0.8.1")
+    result = invoke("check", "--env-file", str(write_env("REDIS_HOST=10.0.0.7\n")), *version)
     assert result.exit_code == 1
     assert "no license" in result.stderr
     assert "select it with --worker update" in result.stderr
     ok = invoke("check", "--env-file", str(write_env("REDIS_HOST=10.0.0.7\n")),
-                "--worker", "update")
+                "--worker", "update", *version)
     assert ok.exit_code == 0
 
 
 def test_the_install_plan_mentions_secrets_only_when_there_are_some(tmp_path, write_env):
     plain = invoke("install", "--root", str(tmp_path / "a"), "--dry-run", "--worker", "update",
+                   "--tracardi-version", "0.8.1",
                    "--env-file", str(write_env("REDIS_HOST=10.0.0.7\n")))
     assert "copy env file" in plain.stdout and "secrets" not in plain.stdout
     secret = invoke("install", "--root", str(tmp_path / "b"), "--dry-run",

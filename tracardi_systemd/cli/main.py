@@ -20,6 +20,7 @@ from tracardi_systemd.cli.options import (
     require_docker_runtime,
     running_program,
     selection_options,
+    usage_fail,
 )
 from tracardi_systemd.cli.upgrade import upgrade
 from tracardi_systemd.host.commands import Docker, Systemctl
@@ -35,7 +36,7 @@ from tracardi_systemd.names import (
     DEFAULT_UNIT_DIR,
     LICENSE_SECRET,
 )
-from tracardi_systemd.render.prepare import Prepared, PrepareError, prepare
+from tracardi_systemd.render.prepare import Prepared, PrepareError, ReleaseUndecided, prepare
 from tracardi_systemd.spec.catalog import DEFAULT_VERSION, CatalogError, release
 
 
@@ -43,10 +44,14 @@ def _prepare(env_file: Path, **options) -> Prepared:
     """prepare(), printing the env file's problems; exits on an error."""
     try:
         prepared = prepare(env_file, **options)
+    except ReleaseUndecided as exc:
+        usage_fail(str(exc))
     except PrepareError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         fail(str(exc))
+    if prepared.chosen:
+        click.echo(prepared.chosen, err=True)
     for problem in prepared.problems:
         click.echo(str(problem), err=True)
     return prepared
@@ -176,6 +181,7 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
     env_target = Path(options["installed_env_file"])
     env_source = env_file or installer.on_disk(env_target)
     prepared = _prepare(env_source, **options)
+    options["tracardi_version"] = prepared.settings.version  # the env file's, if it decided
     request = InstallRequest(
         root=installer.root, unit_dir=Path(unit_dir), env_source=env_source,
         env_data=prepared.env.raw, env_target=env_target, rendered=prepared.files,

@@ -19,7 +19,6 @@ from tracardi_systemd.names import (
     DEFAULT_ENV_FILE,
     RUNTIMES,
 )
-from tracardi_systemd.spec.catalog import DEFAULT_VERSION
 from tracardi_systemd.spec.limits import DEFAULT_MEMORY_LIMIT_MIB
 from tracardi_systemd.spec.secrets import is_secret
 
@@ -46,9 +45,14 @@ def absolute(ctx: click.Context, param: click.Parameter, value: str | None) -> s
     return value
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, status: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    sys.exit(status)
+
+
+def usage_fail(message: str) -> NoReturn:
+    """A wrong or missing option: exit 2, as click's own usage errors."""
+    fail(message, status=2)
 
 
 def apply(options: list[Decorator]) -> Decorator:
@@ -64,8 +68,10 @@ env_file_option = click.option(
     help="The operator's settings file (Tracardi's .env-docker).")
 
 selection_options = apply([
-    click.option("--tracardi-version", default=DEFAULT_VERSION, show_default=True,
-                 help="The Tracardi release whose worker catalog to use."),
+    click.option("--tracardi-version", metavar="VERSION",
+                 help="The Tracardi release whose worker catalog to use. Default: the one "
+                 "the env file decides (settings only some releases read, or lack of those "
+                 "one needs, leave a single release); install also reuses the last install's."),
     click.option("--worker", "workers", multiple=True, metavar="NAME",
                  help="A worker to manage (repeatable; default: every worker of the version; "
                  "'all' selects every worker again after an install of a few)."),

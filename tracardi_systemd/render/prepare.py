@@ -12,7 +12,8 @@ from tracardi_systemd.render.units import RenderSettings, render, worker_units
 from tracardi_systemd.spec.catalog import CatalogError, select_workers
 from tracardi_systemd.spec.envfile import EnvFile, load_env_file
 from tracardi_systemd.spec.limits import LimitError, parse_memory_limits, parse_replicas
-from tracardi_systemd.spec.problems import Problem, Severity
+from tracardi_systemd.spec.problems import Problem, Severity, has_errors
+from tracardi_systemd.spec.releases import decide
 
 
 class PrepareError(Exception):
@@ -23,12 +24,17 @@ class PrepareError(Exception):
         self.problems = problems or []
 
 
+class ReleaseUndecided(PrepareError):
+    """No release was named and the env file does not decide one: a usage error."""
+
+
 @dataclass
 class Prepared:
     env: EnvFile
     settings: RenderSettings
     files: dict[str, str]
     problems: list[Problem] = field(default_factory=list)  # warnings only
+    chosen: str = ""  # which release the env file decided and why, when none was named
 
     @property
     def images(self) -> list[str]:
@@ -47,9 +53,18 @@ class Prepared:
         return [i for unit in worker_units(self.settings) for i in unit.instances]
 
 
-def prepare(env_path: Path, tracardi_version: str, workers: tuple[str, ...] = (),
+def prepare(env_path: Path, tracardi_version: str | None, workers: tuple[str, ...] = (),
             replicas: tuple[str, ...] = (), **options: object) -> Prepared:
-    """Raises PrepareError naming what to fix."""
+    """Raises PrepareError naming what to fix. Without a release, the env file's decides."""
+    env = load_env_file(env_path)
+    if not env.raw and has_errors(env.problems):  # unreadable: nothing else is worth saying
+        raise PrepareError(f"{env_path}: give the path of a readable env file", env.problems)
+    chosen = ""
+    if tracardi_version is None:
+        decision = decide(env.values)
+        if decision.version is None:
+            raise ReleaseUndecided(f"{env_path}: no --tracardi-version, and {decision.reason}")
+        tracardi_version, chosen = decision.version, decision.reason
     try:
         selected = select_workers(tracardi_version, workers)
     except CatalogError as exc:
@@ -63,8 +78,7 @@ def prepare(env_path: Path, tracardi_version: str, workers: tuple[str, ...] = ()
         raise PrepareError(str(exc)) from None
     from tracardi_systemd.spec.validate import validate  # loads urllib and the rules: late
 
-    env = load_env_file(env_path)
-    problems = validate(env, selected)
+    problems = validate(env, selected, tracardi_version)
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         raise PrepareError(f"{env_path}: {len(errors)} error(s); fix them and run again",
@@ -75,4 +89,4 @@ def prepare(env_path: Path, tracardi_version: str, workers: tuple[str, ...] = ()
         files = render(settings)
     except UnsafeValue as exc:
         raise PrepareError(str(exc)) from None
-    return Prepared(env, settings, files, problems)
+    return Prepared(env, settings, files, problems, chosen)

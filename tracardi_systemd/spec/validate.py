@@ -7,6 +7,7 @@ the catalog where releases differ, so that a setting that would silently misbeha
 
 from __future__ import annotations
 
+import difflib
 import re
 import stat
 from collections.abc import Iterable
@@ -20,9 +21,10 @@ from tracardi_systemd.spec.addresses import (
     elastic_url,
     split_redis_host,
 )
-from tracardi_systemd.spec.catalog import MYSQL, PULSAR, REDIS, Worker
+from tracardi_systemd.spec.catalog import CATALOG, MYSQL, PULSAR, REDIS, Worker, known_settings
 from tracardi_systemd.spec.envfile import EnvFile
 from tracardi_systemd.spec.problems import Problem, error, warning
+from tracardi_systemd.spec.releases import foreign_settings, readers, span
 from tracardi_systemd.spec.secrets import LICENSE_NAMES, is_secret, shown
 
 # Tracardi maps these (upper-cased) names; an unknown name silently falls back.
@@ -32,10 +34,13 @@ LOGGING_LEVEL_MAPPED = {"CRITICAL": "WARNING"}
 _PLACEHOLDER = re.compile(r"<[^<>]*>|paste .* here|your[-_ ]license", re.IGNORECASE)
 
 
-def validate(env: EnvFile, workers: Iterable[Worker]) -> list[Problem]:
-    """Every problem of the file for the selected workers: syntax first, then settings."""
+def validate(env: EnvFile, workers: Iterable[Worker], version: str | None = None) -> list[Problem]:
+    """Every problem of the file for the selected workers of a release: syntax first, then
+    settings."""
     workers = tuple(workers)
     checker = _Checker(env)
+    if version is not None:
+        checker.release(version)
     checker.placeholders()
     checker.required(workers)
     checker.redis(workers)
@@ -59,6 +64,27 @@ class _Checker:
 
     def _warning(self, key: str | None, message: str) -> None:
         self.problems.append(warning(self.file, self.env.line_of(key) if key else None, message))
+
+    def release(self, version: str) -> None:
+        """Settings of other releases are an error (the file is for another release); names
+        no release reads are a warning with the nearest setting of this one (a typo)."""
+        foreign = foreign_settings(self.values, version)
+        if foreign:
+            fitting = sorted({v for name in foreign for v in readers(name)},
+                             key=list(CATALOG).index)
+            self._error(foreign[0], (
+                f"{', '.join(foreign)}: settings that Tracardi {span(fitting)} read, not "
+                f"{version}: is the file for another release? Choose it with "
+                "--tracardi-version, or remove them"))
+        known = known_settings(version)
+        for name in self.values:
+            if name in known or name in foreign:
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            self._warning(name, (
+                f"{name}: did you mean {close[0]}? ({name} is no setting Tracardi {version} "
+                "reads)" if close else
+                f"{name} is no setting Tracardi {version} reads (the workers get it anyway)"))
 
     def placeholders(self) -> None:
         """Tracardi's docs write `redis://<redis-ip>:6379` and `paste license here`."""

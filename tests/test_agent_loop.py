@@ -314,9 +314,21 @@ def test_needs_of():
                 "ELASTIC_HOST": "es-a,es-b:9201", "ELASTIC_SCHEME": "https",
                 "ELASTIC_PORT": "9400"}
     # 0.8.1: the update worker takes the port from REDIS_HOST, core workers from REDIS_PORT
-    assert needs_of(catalog["update"], settings) == [
+    assert needs_of(catalog["update"], settings, "host") == [
         Dependency("redis 10.0.0.7:6380", (("10.0.0.7", 6380),))]
-    assert needs_of(catalog["scheduler"], settings) == [
+    assert needs_of(catalog["scheduler"], settings, "host") == [
         Dependency("redis 10.0.0.7:6381", (("10.0.0.7", 6381),)),
         Dependency("elasticsearch", (("es-a", 9400), ("es-b", 9201)))]
-    assert needs_of(None, settings) == []
+    assert needs_of(None, settings, "host") == []
+
+
+@pytest.mark.parametrize(("network", "own_loopback"), [(None, True), ("tracardi", True),
+                                                       ("host", False)])
+def test_the_agent_probes_as_the_containers_network_sees(tmp_path, network, own_loopback):
+    """The installed network decides whether the env file's 127.0.0.1 is the host's Redis
+    or the worker's own container."""
+    rig = Rig(tmp_path, [SCHEDULER])
+    rig.manifest.options = {"network": network} if network else {}
+    rig.manifest_file.write_text(rig.manifest.to_json())
+    rig.agent.reload_if_changed()
+    assert {d.own_loopback for d in rig.agent.needs[SCHEDULER]} == {own_loopback}

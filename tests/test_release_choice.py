@@ -59,7 +59,8 @@ def test_install_records_the_release_the_file_decided_and_reuses_it(write_env, t
     assert "Tracardi 0.8.1, as the env file decides" in first.stderr
     again = invoke("install", "--root", str(root))
     assert again.exit_code == 0, again.output
-    assert "from the last install: --tracardi-version" in again.stderr
+    assert "from the last install (--reset forgets them): --tracardi-version 0.8.1" \
+        in again.stderr
     assert "as the env file decides" not in again.stderr
 
 
@@ -95,3 +96,49 @@ def test_a_missing_env_file_is_one_error(tmp_path: Path):
     assert [line for line in result.stderr.splitlines() if "error" in line] == [
         f"{tmp_path / 'nope'}: error: cannot read the env file: No such file or directory",
         f"error: {tmp_path / 'nope'}: give the path of a readable env file"]
+
+
+# --- loopback addresses and the containers' network ----------------------------------------
+
+LOOPBACK_CASES = [("REDIS_HOST=10.0.0.7", "REDIS_HOST=127.0.0.1", "REDIS_HOST"),
+                  ("REDIS_HOST=10.0.0.7", "REDIS_HOST=redis://localhost:6379", "REDIS_HOST"),
+                  ("REDIS_HOST=10.0.0.7", "REDIS_HOST=127.1.2.3", "REDIS_HOST"),
+                  ("ELASTIC_HOST=http://10.0.0.5:9200,http://10.0.0.6:9200",
+                   "ELASTIC_HOST=http://10.0.0.5:9200,http://localhost:9200", "ELASTIC_HOST"),
+                  ("ELASTIC_HOST=http://10.0.0.5:9200,http://10.0.0.6:9200",
+                   "ELASTIC_HOST=http://[::1]:9200", "ELASTIC_HOST")]
+
+
+@pytest.mark.parametrize(("old", "new", "key"), LOOPBACK_CASES)
+def test_a_loopback_address_on_a_bridge_network_is_an_error_saying_what_to_use(
+        write_env, tmp_path, old, new, key):
+    path = write_env(CLEAN_ENV.replace(old, new))
+    result = invoke("render", "--env-file", str(path), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert (f"error: {key}={new.partition('=')[2]} is a loopback address, which on Docker's "
+            "default bridge network is the worker's own container") in result.stderr
+    assert "--network host" in result.stderr
+    assert not (tmp_path / "out").exists()
+    named = invoke("check", "--env-file", str(path), "--network", "tracardi")
+    assert "on the network 'tracardi' is the worker's own container" in named.stderr
+    on_host = invoke("render", "--env-file", str(path), "--out", str(tmp_path / "out"),
+                     "--network", "host")
+    assert on_host.exit_code == 0, on_host.output
+
+
+def test_the_probe_reaches_what_the_container_reaches():
+    """A service listening on the host's loopback is down for a worker on a bridge network."""
+    import socket
+
+    from tracardi_systemd.spec.addresses import dependencies_of, probe
+    from tracardi_systemd.spec.catalog import workers_for
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        settings = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(listener.getsockname()[1])}
+        scheduler = {w.name: w for w in workers_for("0.8.1")}["scheduler"]
+        on_host = dependencies_of(scheduler, settings, "host")
+        on_bridge = dependencies_of(scheduler, settings, None)
+        assert list(probe(on_host).values()) == [True]
+        assert list(probe(on_bridge).values()) == [False]

@@ -90,8 +90,8 @@ def test_a_second_install_reuses_the_options_of_the_first_and_says_so(tmp_path, 
     again = invoke("install", "--root", str(root), "--env-file", str(env))
     assert again.exit_code == 0, again.output
     assert "nothing to change" in again.stdout
-    assert "from the last install: --network=host" in again.stderr
-    assert "from the last install: --replicas=update=2" in again.stderr
+    assert ("from the last install (--reset forgets them): --tracardi-version 0.8.1 "
+            "--network host --replicas update=2 --agent-interval 45") in again.stderr
     assert {p.name: p.read_text() for p in units.glob("*.service")} == before
 
     changed = invoke("install", "--root", str(root), "--env-file", str(env), "--replicas",

@@ -62,8 +62,9 @@ def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
     return workers.get(unit_worker_name(unit)) if is_worker_unit(unit) else None
 
 
-def needs_of(worker: Worker | None, settings: dict[str, str]) -> list[Dependency]:
-    return dependencies_of(worker, settings) if worker else []
+def needs_of(worker: Worker | None, settings: dict[str, str],
+             network: str | None) -> list[Dependency]:
+    return dependencies_of(worker, settings, network) if worker else []
 
 
 @dataclass
@@ -139,7 +140,9 @@ class Agent:
         self.tracardi_version = inputs.manifest.tracardi_version
         self.units = [u for u in inputs.manifest.units if is_worker_unit(u)]
         self.workers = {u: worker_of(u, catalog) for u in self.units}
-        self.needs = {u: needs_of(w, inputs.settings) for u, w in self.workers.items()}
+        network = inputs.manifest.options.get("network")  # as the containers would reach
+        network = network if isinstance(network, str) else None
+        self.needs = {u: needs_of(w, inputs.settings, network) for u, w in self.workers.items()}
 
     def reload_if_changed(self) -> None:
         try:

@@ -13,9 +13,11 @@ from tracardi_systemd import __version__
 from tracardi_systemd.cli.agent import agent, login
 from tracardi_systemd.cli.options import (
     absolute,
+    as_flags,
     env_file_option,
     fail,
     given_options,
+    network_option,
     render_options,
     require_docker_runtime,
     running_program,
@@ -27,7 +29,7 @@ from tracardi_systemd.host.commands import Docker, Systemctl
 from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest
 from tracardi_systemd.install.plan import InstallRequest
-from tracardi_systemd.install.reuse import recorded, reuse_previous
+from tracardi_systemd.install.reuse import Reuse, recorded, reuse_previous
 from tracardi_systemd.install.transaction import Installer, InstallError
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
@@ -95,6 +97,7 @@ def workers(tracardi_version: str, as_json: bool) -> None:
 @main.command()
 @env_file_option
 @selection_options
+@network_option
 def check(env_file: Path, **selection) -> None:
     """Validate an env file for the selected workers.
 
@@ -151,12 +154,15 @@ root_option = click.option(
               "edited.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"changed": true|false, "lines": [...]} (for Ansible and scripts).')
+@click.option("--reset", is_flag=True,
+              help="Forget the options of the last install: those not given take their "
+              "defaults (the release: the one the env file decides).")
 @selection_options
 @render_options
 @click.pass_context
 def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path | None,
             no_enable: bool, start: bool, pull: bool, dry_run: bool, force: bool,
-            as_json: bool, **options) -> None:
+            as_json: bool, reset: bool, **options) -> None:
     """Validate, render and install the worker units, then enable them.
 
     Nothing on disk changes when the env file has an error, or a unit file or env file
@@ -169,8 +175,11 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
     live = root is None
     installer = Installer(root, Systemctl(root), Docker(options["docker"]))
     previous = _or_fail(installer.previous)
-    for line in reuse_previous(options, given_options(ctx, options), previous):
-        click.echo(line, err=True)
+    packaged = installer.on_disk(Path(DEFAULT_AGENT_PROGRAM)).exists()
+    reuse = reuse_previous(options, given_options(ctx, options),
+                           None if reset else previous,
+                           DEFAULT_AGENT_PROGRAM if packaged else None)
+    _say_reuse(ctx.command, reuse, reset and previous is not None)
     podman = options["runtime"] == "podman"  # the last install's when not given
     if podman:
         installer.docker = Docker(DEFAULT_PODMAN)
@@ -178,6 +187,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         _or_fail(installer.require_live_host)
     options["tool"] = options["tool"] or _or_fail(
         lambda: installer.agent_program(running_program(), check_trust=live and not dry_run))
+    if not live:
+        _say_baked(installer, options)
     env_target = Path(options["installed_env_file"])
     env_source = env_file or installer.on_disk(env_target)
     prepared = _prepare(env_source, **options)
@@ -196,6 +207,30 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         click.echo(json.dumps({"changed": result.changed, "lines": result.lines}))
     else:
         click.echo("\n".join(result.lines))
+
+
+def _say_reuse(command: click.Command, reuse: Reuse, reset: bool) -> None:
+    if reset:
+        click.echo("--reset: the options of the last install are not reused", err=True)
+    if reuse.taken:
+        click.echo("from the last install (--reset forgets them): "
+                   + (as_flags(command, reuse.taken, skip_defaults=True) or "defaults only"),
+                   err=True)
+    for name, value, why in reuse.dropped:
+        click.echo(f"not from the last install ({why}): {as_flags(command, {name: value})}",
+                   err=True)
+
+
+def _say_baked(installer: Installer, options: dict) -> None:
+    """An image built with --root runs the programs at the paths the units name: say
+    which of them exist on this build host only."""
+    for name in ("tool", "docker"):
+        path = Path(options[name])
+        if not installer.on_disk(path).exists():
+            flag = "--agent-program" if name == "tool" else "--docker"
+            click.echo(f"--root: the units run {path}, a path of this build host that is not "
+                       f"in {installer.root}: put it there at that path (the deb and rpm install "
+                       f"{DEFAULT_AGENT_PROGRAM}), or pass {flag}", err=True)
 
 
 def podman_secrets(prepared: Prepared) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -77,6 +78,10 @@ selection_options = apply([
                  "'all' selects every worker again after an install of a few)."),
 ])
 
+network_option = click.option(
+    "--network", help="Docker network for the containers, e.g. host (default: Docker's "
+    "default bridge, where 127.0.0.1 and localhost are the container itself).")
+
 # Options that shape the unit files, named as RenderSettings names them.
 render_options = apply([
     click.option("--runtime", type=click.Choice(RUNTIMES), default="docker",
@@ -84,8 +89,7 @@ render_options = apply([
                  help="docker: services that run `docker run`; podman: Quadlet .container "
                  "files in /etc/containers/systemd (Podman 4.4+). Never guessed from the host."),
     click.option("--image-tag", help="Docker image tag (default: the Tracardi version)."),
-    click.option("--network", help="Docker network for the containers, e.g. host "
-                 "(default: Docker's default bridge)."),
+    network_option,
     click.option("--replicas", multiple=True, metavar="WORKER=N",
                  help="Run N copies of a worker as a template unit (repeatable)."),
     click.option("--set", "worker_env", multiple=True, metavar="NAME=VALUE", callback=_worker_env,
@@ -121,6 +125,27 @@ def given_options(ctx: click.Context, params: dict[str, Any]) -> set[str]:
     """The options this command line sets, as opposed to those left at their default."""
     return {name for name in params
             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+
+
+def as_flags(command: click.Command, values: dict[str, Any], skip_defaults: bool = False) -> str:
+    """Options as they are typed on this command line, ready to paste back:
+    `--worker update --worker scheduler --set FOO=bar --no-liveness`."""
+    params = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    words: list[str] = []
+    for name, value in values.items():
+        param = params[name]
+        if skip_defaults and value == param.default:
+            continue
+        flag = param.opts[0]
+        if param.is_flag and param.secondary_opts:
+            words.append(flag if value else param.secondary_opts[0])
+        elif isinstance(value, dict):
+            words += [f"{flag} {shlex.quote(f'{k}={v}')}" for k, v in value.items()]
+        elif isinstance(value, (tuple, list)):
+            words += [f"{flag} {shlex.quote(str(item))}" for item in value]
+        else:
+            words.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(words)
 
 
 def running_program() -> str:

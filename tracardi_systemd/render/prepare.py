@@ -78,7 +78,7 @@ def prepare(env_path: Path, tracardi_version: str | None, workers: tuple[str, ..
         raise PrepareError(str(exc)) from None
     from tracardi_systemd.spec.validate import validate  # loads urllib and the rules: late
 
-    problems = validate(env, selected, tracardi_version)
+    problems = validate(env, selected, tracardi_version, options.get("network"))  # type: ignore[arg-type]
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         raise PrepareError(f"{env_path}: {len(errors)} error(s); fix them and run again",

@@ -7,6 +7,7 @@ probes is the one the worker connects to.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,52 @@ Address = tuple[str, int]
 class Dependency:
     name: str  # as the journal and STATUS= say it: "redis 10.0.0.7:6379", "elasticsearch"
     addresses: tuple[Address, ...]  # reachable when any of them accepts a connection
+    # The worker's container has a loopback of its own (any network but the host's): a
+    # loopback address is the container itself, whatever listens there on the host.
+    own_loopback: bool = False
+
+    def seen_by_worker(self) -> tuple[Address, ...]:
+        """The addresses where the worker may find the service."""
+        if not self.own_loopback:
+            return self.addresses
+        return tuple(a for a in self.addresses if not is_loopback(a[0]))
+
+
+def is_loopback(host: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def has_own_loopback(network: str | None) -> bool:
+    """Whether a container on `network` (None: Docker's default bridge) has its own loopback."""
+    return network != "host"
+
+
+def loopback_settings(settings: dict[str, str], keys: Iterable[str]) -> list[str]:
+    """Those of `keys` (REDIS_HOST, ELASTIC_HOST, MYSQL_HOST, PULSAR_HOST, PULSAR_API) that
+    name a loopback address."""
+    hosts = {
+        "REDIS_HOST": lambda: [split_redis_host(settings.get("REDIS_HOST", ""))[0]],
+        "ELASTIC_HOST": lambda: [host for host, _ in elastic_nodes(settings)],
+        "MYSQL_HOST": lambda: [settings.get("MYSQL_HOST", "")],
+        "PULSAR_HOST": lambda: [a[0] for a in [pulsar_address(settings)] if a],
+        "PULSAR_API": lambda: [_url_host(settings.get("PULSAR_API", ""))],
+    }
+    return [key for key in dict.fromkeys(keys)
+            if key in hosts and settings.get(key) and any(is_loopback(h) for h in hosts[key]())]
+
+
+def _url_host(value: str) -> str:
+    try:
+        return urlsplit(value.strip()).hostname or ""
+    except ValueError:
+        return ""
 
 
 def split_redis_host(host: str) -> tuple[str, str]:
@@ -95,14 +142,17 @@ def pulsar_address(settings: dict[str, str]) -> Address | None:
     return (parts.hostname, port) if parts.hostname else None
 
 
-def dependencies_of(worker: Worker, settings: dict[str, str]) -> list[Dependency]:
-    """The services `worker` needs, at the addresses it will connect to."""
+def dependencies_of(worker: Worker, settings: dict[str, str],
+                    network: str | None = "host") -> list[Dependency]:
+    """The services `worker` needs, at the addresses it will connect to from a container on
+    `network` (None: Docker's default bridge)."""
     found = []
+    own = has_own_loopback(network)
     for kind in worker.dependencies:
         if kind == ELASTICSEARCH:
             nodes = elastic_nodes(settings)
             if nodes:
-                found.append(Dependency(ELASTICSEARCH, tuple(nodes)))
+                found.append(Dependency(ELASTICSEARCH, tuple(nodes), own))
             continue
         address = {
             REDIS: lambda: redis_address(settings, worker.redis),
@@ -110,7 +160,7 @@ def dependencies_of(worker: Worker, settings: dict[str, str]) -> list[Dependency
             PULSAR: lambda: pulsar_address(settings),
         }[kind]()
         if address:
-            found.append(Dependency(f"{kind} {address[0]}:{address[1]}", (address,)))
+            found.append(Dependency(f"{kind} {address[0]}:{address[1]}", (address,), own))
     return found
 
 
@@ -123,7 +173,8 @@ def reachable(address: Address, timeout: float = 1.0) -> bool:
 
 
 def probe(dependencies: Iterable[Dependency], timeout: float = 1.0) -> dict[str, bool]:
-    """Reachability of each dependency, probed once however many workers share it."""
+    """Reachability of each dependency as its workers' containers would reach it, probed
+    once however many workers share it."""
     unique = {d.name: d for d in dependencies}
-    return {name: any(reachable(a, timeout) for a in d.addresses)
+    return {name: any(reachable(a, timeout) for a in d.seen_by_worker())
             for name, d in sorted(unique.items())}

@@ -19,6 +19,8 @@ from tracardi_systemd.spec.addresses import (
     DEFAULT_REDIS_PORT,
     elastic_entries,
     elastic_url,
+    has_own_loopback,
+    loopback_settings,
     split_redis_host,
 )
 from tracardi_systemd.spec.catalog import CATALOG, MYSQL, PULSAR, REDIS, Worker, known_settings
@@ -34,13 +36,15 @@ LOGGING_LEVEL_MAPPED = {"CRITICAL": "WARNING"}
 _PLACEHOLDER = re.compile(r"<[^<>]*>|paste .* here|your[-_ ]license", re.IGNORECASE)
 
 
-def validate(env: EnvFile, workers: Iterable[Worker], version: str | None = None) -> list[Problem]:
-    """Every problem of the file for the selected workers of a release: syntax first, then
-    settings."""
+def validate(env: EnvFile, workers: Iterable[Worker], version: str | None = None,
+             network: str | None = "host") -> list[Problem]:
+    """Every problem of the file for the selected workers of a release, whose containers
+    run on `network` (None: Docker's default bridge): syntax first, then settings."""
     workers = tuple(workers)
     checker = _Checker(env)
     if version is not None:
         checker.release(version)
+    checker.loopback(workers, network)
     checker.placeholders()
     checker.required(workers)
     checker.redis(workers)
@@ -85,6 +89,21 @@ class _Checker:
                 f"{name}: did you mean {close[0]}? ({name} is no setting Tracardi {version} "
                 "reads)" if close else
                 f"{name} is no setting Tracardi {version} reads (the workers get it anyway)"))
+
+    def loopback(self, workers: tuple[Worker, ...], network: str | None) -> None:
+        """A container on a network of its own has its own loopback: 127.0.0.1 is the
+        worker itself there, not the host where Redis listens."""
+        if not has_own_loopback(network):
+            return
+        read = [key for w in workers for key in w.settings]
+        where = f"the network {network!r}" if network else "Docker's default bridge network"
+        for key in loopback_settings(self.values, read):
+            self._error(key, (
+                f"{key}={shown(key, self.values[key])} is a loopback address, which on "
+                f"{where} is the worker's own container, not this host: the worker would "
+                "never reach it. Install with --network host, or write the host's address "
+                "as the containers see it (e.g. the docker0 bridge's, with the service "
+                "listening there)"))
 
     def placeholders(self) -> None:
         """Tracardi's docs write `redis://<redis-ip>:6379` and `paste license here`."""

@@ -79,8 +79,8 @@ def test_the_packaged_agent_program_wins_over_a_recorded_one_once_present(
     agent = root / UNITS / "tracardi-agent.service"
     assert f"ExecStart={tool_path} agent" in agent.read_text()
     # what --root baked in from this build host is said
-    assert (f"--root: the units run {tool_path}, a path of this build host that is not in "
-            f"{root}") in first.stderr
+    assert (f"--root: the agent unit runs {tool_path}, a path of this build host that is "
+            f"not in {root}") in first.stderr
 
     packaged = root / "usr/bin/tracardi-systemd"
     packaged.parent.mkdir(parents=True)
@@ -90,4 +90,4 @@ def test_the_packaged_agent_program_wins_over_a_recorded_one_once_present(
     assert (f"not from the last install (the packaged /usr/bin/tracardi-systemd is installed "
             f"and runs the agent): --agent-program {tool_path}") in again.stderr
     assert "ExecStart=/usr/bin/tracardi-systemd agent" in agent.read_text()
-    assert "--root: the units run /usr/bin/tracardi-systemd" not in again.stderr
+    assert "--root: the agent unit runs" not in again.stderr

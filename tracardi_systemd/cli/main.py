@@ -181,14 +181,15 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
                            DEFAULT_AGENT_PROGRAM if packaged else None)
     _say_reuse(ctx.command, reuse, reset and previous is not None)
     podman = options["runtime"] == "podman"  # the last install's when not given
-    if podman:
-        installer.docker = Docker(DEFAULT_PODMAN)
+    installer.docker = Docker(DEFAULT_PODMAN if podman else options["docker"])  # reused too
     if live and not dry_run:
         _or_fail(installer.require_live_host)
-    options["tool"] = options["tool"] or _or_fail(
-        lambda: installer.agent_program(running_program(), check_trust=live and not dry_run))
-    if not live:
-        _say_baked(installer, options)
+    options["tool"] = options["tool"] or installer.agent_program(running_program())
+    if live and not dry_run:
+        _or_fail(lambda: installer.require_trusted(None if podman else options["tool"],
+                                                   installer.docker.program))
+    if not live and not podman:
+        _say_baked(installer, options["tool"])
     env_target = Path(options["installed_env_file"])
     env_source = env_file or installer.on_disk(env_target)
     prepared = _prepare(env_source, **options)
@@ -221,16 +222,14 @@ def _say_reuse(command: click.Command, reuse: Reuse, reset: bool) -> None:
                    err=True)
 
 
-def _say_baked(installer: Installer, options: dict) -> None:
-    """An image built with --root runs the programs at the paths the units name: say
-    which of them exist on this build host only."""
-    for name in ("tool", "docker"):
-        path = Path(options[name])
-        if not installer.on_disk(path).exists():
-            flag = "--agent-program" if name == "tool" else "--docker"
-            click.echo(f"--root: the units run {path}, a path of this build host that is not "
-                       f"in {installer.root}: put it there at that path (the deb and rpm install "
-                       f"{DEFAULT_AGENT_PROGRAM}), or pass {flag}", err=True)
+def _say_baked(installer: Installer, program: str) -> None:
+    """An image built with --root runs the agent program at the path its unit names: say
+    so when that is a path of this build host (a venv) that the image does not have."""
+    if not installer.on_disk(Path(program)).exists():
+        click.echo(f"--root: the agent unit runs {program}, a path of this build host that "
+                   f"is not in {installer.root}: put it there at that path, install the deb "
+                   f"or rpm in the image (it has {DEFAULT_AGENT_PROGRAM}), or pass "
+                   "--agent-program", err=True)
 
 
 def podman_secrets(prepared: Prepared) -> dict[str, str]:
@@ -250,19 +249,23 @@ def _or_fail(call):
 
 
 @main.command()
-@click.option("--purge", is_flag=True, help="Also remove the installed env file.")
+@click.option("--purge", is_flag=True, help="Also remove the installed env file (with --force "
+              "even when it was changed since install).")
 @click.option("--force", is_flag=True, help="Also remove unit files edited since install.")
+@click.option("--dry-run", is_flag=True, help="Say what would be stopped, removed and kept; "
+              "change nothing.")
 @root_option
-def uninstall(purge: bool, force: bool, root: Path | None) -> None:
+def uninstall(purge: bool, force: bool, dry_run: bool, root: Path | None) -> None:
     """Stop, disable and remove what install wrote (never operator drop-ins).
 
     Unit files edited since install are kept (and named) unless --force; the installed
-    env file is kept unless --purge.
+    env file is kept unless --purge. What is kept is recorded, so that a later
+    `uninstall --force` or `uninstall --purge` removes it.
     """
-    if root is None and os.geteuid() != 0:
+    if root is None and os.geteuid() != 0 and not dry_run:
         fail("uninstall changes the system and needs root: run it with sudo")
     installer = Installer(root, Systemctl(root), Docker())
-    _or_fail(lambda: installer.uninstall(purge, force, click.echo))
+    _or_fail(lambda: installer.uninstall(purge, force, click.echo, dry_run=dry_run))
 
 
 def _installed_manifest() -> Manifest:

@@ -25,6 +25,7 @@ import sdnotify  # type: ignore[import-untyped]
 
 from tracardi_systemd.agent.journal_ids import EventKind
 from tracardi_systemd.agent.policy import (
+    DOCKER,
     OWNING_STATES,
     Action,
     ActionKind,
@@ -156,10 +157,23 @@ class Agent:
         before = set(self.units)
         self._use(fresh)
         added, removed = sorted(set(self.units) - before), sorted(before - set(self.units))
+        self._forget(removed)
         self._report(EventKind.RELOADED, Priority.NOTICE,
                      f"read the installed manifest and env file again ({len(self.units)} "
                      f"worker units; added: {', '.join(added) or 'none'}; removed: "
                      f"{', '.join(removed) or 'none'})", TRACARDI_REASON="inputs changed")
+
+    def _forget(self, removed: list[str]) -> None:
+        """Units gone from the manifest, and outages of services no unit needs any more:
+        kept, they would stay in the state file and, in backoff, keep the agent asking
+        systemd every tick."""
+        for unit in removed:
+            self.history.workers.pop(unit, None)
+            self.systemd_view.pop(unit, None)
+        needed = {DOCKER} | {d.name for needs in self.needs.values() for d in needs}
+        for name in set(self.history.down_since) - needed:
+            del self.history.down_since[name]
+            self.history.down_at.pop(name, None)
 
     def observe(self, refresh_systemd: bool = True) -> Observation:
         """What the host says now. systemd's view costs a client process, so it is asked

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -164,17 +166,114 @@ def dependencies_of(worker: Worker, settings: dict[str, str],
     return found
 
 
-def reachable(address: Address, timeout: float = 1.0) -> bool:
+SockAddr = tuple  # as getaddrinfo gives it: (host, port) or (host, port, flow, scope)
+Lookup = Callable[[str, int], list[tuple[int, SockAddr]]]
+
+
+def _getaddrinfo(host: str, port: int) -> list[tuple[int, SockAddr]]:
+    return [(family, sockaddr) for family, _, _, _, sockaddr
+            in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+class Resolver:
+    """Host names resolved within a deadline, whatever the DNS does.
+
+    getaddrinfo takes no timeout (create_connection's does not bound it: a dead resolver
+    holds it for the resolv.conf timeouts of every server and attempt). Each name is
+    looked up in a daemon thread that is waited for `deadline` seconds at most; a name
+    whose lookup is still running is not looked up again until it returns, so a hung
+    resolver costs one thread per name, not one per cycle. Past the deadline the last
+    answer for the name is used, or none: unreachable, as for the worker without DNS.
+    """
+
+    def __init__(self, deadline: float = 1.0, lookup: Lookup = _getaddrinfo):
+        self.deadline, self.lookup = deadline, lookup
+        self.known: dict[Address, list[tuple[int, SockAddr]]] = {}
+        self.running: dict[Address, threading.Thread] = {}
+        self.lock = threading.Lock()
+
+    def resolve(self, address: Address,
+                deadline: float | None = None) -> list[tuple[int, SockAddr]]:
+        literal = _ip_literal(address)
+        if literal:
+            return literal
+        with self.lock:
+            thread = self.running.get(address)
+            if thread is None:
+                thread = threading.Thread(target=self._look_up, args=(address,), daemon=True,
+                                          name=f"resolve {address[0]}")
+                self.running[address] = thread
+                thread.start()
+        thread.join(self.deadline if deadline is None else min(deadline, self.deadline))
+        with self.lock:
+            return self.known.get(address, [])
+
+    def _look_up(self, address: Address) -> None:
+        found: list[tuple[int, SockAddr]] | None = None
+        try:
+            found = self.lookup(*address)
+        except socket.gaierror as exc:
+            # No such name: forget the last answer. A resolver that failed (EAI_AGAIN:
+            # no server answered) says nothing about the name: keep it.
+            found = [] if exc.errno == socket.EAI_NONAME else None
+        except (OSError, UnicodeError):
+            found = []
+        with self.lock:
+            if found:
+                self.known[address] = found
+            elif found is not None:
+                self.known.pop(address, None)
+            del self.running[address]
+
+
+RESOLVER = Resolver()
+
+
+def _ip_literal(address: Address) -> list[tuple[int, SockAddr]]:
+    """An IP address needs no lookup (and no thread)."""
+    host, port = address
     try:
-        with socket.create_connection(address, timeout=timeout):
-            return True
-    except OSError:
-        return False
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return []
+    if ip.version == 6:
+        return [(socket.AF_INET6, (str(ip), port, 0, 0))]
+    return [(socket.AF_INET, (str(ip), port))]
 
 
-def probe(dependencies: Iterable[Dependency], timeout: float = 1.0) -> dict[str, bool]:
+def reachable(address: Address, timeout: float = 1.0, resolver: Resolver = RESOLVER) -> bool:
+    """Whether the address accepts a TCP connection within `timeout`, name lookup
+    included."""
+    deadline = time.monotonic() + timeout
+    for family, sockaddr in resolver.resolve(address, timeout):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as connection:
+                connection.settimeout(left)
+                connection.connect(sockaddr)
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def probe(dependencies: Iterable[Dependency], timeout: float = 1.0,
+          budget: float = 5.0, resolver: Resolver = RESOLVER) -> dict[str, bool]:
     """Reachability of each dependency as its workers' containers would reach it, probed
-    once however many workers share it."""
+    once however many workers share it, all within `budget` seconds: what is not reached
+    by then counts as unreachable."""
     unique = {d.name: d for d in dependencies}
-    return {name: any(reachable(a, timeout) for a in d.seen_by_worker())
-            for name, d in sorted(unique.items())}
+    end = time.monotonic() + budget
+    found = {}
+    for name, dependency in sorted(unique.items()):
+        found[name] = False
+        for address in dependency.seen_by_worker():
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if reachable(address, min(timeout, left), resolver):
+                found[name] = True
+                break
+    return found

@@ -142,3 +142,29 @@ def test_the_probe_reaches_what_the_container_reaches():
         on_bridge = dependencies_of(scheduler, settings, None)
         assert list(probe(on_host).values()) == [True]
         assert list(probe(on_bridge).values()) == [False]
+
+
+# --- what install --json says to restart -----------------------------------------------------
+
+
+def test_install_json_names_the_units_to_restart_never_init_for_settings(write_env, tmp_path):
+    import json
+
+    root, env = tmp_path / "root", write_env(ENV_12)
+    first = invoke("install", "--root", str(root), "--env-file", str(env), "--json",
+                   "--tracardi-version", "1.2.0", "--network", "host")
+    assert json.loads(first.stdout)["restart"] == []  # nothing ran before
+    env.write_text(ENV_12.replace("LOGGING_LEVEL=INFO", "LOGGING_LEVEL=DEBUG"))
+    settings = json.loads(invoke("install", "--root", str(root), "--env-file", str(env),
+                                 "--json").stdout)
+    assert settings["changed"] is True
+    assert settings["restart"] == [
+        "tracardi-background-function.service", "tracardi-background-logger.service",
+        "tracardi-background-destination.service", "tracardi-apm.service",
+        "tracardi-update.service"]
+    tagged = json.loads(invoke("install", "--root", str(root), "--env-file", str(env),
+                               "--json", "--image-tag", "1.2.7").stdout)
+    assert tagged["restart"][0] == "tracardi-init.service"  # its own file changed: re-run
+    again = json.loads(invoke("install", "--root", str(root), "--env-file", str(env),
+                              "--json").stdout)
+    assert again == {"changed": False, "lines": ["nothing to change"], "restart": []}

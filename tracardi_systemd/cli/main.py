@@ -153,7 +153,8 @@ root_option = click.option(
               help="Replace unit files or an env file the tool did not write or that were "
               "edited.")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"changed": true|false, "lines": [...]} (for Ansible and scripts).')
+              help='Print {"changed": true|false, "lines": [...], "restart": [units whose '
+              'file or settings changed]} (for Ansible and scripts).')
 @click.option("--reset", is_flag=True,
               help="Forget the options of the last install: those not given take their "
               "defaults (the release: the one the env file decides).")
@@ -205,7 +206,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
         dry_run=dry_run))
     if as_json:
-        click.echo(json.dumps({"changed": result.changed, "lines": result.lines}))
+        click.echo(json.dumps({"changed": result.changed, "lines": result.lines,
+                               "restart": result.restart}))
     else:
         click.echo("\n".join(result.lines))
 

@@ -13,7 +13,7 @@ import fcntl
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tracardi_systemd.host.commands import CommandError, Docker, Systemctl, systemd_is_running
@@ -29,6 +29,7 @@ from tracardi_systemd.install.manifest import (
     save_manifest,
 )
 from tracardi_systemd.install.plan import (
+    Action,
     InstallRefused,
     InstallRequest,
     Plan,
@@ -45,6 +46,7 @@ from tracardi_systemd.names import (
     TARGET,
     generated_unit,
     is_unit_file_name,
+    is_worker_unit,
 )
 
 # write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
@@ -59,6 +61,8 @@ class InstallError(Exception):
 class Result:
     lines: list[str]
     changed: bool  # files written, removed, or units enabled, disabled or started anew
+    # Units running the old unit file or settings, until restarted (try-restart them).
+    restart: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -253,9 +257,9 @@ class Installer:
                 self.systemctl.daemon_reload()
                 if self.live and moving:
                     self._restart_kept(previous, request)
-                elif self.live and previous is not None:
-                    lines.append("workers already running keep their old settings until "
-                                 "restarted: systemctl restart tracardi.target")
+                elif self.live and previous and (restart := to_restart(plan, request)):
+                    lines.append("units already running keep their old unit file or settings "
+                                 f"until restarted: systemctl try-restart {' '.join(restart)}")
                 if self.live and AGENT_UNIT in {c.name for c in plan.file_changes}:
                     self.systemctl("try-restart", AGENT_UNIT)
             if enable:
@@ -267,7 +271,8 @@ class Installer:
         except OSError as exc:
             raise InstallError(_os_message(exc)) from None
         changed = bool(lines)
-        return Result(lines or ["nothing to change"], changed)
+        restart = to_restart(plan, request) if previous is not None and not moving else []
+        return Result(lines or ["nothing to change"], changed, restart)
 
     def _create_secrets(self, request: InstallRequest) -> None:
         """Podman secrets from stdin: the value is in no argv and no file of the tool's."""
@@ -397,6 +402,17 @@ class Installer:
         for directory in dirs:
             with contextlib.suppress(OSError):  # rmdir refuses a folder that is not empty
                 directory.rmdir()
+
+
+def to_restart(plan: Plan, request: InstallRequest) -> list[str]:
+    """The units whose file changed, and every worker when the settings changed; the
+    run-once init only when its own file changed (a restart runs Tracardi's install again),
+    never the target or a timer."""
+    changed = {generated_unit(c.name) for c in plan.file_changes if c.action is Action.UPDATE}
+    settings = plan.env is not None and plan.env.needed
+    return [unit for unit in request.units
+            if unit in changed or re.sub(r"@[^.]*\.", "@.", unit) in changed
+            or (settings and is_worker_unit(unit))]
 
 
 def _with_kept(manifest: Manifest | None, kept: Manifest | None) -> Manifest:

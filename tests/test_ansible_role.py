@@ -120,11 +120,12 @@ def test_check_mode_runs_install_dry_run_restarts_nothing_and_leaves_no_staged_f
     result, log = check_mode_play(tmp_path, {"REDIS_HOST": "10.0.0.7"})
     assert result.returncode == 0, result.stdout + result.stderr
     argv = log.read_text().split()
-    assert argv[:3] == ["install", "--env-file", str(tmp_path / "etc" / "env-docker.ansible")]
+    assert argv[:2] == ["install", "--env-file"] and argv[2].endswith(".env-docker")
+    assert not Path(argv[2]).exists()  # the temporary stage is gone
     assert "--dry-run" in argv
     assert argv[argv.index("--tracardi-version") + 1] == "1.2.0"
     assert "changed: [localhost]" in result.stdout  # what the dry run says it would change
-    assert not (tmp_path / "etc" / "env-docker.ansible").exists()
+    assert not (tmp_path / "etc").exists()  # no folder made for the stage either
     assert "try-restart" not in result.stdout
 
 

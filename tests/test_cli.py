@@ -109,7 +109,7 @@ def test_workers_of_another_version_lists_its_catalog(cli):
 
 def test_workers_of_an_unknown_version_fail_with_a_message(cli):
     result = cli("workers", "--tracardi-version", "9.9.9")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "error: Tracardi version '9.9.9' is not in the catalog" in result.stderr
 
 
@@ -153,7 +153,7 @@ def test_check_only_the_selected_workers(cli, write_env):
 
 def test_check_an_unknown_worker_fails_with_a_message(cli, write_env):
     result = cli("check", "--env-file", write_env(CLEAN_ENV), "--worker", "bogus")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown worker 'bogus'" in result.stderr
 
 
@@ -206,7 +206,7 @@ def test_render_refuses_a_bad_network_naming_the_option(cli, write_env, tmp_path
     out = tmp_path / "units"
     result = cli("render", "--env-file", write_env(CLEAN_ENV), "--out", out,
                  "--network", network)
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # an option, not the env file
     assert "--network" in result.stderr
     assert not out.exists()
 
@@ -235,3 +235,45 @@ def test_render_with_a_broken_env_file_leaves_out_unchanged(cli, write_env, tmp_
     assert ":3: error: " in result.stderr
     assert [p.name for p in out.iterdir()] == ["tracardi-update.service"]
     assert (out / "tracardi-update.service").read_text() == "old\n"
+
+
+# --- usage errors, --pull, errors under --json ---------------------------------------------
+
+
+def test_pull_alone_means_always_and_takes_a_policy_as_upgrade_does(cli):
+    from tracardi_systemd.cli.main import to_pull
+
+    class Host:
+        def has_image(self, image):
+            return image.startswith("here/")
+
+    images = ["here/a:1", "away/b:1"]
+    assert to_pull(Host(), images, "always") == images
+    assert to_pull(Host(), images, "missing") == ["away/b:1"]
+    assert to_pull(Host(), images, "never") == []
+    for command in ("install", "upgrade"):
+        text = " ".join(cli(command, "--help").output.split())
+        assert "--pull [always|missing|never]" in text
+        assert "always (also `--pull` alone)" in text
+
+
+@pytest.mark.parametrize("pull", [["--pull"], ["--pull", "missing"]])
+def test_pull_alone_is_parsed_as_a_policy(cli, write_env, tmp_path, pull):
+    result = cli("install", "--root", tmp_path / "root", "--env-file", write_env(CLEAN_ENV),
+                 *pull)
+    assert result.exit_code == 2
+    assert "--start and --pull act on the live system" in result.stderr
+
+
+def test_errors_under_json_are_json(cli, write_env, tmp_path):
+    broken = cli("install", "--root", tmp_path / "root", "--json", "--tracardi-version",
+                 "0.8.1", "--worker", "update", "--env-file", write_env(BROKEN_ENV))
+    assert broken.exit_code == 1
+    answer = json.loads(broken.stdout)
+    assert answer["exit_status"] == 1
+    assert answer["error"].endswith("1 error(s); fix them and run again")
+    assert len(answer["problems"]) == 1 and ":3: error: " in answer["problems"][0]
+    usage = cli("install", "--root", tmp_path / "root", "--json", "--worker", "bogus",
+                "--tracardi-version", "0.8.1", "--env-file", write_env(CLEAN_ENV))
+    assert usage.exit_code == 2
+    assert "unknown worker 'bogus'" in json.loads(usage.stdout)["error"]

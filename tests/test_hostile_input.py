@@ -531,7 +531,7 @@ def test_install_root_with_start_or_pull_is_refused_before_anything_is_written(t
     for flag in ("--start", "--pull"):
         result = invoke("install", "--root", str(root), "--env-file",
                         str(write_env(CLEAN_ENV)), flag)
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # a usage error
         assert "cannot be used with --root" in result.stderr
         assert not root.exists()
 

@@ -74,7 +74,7 @@ def test_a_worker_name_no_selected_worker_has_is_refused_by_both_options(write_e
                                                                          option):
     result = invoke("render", "--env-file", str(write_env(CLEAN_ENV)),
                     "--out", str(tmp_path / "out"), option, "bogus=100")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"{option} 'bogus=100': 'bogus' is not a selected worker" in result.stderr
     assert not (tmp_path / "out").exists()
 

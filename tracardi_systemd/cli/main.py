@@ -18,6 +18,7 @@ from tracardi_systemd.cli.options import (
     fail,
     given_options,
     network_option,
+    pull_option,
     render_options,
     require_docker_runtime,
     running_program,
@@ -38,7 +39,7 @@ from tracardi_systemd.names import (
     DEFAULT_UNIT_DIR,
     LICENSE_SECRET,
 )
-from tracardi_systemd.render.prepare import Prepared, PrepareError, ReleaseUndecided, prepare
+from tracardi_systemd.render.prepare import OptionError, Prepared, PrepareError, prepare
 from tracardi_systemd.spec.catalog import DEFAULT_VERSION, CatalogError, release
 
 
@@ -46,12 +47,12 @@ def _prepare(env_file: Path, **options) -> Prepared:
     """prepare(), printing the env file's problems; exits on an error."""
     try:
         prepared = prepare(env_file, **options)
-    except ReleaseUndecided as exc:
+    except OptionError as exc:
         usage_fail(str(exc))
     except PrepareError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
-        fail(str(exc))
+        fail(str(exc), problems=[str(problem) for problem in exc.problems])
     if prepared.chosen:
         click.echo(prepared.chosen, err=True)
     for problem in prepared.problems:
@@ -86,7 +87,7 @@ def workers(tracardi_version: str, as_json: bool) -> None:
     try:
         chosen = release(tracardi_version)
     except CatalogError as exc:
-        fail(str(exc))
+        usage_fail(str(exc))
     if as_json:
         click.echo(json.dumps([w.describe() | {"image_tag": chosen.image_tag}
                                for w in chosen.workers], indent=2))
@@ -147,7 +148,7 @@ root_option = click.option(
 @root_option
 @click.option("--no-enable", is_flag=True, help="Write the units but do not enable them.")
 @click.option("--start", is_flag=True, help="Start the workers and the agent afterwards.")
-@click.option("--pull", is_flag=True, help="Pull the worker images first (docker pull).")
+@pull_option("never", "pull nothing (docker run pulls an image missing at start)")
 @click.option("--dry-run", is_flag=True, help="Show what would change, as a diff; write nothing.")
 @click.option("--force", is_flag=True,
               help="Replace unit files or an env file the tool did not write or that were "
@@ -162,7 +163,7 @@ root_option = click.option(
 @render_options
 @click.pass_context
 def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path | None,
-            no_enable: bool, start: bool, pull: bool, dry_run: bool, force: bool,
+            no_enable: bool, start: bool, pull: str, dry_run: bool, force: bool,
             as_json: bool, reset: bool, **options) -> None:
     """Validate, render and install the worker units, then enable them.
 
@@ -171,8 +172,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
     are those of the last install (the manifest records them); running it again with the
     same inputs changes nothing and says so. Drop-ins (*.service.d/) are never touched.
     """
-    if root is not None and (start or pull):
-        fail("--start and --pull act on the live system and cannot be used with --root")
+    if root is not None and (start or pull != "never"):
+        usage_fail("--start and --pull act on the live system and cannot be used with --root")
     live = root is None
     installer = Installer(root, Systemctl(root), Docker(options["docker"]))
     previous = _or_fail(installer.previous)
@@ -202,7 +203,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         quadlet_dir=Path(DEFAULT_QUADLET_DIR) if podman else None,
         secrets=podman_secrets(prepared) if podman else {})
     result = _or_fail(lambda: installer.install(
-        request, images=prepared.images if pull else [], options=recorded(options),
+        request, images=to_pull(installer.docker, prepared.images, pull),
+        options=recorded(options),
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
         dry_run=dry_run))
     if as_json:
@@ -232,6 +234,12 @@ def _say_baked(installer: Installer, program: str) -> None:
                    f"is not in {installer.root}: put it there at that path, install the deb "
                    f"or rpm in the image (it has {DEFAULT_AGENT_PROGRAM}), or pass "
                    "--agent-program", err=True)
+
+
+def to_pull(docker: Docker, images: list[str], policy: str) -> list[str]:
+    if policy == "never":
+        return []
+    return [image for image in images if policy == "always" or not docker.has_image(image)]
 
 
 def podman_secrets(prepared: Prepared) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -13,6 +14,7 @@ from typing import Any, NoReturn
 import click
 from click.core import ParameterSource
 
+from tracardi_systemd.host.commands import PULL_POLICIES
 from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
@@ -46,8 +48,14 @@ def absolute(ctx: click.Context, param: click.Parameter, value: str | None) -> s
     return value
 
 
-def fail(message: str, status: int = 1) -> NoReturn:
+def fail(message: str, status: int = 1, problems: list[str] | None = None) -> NoReturn:
+    """The error (and the env file's problems) on stderr; under --json also as JSON on
+    stdout, {"error", "problems", "exit_status"}, for the scripts that read it."""
     click.echo(f"error: {message}", err=True)
+    context = click.get_current_context(silent=True)
+    if context is not None and context.params.get("as_json"):
+        click.echo(json.dumps({"error": message, "problems": problems or [],
+                               "exit_status": status}))
     sys.exit(status)
 
 
@@ -120,6 +128,15 @@ render_options = apply([
                  help="The tracardi-systemd program the agent unit runs as root; it must be "
                  f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),
 ])
+
+def pull_option(default: str, what: str) -> Decorator:
+    """--pull as install and upgrade both take it: a policy, `--pull` alone meaning always."""
+    return click.option(
+        "--pull", type=click.Choice(PULL_POLICIES), default=default, show_default=True,
+        is_flag=False, flag_value="always", metavar="[always|missing|never]",
+        help=f"always (also `--pull` alone): docker pull every image first; missing: pull "
+        f"only the images not on this host; never: {what}.")
+
 
 def given_options(ctx: click.Context, params: dict[str, Any]) -> set[str]:
     """The options this command line sets, as opposed to those left at their default."""

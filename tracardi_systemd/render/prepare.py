@@ -24,8 +24,13 @@ class PrepareError(Exception):
         self.problems = problems or []
 
 
-class ReleaseUndecided(PrepareError):
-    """No release was named and the env file does not decide one: a usage error."""
+class OptionError(PrepareError):
+    """A wrong option (an unknown worker, a bad --replicas, a value systemd cannot take),
+    or none where one is needed: a usage error, not the env file's."""
+
+
+class ReleaseUndecided(OptionError):
+    """No release was named and the env file does not decide one."""
 
 
 @dataclass
@@ -68,14 +73,14 @@ def prepare(env_path: Path, tracardi_version: str | None, workers: tuple[str, ..
     try:
         selected = select_workers(tracardi_version, workers)
     except CatalogError as exc:
-        raise PrepareError(str(exc)) from None
+        raise OptionError(str(exc)) from None
     names = [w.name for w in selected]
     supervised = [w.name for w in selected if w.kind == "service"]  # what the agent watches
     try:
         counts = parse_replicas(replicas, names)
         parse_memory_limits(options.get("memory_limits", ()), supervised)  # type: ignore[arg-type]
     except LimitError as exc:
-        raise PrepareError(str(exc)) from None
+        raise OptionError(str(exc)) from None
     from tracardi_systemd.spec.validate import validate  # loads urllib and the rules: late
 
     problems = validate(env, selected, tracardi_version, options.get("network"))  # type: ignore[arg-type]
@@ -87,6 +92,6 @@ def prepare(env_path: Path, tracardi_version: str | None, workers: tuple[str, ..
                               env_keys=tuple(env.values), replicas=counts, **options)  # type: ignore[arg-type]
     try:
         files = render(settings)
-    except UnsafeValue as exc:
-        raise PrepareError(str(exc)) from None
+    except UnsafeValue as exc:  # only options reach the unit files as values
+        raise OptionError(str(exc)) from None
     return Prepared(env, settings, files, problems, chosen)

@@ -314,9 +314,55 @@ def test_needs_of():
                 "ELASTIC_HOST": "es-a,es-b:9201", "ELASTIC_SCHEME": "https",
                 "ELASTIC_PORT": "9400"}
     # 0.8.1: the update worker takes the port from REDIS_HOST, core workers from REDIS_PORT
-    assert needs_of(catalog["update"], settings) == [
+    assert needs_of(catalog["update"], settings, "host") == [
         Dependency("redis 10.0.0.7:6380", (("10.0.0.7", 6380),))]
-    assert needs_of(catalog["scheduler"], settings) == [
+    assert needs_of(catalog["scheduler"], settings, "host") == [
         Dependency("redis 10.0.0.7:6381", (("10.0.0.7", 6381),)),
         Dependency("elasticsearch", (("es-a", 9400), ("es-b", 9201)))]
-    assert needs_of(None, settings) == []
+    assert needs_of(None, settings, "host") == []
+
+
+@pytest.mark.parametrize(("network", "own_loopback"), [(None, True), ("tracardi", True),
+                                                       ("host", False)])
+def test_the_agent_probes_as_the_containers_network_sees(tmp_path, network, own_loopback):
+    """The installed network decides whether the env file's 127.0.0.1 is the host's Redis
+    or the worker's own container."""
+    rig = Rig(tmp_path, [SCHEDULER])
+    rig.manifest.options = {"network": network} if network else {}
+    rig.manifest_file.write_text(rig.manifest.to_json())
+    rig.agent.reload_if_changed()
+    assert {d.own_loopback for d in rig.agent.needs[SCHEDULER]} == {own_loopback}
+
+
+def test_a_unit_gone_from_the_manifest_is_forgotten_on_reload(tmp_path):
+    """After a reinstall with fewer workers the gone unit (here in backoff) leaves the
+    history and the state file, and the agent settles again instead of asking systemd
+    every tick."""
+    from tracardi_systemd.agent.policy import settled
+
+    states = {u: unit_props() for u in FIVE}
+    states[SCHEDULER] = unit_props("failed", "failed", "start-limit-hit", restarts=5)
+    rig = Rig(tmp_path, FIVE, unit_state=states,
+              containers=[inspected(u, pid=10) for u in FIVE if u != SCHEDULER])
+    observation, _ = rig.agent.cycle()
+    assert SCHEDULER in rig.state()["workers"]
+    assert not settled(observation, rig.agent.history)
+
+    rig.manifest.units = [TARGET, AGENT_UNIT, "tracardi-trigger.service"]
+    rig.manifest_file.write_text(rig.manifest.to_json())
+    rig.clock.advance(5)
+    observation, _ = rig.agent.cycle()
+    assert set(rig.agent.history.workers) == {"tracardi-trigger.service"}
+    assert set(rig.state()["workers"]) == {"tracardi-trigger.service"}
+    assert settled(observation, rig.agent.history)
+
+
+def test_an_outage_of_a_service_no_unit_needs_any_more_is_forgotten(tmp_path):
+    rig = Rig(tmp_path, [SCHEDULER])
+    rig.dependencies[REDIS] = False
+    rig.agent.cycle()
+    assert REDIS in rig.agent.history.down_since
+    rig.env_file.write_text("ELASTIC_HOST=http://10.0.0.5:9200\nREDIS_HOST=10.0.0.7\n")
+    rig.dependencies = {"redis 10.0.0.7:6379": True, "elasticsearch": True}
+    rig.agent.reload_if_changed()
+    assert rig.agent.history.down_since == {}

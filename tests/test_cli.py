@@ -38,7 +38,7 @@ def test_group_help_lists_the_commands_and_typical_use(cli):
     ("command", "expected"),
     [
         ("workers", ["--tracardi-version", "[default: 0.8.1]", "--json"]),
-        ("check", ["--env-file", "[required]", "--tracardi-version", "[default: 0.8.1]",
+        ("check", ["--env-file", "[required]", "--tracardi-version", "the env file decides",
                    "--worker", "default: every worker", "Exits 0", "1 on any error"]),
         ("render", ["--env-file", "--out", "--worker", "--tracardi-version", "--image-tag",
                     "default: the Tracardi version", "--network", "default: Docker's default",
@@ -113,7 +113,7 @@ def test_workers_of_another_version_lists_its_catalog(cli):
 
 def test_workers_of_an_unknown_version_fail_with_a_message(cli):
     result = cli("workers", "--tracardi-version", "9.9.9")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "error: Tracardi version '9.9.9' is not in the catalog" in result.stderr
 
 
@@ -125,12 +125,15 @@ def test_check_a_clean_file_exits_0(cli, write_env):
     result = cli("check", "--env-file", path)
     assert result.exit_code == 0, result.output
     assert f"{path}: ok for tracardi-update, tracardi-segmentation" in result.stdout
-    assert result.stderr == ""
+    # the release is said aloud, with why: nothing else
+    assert result.stderr == ("Tracardi 0.8.1, as the env file decides: it fits no other "
+                             "release (0.8.2 needs PULSAR_HOST; 0.9.0 to 1.2.0 need MYSQL_HOST, "
+                             "PULSAR_HOST, PULSAR_API); --tracardi-version chooses another\n")
 
 
 def test_check_a_broken_file_exits_1_and_prints_the_problem_with_its_line(cli, write_env):
     path = write_env(BROKEN_ENV)
-    result = cli("check", "--env-file", path, "--worker", "update")
+    result = cli("check", "--env-file", path, "--worker", "update", "--tracardi-version", "0.8.1")
     assert result.exit_code == 1
     assert f"{path}:3: error: 'export LOGGING_LEVEL=...'" in result.stderr
     assert f"{path}: 1 error(s); fix them and run again" in result.stderr
@@ -145,15 +148,16 @@ def test_check_prints_warnings_and_still_exits_0(cli, write_env):
 
 def test_check_only_the_selected_workers(cli, write_env):
     path = write_env("REDIS_HOST=10.0.0.7\n")
-    assert cli("check", "--env-file", path, "--worker", "update").exit_code == 0
-    result = cli("check", "--env-file", path, "--worker", "tracardi-trigger")
+    version = ("--tracardi-version", "0.8.1")
+    assert cli("check", "--env-file", path, "--worker", "update", *version).exit_code == 0
+    result = cli("check", "--env-file", path, "--worker", "tracardi-trigger", *version)
     assert result.exit_code == 1
     assert "ELASTIC_HOST is not set; tracardi-trigger need(s) it" in result.stderr
 
 
 def test_check_an_unknown_worker_fails_with_a_message(cli, write_env):
     result = cli("check", "--env-file", write_env(CLEAN_ENV), "--worker", "bogus")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown worker 'bogus'" in result.stderr
 
 
@@ -206,7 +210,7 @@ def test_render_refuses_a_bad_network_naming_the_option(cli, write_env, tmp_path
     out = tmp_path / "units"
     result = cli("render", "--env-file", write_env(CLEAN_ENV), "--out", out,
                  "--network", network)
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # an option, not the env file
     assert "--network" in result.stderr
     assert not out.exists()
 
@@ -249,8 +253,51 @@ def test_render_with_a_broken_env_file_leaves_out_unchanged(cli, write_env, tmp_
     out = tmp_path / "units"
     out.mkdir()
     (out / "tracardi-update.service").write_text("old\n")
-    result = cli("render", "--env-file", write_env(BROKEN_ENV), "--out", out)
+    result = cli("render", "--env-file", write_env(BROKEN_ENV), "--out", out,
+                 "--tracardi-version", "0.8.1")
     assert result.exit_code == 1
     assert ":3: error: " in result.stderr
     assert [p.name for p in out.iterdir()] == ["tracardi-update.service"]
     assert (out / "tracardi-update.service").read_text() == "old\n"
+
+
+# --- usage errors, --pull, errors under --json ---------------------------------------------
+
+
+def test_pull_alone_means_always_and_takes_a_policy_as_upgrade_does(cli):
+    from tracardi_systemd.cli.main import to_pull
+
+    class Host:
+        def has_image(self, image):
+            return image.startswith("here/")
+
+    images = ["here/a:1", "away/b:1"]
+    assert to_pull(Host(), images, "always") == images
+    assert to_pull(Host(), images, "missing") == ["away/b:1"]
+    assert to_pull(Host(), images, "never") == []
+    for command in ("install", "upgrade"):
+        text = " ".join(cli(command, "--help").output.split())
+        assert "--pull [always|missing|never]" in text
+        assert "always (also `--pull` alone)" in text
+
+
+@pytest.mark.parametrize("pull", [["--pull"], ["--pull", "missing"]])
+def test_pull_alone_is_parsed_as_a_policy(cli, write_env, tmp_path, pull):
+    result = cli("install", "--root", tmp_path / "root", "--env-file", write_env(CLEAN_ENV),
+                 *pull)
+    assert result.exit_code == 2
+    assert "--start and --pull act on the live system" in result.stderr
+
+
+def test_errors_under_json_are_json(cli, write_env, tmp_path):
+    broken = cli("install", "--root", tmp_path / "root", "--json", "--tracardi-version",
+                 "0.8.1", "--worker", "update", "--env-file", write_env(BROKEN_ENV))
+    assert broken.exit_code == 1
+    answer = json.loads(broken.stdout)
+    assert answer["exit_status"] == 1
+    assert answer["error"].endswith("1 error(s); fix them and run again")
+    assert len(answer["problems"]) == 1 and ":3: error: " in answer["problems"][0]
+    usage = cli("install", "--root", tmp_path / "root", "--json", "--worker", "bogus",
+                "--tracardi-version", "0.8.1", "--env-file", write_env(CLEAN_ENV))
+    assert usage.exit_code == 2
+    assert "unknown worker 'bogus'" in json.loads(usage.stdout)["error"]

@@ -488,7 +488,7 @@ def test_render_into_an_unwritable_place_is_a_message(write_env, tmp_path):
     out = blocker / "units"
     result = invoke("render", "--env-file", str(write_env(CLEAN_ENV)), "--out", str(out))
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"error: cannot write into {out}: Not a directory")
+    assert f"\nerror: cannot write into {out}: Not a directory\n" in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["folder", "binary"])
@@ -531,7 +531,7 @@ def test_install_root_with_start_or_pull_is_refused_before_anything_is_written(t
     for flag in ("--start", "--pull"):
         result = invoke("install", "--root", str(root), "--env-file",
                         str(write_env(CLEAN_ENV)), flag)
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # a usage error
         assert "cannot be used with --root" in result.stderr
         assert not root.exists()
 
@@ -588,3 +588,91 @@ def test_files_of_an_install_killed_before_its_manifest_are_still_its_own(instal
     assert load_manifest(root).pending == {}
     assert invoke("uninstall", "--root", str(root)).exit_code == 0
     assert not unit_file.exists()
+
+
+def test_every_hint_uninstall_prints_works_when_followed(installed):
+    """kept ... (uninstall --force removes it), (uninstall --purge removes it): each command
+    named, run after the first uninstall, removes what it says, until nothing is left."""
+    root, _ = installed
+    unit_file = root / "etc/systemd/system" / SCHEDULER
+    unit_file.write_text(unit_file.read_text() + "# my change\n")
+    env_file = root / "etc/tracardi/.env-docker"
+    env_file.write_text(env_file.read_text() + "# my note\n")
+    first = invoke("uninstall", "--root", str(root))
+    assert f"kept {unit_file}: it was edited since tracardi-systemd wrote it (uninstall " \
+           "--force removes it)" in first.stdout
+    assert f"kept {env_file} (uninstall --purge removes it)" in first.stdout
+
+    forced = invoke("uninstall", "--root", str(root), "--force")
+    assert f"removed {unit_file}" in forced.stdout
+    assert not unit_file.exists()
+    purged = invoke("uninstall", "--root", str(root), "--purge")
+    assert (f"kept {env_file}: it changed since tracardi-systemd wrote it (uninstall --purge "
+            "--force removes it)") in purged.stdout
+    both = invoke("uninstall", "--root", str(root), "--purge", "--force")
+    assert f"removed {env_file}" in both.stdout
+    assert not env_file.exists()
+    assert not (root / "var/lib/tracardi-systemd").exists()
+    assert "nothing to uninstall" in invoke("uninstall", "--root", str(root)).stdout
+
+
+def test_uninstall_dry_run_says_what_it_would_do_and_changes_nothing(installed):
+    root, _ = installed
+    before = snapshot(root)
+    unit_file = root / "etc/systemd/system" / SCHEDULER
+    result = invoke("uninstall", "--root", str(root), "--dry-run", "--purge")
+    assert result.exit_code == 0, result.output
+    assert f"would remove {unit_file}" in result.stdout
+    assert f"would remove {root / 'etc/tracardi/.env-docker'}" in result.stdout
+    assert "would stop and disable tracardi.target" in result.stdout
+    assert snapshot(root) == before
+
+
+@pytest.fixture
+def live_install_stops_before_writing(monkeypatch):
+    """A live install whose host checks pass and whose transaction must never be reached."""
+    from tracardi_systemd.install.transaction import Installer
+
+    def reached(*args, **kwargs):
+        raise AssertionError("install went on with an untrusted program")
+
+    monkeypatch.setattr(Installer, "require_live_host", lambda self, *a, **k: None)
+    monkeypatch.setattr(Installer, "install", reached)
+
+
+def world_writable_program(tmp_path: Path, name: str) -> Path:
+    program = tmp_path / name
+    program.write_text("#!/bin/sh\n")
+    os.chmod(program, 0o777)
+    return program
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trust check guards what root runs")
+@pytest.mark.parametrize(("option", "units"), [("--agent-program", "the agent unit"),
+                                                ("--docker", "the worker units")])
+def test_every_program_roots_units_run_is_checked_however_chosen(
+        tmp_path, write_env, live_install_stops_before_writing, tool_path, option, units):
+    program = world_writable_program(tmp_path, "prog")
+    others = ["--agent-program", tool_path] if option == "--docker" else []
+    result = invoke("install", "--env-file", str(write_env(CLEAN_ENV)), option, str(program),
+                    *others)
+    assert result.exit_code == 1
+    assert (f"error: {units} would run {program} as root, but {program} is writable by "
+            "users other than root (mode 0777)") in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the trust check guards what root runs")
+def test_a_reused_agent_program_is_checked_too(tmp_path, write_env, monkeypatch,
+                                               live_install_stops_before_writing):
+    from tracardi_systemd.install.manifest import Manifest
+    from tracardi_systemd.install.transaction import Installer
+
+    program = world_writable_program(tmp_path, "tracardi-systemd")
+    last = Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
+                    tracardi_version="0.8.1", units=[], options={"tool": str(program)})
+    monkeypatch.setattr(Installer, "previous", lambda self: last)
+    monkeypatch.setattr(Installer, "agent_program", lambda self, running: "/not/this/one")
+    result = invoke("install", "--env-file", str(write_env(CLEAN_ENV)))
+    assert f"--agent-program {program}" in result.stderr  # reused, and said
+    assert result.exit_code == 1
+    assert f"error: the agent unit would run {program} as root" in result.stderr

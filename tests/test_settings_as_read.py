@@ -49,17 +49,19 @@ def test_install_with_the_docs_placeholders_changes_no_installed_file(tmp_path, 
 
 
 def test_an_open_source_host_is_told_how_to_select_the_open_source_worker(write_env):
-    result = invoke("check", "--env-file", str(write_env("REDIS_HOST=10.0.0.7\n")))
+    version = ("--tracardi-version", "0.8.1")
+    result = invoke("check", "--env-file", str(write_env("REDIS_HOST=10.0.0.7\n")), *version)
     assert result.exit_code == 1
     assert "no license" in result.stderr
     assert "select it with --worker update" in result.stderr
     ok = invoke("check", "--env-file", str(write_env("REDIS_HOST=10.0.0.7\n")),
-                "--worker", "update")
+                "--worker", "update", *version)
     assert ok.exit_code == 0
 
 
 def test_the_install_plan_mentions_secrets_only_when_there_are_some(tmp_path, write_env):
     plain = invoke("install", "--root", str(tmp_path / "a"), "--dry-run", "--worker", "update",
+                   "--tracardi-version", "0.8.1",
                    "--env-file", str(write_env("REDIS_HOST=10.0.0.7\n")))
     assert "copy env file" in plain.stdout and "secrets" not in plain.stdout
     secret = invoke("install", "--root", str(tmp_path / "b"), "--dry-run",
@@ -72,7 +74,7 @@ def test_a_worker_name_no_selected_worker_has_is_refused_by_both_options(write_e
                                                                          option):
     result = invoke("render", "--env-file", str(write_env(CLEAN_ENV)),
                     "--out", str(tmp_path / "out"), option, "bogus=100")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"{option} 'bogus=100': 'bogus' is not a selected worker" in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -88,8 +90,8 @@ def test_a_second_install_reuses_the_options_of_the_first_and_says_so(tmp_path, 
     again = invoke("install", "--root", str(root), "--env-file", str(env))
     assert again.exit_code == 0, again.output
     assert "nothing to change" in again.stdout
-    assert "from the last install: --network=host" in again.stderr
-    assert "from the last install: --replicas=update=2" in again.stderr
+    assert ("from the last install (--reset forgets them): --tracardi-version 0.8.1 "
+            "--network host --replicas update=2 --agent-interval 45") in again.stderr
     assert {p.name: p.read_text() for p in units.glob("*.service")} == before
 
     changed = invoke("install", "--root", str(root), "--env-file", str(env), "--replicas",

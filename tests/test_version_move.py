@@ -82,16 +82,17 @@ def test_moving_to_12_replaces_the_units_and_says_what_goes_first(host_081, writ
 def test_options_naming_the_old_release_are_not_reused_and_the_rest_are(host_081, write_env):
     moved = invoke("install", "--root", host_081, "--env-file", write_env(ENV_12, "env12"),
                    "--tracardi-version", "1.2.0")
-    assert "not from the last install (Tracardi 0.8.1, now 1.2.0): --replicas=trigger=2" \
+    assert "not from the last install (Tracardi 0.8.1, now 1.2.0): --replicas trigger=2" \
         in moved.stderr
-    assert "from the last install: --network=host" in moved.stderr
+    assert "from the last install (--reset forgets them): --network host" in moved.stderr
     assert "--network host" in (host_081 / UNITS / "tracardi-apm.service").read_text()
 
 
 def test_the_release_of_the_last_install_is_kept_without_the_option(host_081, write_env):
     again = invoke("install", "--root", host_081, "--env-file", write_env(CLEAN_ENV))
     assert again.exit_code == 0, again.output
-    assert "from the last install: --tracardi-version=0.8.1" in again.stderr
+    assert "from the last install (--reset forgets them): --tracardi-version 0.8.1" \
+        in again.stderr
     assert "nothing to change" in again.stdout
 
 

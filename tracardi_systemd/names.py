@@ -37,6 +37,9 @@ RUNTIMES = ("docker", "podman")
 # Paths of the tool's own state, relative to the root it works on ("/" on a live host).
 STATE_DIR = Path("var/lib/tracardi-systemd")
 MANIFEST = STATE_DIR / "manifest.json"
+# What uninstall kept (edited units, the env file): a later uninstall --force/--purge
+# removes them although the manifest is gone.
+KEPT = STATE_DIR / "kept.json"
 AGENT_STATE_FILE = Path("/run/tracardi-systemd/agent-state.json")
 # node_exporter's textfile directory on Debian, where the agent writes tracardi.prom.
 DEFAULT_METRICS_DIR = "/var/lib/prometheus/node-exporter"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from .operator import uninstall_everything
 from .releases import VARIABLE as RELEASE_VARIABLE
 from .releases import Release, ReleaseError, prepare, selected
 from .sandbox import Sandbox, missing_programs
-from .standin import build_standin_images, start_redis
+from .standin import build_standin_images, start_fake_elasticsearch, start_redis
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -117,3 +121,31 @@ def boot_host(lower_root: Path) -> Iterator[Callable[..., Sandbox]]:
         for host in booted:
             host.shutdown()
         shutil.rmtree(disk, ignore_errors=True)
+
+
+@dataclass
+class AgentHost:
+    host: Sandbox
+    since: str  # the session's journal is shared: read only what this test caused
+
+    def entries(self, *matches: str) -> list[dict]:
+        out = self.host.run(
+            f"journalctl --no-pager -o json --since @{self.since} " + " ".join(matches), check=False
+        ).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_for_entry(self, *matches: str, timeout: float) -> None:
+        self.host.wait_until(
+            f"journalctl -q --since @{self.since} {' '.join(matches)} | grep -q .", timeout=timeout
+        )
+
+
+@pytest.fixture
+def agent_host(sandbox):
+    """All workers and the agent running; a TCP listener stands in for Elasticsearch."""
+    start_fake_elasticsearch(sandbox)
+    since = sandbox.run("date +%s").stdout.strip()
+    time.sleep(1)  # --since has a resolution of one second
+    yield AgentHost(sandbox, since)
+    uninstall_everything(sandbox)
+    sandbox.run("systemctl start redis-server")

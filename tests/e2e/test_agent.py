@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-
-import pytest
 
 from .operator import (
     INSTALLED_ENV,
@@ -15,51 +12,21 @@ from .operator import (
     container,
     install,
     start_all,
-    uninstall_everything,
     wait_journal,
     wait_running,
     wait_unit,
     write_env,
 )
 from .sandbox import Sandbox
-from .standin import start_fake_elasticsearch
 
 # The agent's cycle; install writes it into tracardi-agent.service.
 INTERVAL = 2
 WATCHDOG_SEC = 30
 
 
-@dataclass
-class AgentHost:
-    host: Sandbox
-    since: str  # the session's journal is shared: read only what this test caused
-
-    def entries(self, *matches: str) -> list[dict]:
-        out = self.host.run(
-            f"journalctl --no-pager -o json --since @{self.since} " + " ".join(matches), check=False
-        ).stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-    def wait_for_entry(self, *matches: str, timeout: float) -> None:
-        self.host.wait_until(
-            f"journalctl -q --since @{self.since} {' '.join(matches)} | grep -q .", timeout=timeout
-        )
-
-
 def set_installed(host, name: str, value: str) -> None:
     """An operator fixing (or breaking) a setting in the installed env file."""
     host.run(f"sed -i '/^{name}=/d' {INSTALLED_ENV} && echo '{name}={value}' >> {INSTALLED_ENV}")
-
-
-@pytest.fixture
-def agent_host(sandbox):
-    """All workers and the agent running; a TCP listener stands in for Elasticsearch."""
-    start_fake_elasticsearch(sandbox)
-    since = sandbox.run("date +%s").stdout.strip()
-    time.sleep(1)  # --since has a resolution of one second
-    yield AgentHost(sandbox, since)
-    uninstall_everything(sandbox)
-    sandbox.run("systemctl start redis-server")
 
 
 def gave_up_on(unit: str, host: Sandbox) -> None:

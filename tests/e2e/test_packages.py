@@ -143,6 +143,13 @@ def test_deb_installs_runs_the_workers_and_leaves_nothing_after_removal(deb_host
     listed = host.run("journalctl --list-catalog").stdout
     assert "9c2e7344316c42fcbd4d6f148245cdd9 tracardi-systemd: systemd gave up" in listed
     host.run(f"test -f /usr/share/{PACKAGE}/tracardi.rules.yml")
+    # its man page, found by man's own lookup, and the completions where each shell looks
+    assert host.run(f"man -w {PACKAGE}").stdout.strip() == \
+        f"/usr/share/man/man1/{PACKAGE}.1.gz"
+    assert "uninstall" in host.run(f"zcat /usr/share/man/man1/{PACKAGE}.1.gz").stdout
+    host.run(f"test -s /usr/share/bash-completion/completions/{PACKAGE} && "
+             f"test -s /usr/share/zsh/vendor-completions/_{PACKAGE} && "
+             f"test -s /usr/share/fish/vendor_completions.d/{PACKAGE}.fish")
     install_workers(host)
     # install's copy shadows the package's and runs the packaged CLI too.
     unit = host.run(f"systemctl cat {AGENT}").stdout
@@ -238,7 +245,9 @@ def test_rpm_contents_dependencies_and_scripts(builds, rpm_tool):
                  f"{PREFIX}/lib/python3.11/site-packages/tracardi_systemd/render/templates/"
                  "worker.service.j2",
                  f"/usr/lib/systemd/catalog/{PACKAGE}.catalog",
-                 f"/usr/share/{PACKAGE}/tracardi.rules.yml"):
+                 f"/usr/share/{PACKAGE}/tracardi.rules.yml", f"/usr/share/man/man1/{PACKAGE}.1.bz2",
+                 f"/usr/share/bash-completion/completions/{PACKAGE}",
+                 f"/usr/share/zsh/site-functions/_{PACKAGE}"):
         assert path in files
     assert not [f for f in files if f.startswith("/etc")]
     assert not [f for f in files if not f.startswith((PREFIX, "/usr/"))]

@@ -48,7 +48,8 @@ def test_uninstall_purge_after_a_run_leaves_nothing(sandbox: Sandbox) -> None:
         uninstall_everything(host)
 
 
-def test_uninstall_without_purge_keeps_only_the_env_file(sandbox: Sandbox) -> None:
+def test_uninstall_without_purge_keeps_only_the_env_file_and_its_record(
+        sandbox: Sandbox) -> None:
     host = sandbox
     write_env(host)
     before = files(host)
@@ -58,6 +59,11 @@ def test_uninstall_without_purge_keeps_only_the_env_file(sandbox: Sandbox) -> No
 
         tool(host, "uninstall")
 
-        assert sorted(files(host) - before) == ["/etc/tracardi", "/etc/tracardi/.env-docker"]
+        assert sorted(files(host) - before) == [
+            "/etc/tracardi", "/etc/tracardi/.env-docker",
+            # what a later `uninstall --purge` reads to remove the file
+            "/var/lib/tracardi-systemd", "/var/lib/tracardi-systemd/kept.json"]
+        tool(host, "uninstall --purge")
+        assert files(host) == before
     finally:
         uninstall_everything(host)

@@ -24,6 +24,7 @@ import sdnotify  # type: ignore[import-untyped]
 
 from tracardi_systemd.agent.journal_ids import Entry, EntryKind
 from tracardi_systemd.agent.policy import (
+    DOCKER,
     OWNING_STATES,
     Action,
     ActionKind,
@@ -65,8 +66,9 @@ def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
     return workers.get(unit_worker_name(unit)) if is_worker_unit(unit) else None
 
 
-def needs_of(worker: Worker | None, settings: dict[str, str]) -> list[Dependency]:
-    return dependencies_of(worker, settings) if worker else []
+def needs_of(worker: Worker | None, settings: dict[str, str],
+             network: str | None) -> list[Dependency]:
+    return dependencies_of(worker, settings, network) if worker else []
 
 
 @dataclass
@@ -143,7 +145,9 @@ class Agent:
         self.tracardi_version = inputs.manifest.tracardi_version
         self.units = [u for u in inputs.manifest.units if is_worker_unit(u)]
         self.workers = {u: worker_of(u, catalog) for u in self.units}
-        self.needs = {u: needs_of(w, inputs.env_values) for u, w in self.workers.items()}
+        network = inputs.manifest.options.get("network")  # as the containers would reach
+        network = network if isinstance(network, str) else None
+        self.needs = {u: needs_of(w, inputs.env_values, network) for u, w in self.workers.items()}
 
     def reload_if_changed(self) -> None:
         try:
@@ -157,10 +161,23 @@ class Agent:
         before = set(self.units)
         self._use(fresh)
         added, removed = sorted(set(self.units) - before), sorted(before - set(self.units))
+        self._forget(removed)
         self._report(EntryKind.RELOADED, Priority.NOTICE,
                      f"read the installed manifest and env file again ({len(self.units)} "
                      f"worker units; added: {', '.join(added) or 'none'}; removed: "
                      f"{', '.join(removed) or 'none'})", TRACARDI_REASON="inputs changed")
+
+    def _forget(self, removed: list[str]) -> None:
+        """Units gone from the manifest, and outages of services no unit needs any more:
+        kept, they would stay in the state file and, in backoff, keep the agent asking
+        systemd every tick."""
+        for unit in removed:
+            self.history.workers.pop(unit, None)
+            self.systemd_view.pop(unit, None)
+        needed = {DOCKER} | {d.name for needs in self.needs.values() for d in needs}
+        for name in set(self.history.down_since) - needed:
+            del self.history.down_since[name]
+            self.history.down_at.pop(name, None)
 
     def observe(self, refresh_systemd: bool = True) -> Observation:
         """What the host says now. systemd's view costs a client process, so it is asked

@@ -15,13 +15,17 @@ from tracardi_systemd.cli.agent import agent, login
 from tracardi_systemd.cli.events import events
 from tracardi_systemd.cli.options import (
     absolute,
+    as_flags,
     env_file_option,
     fail,
     given_options,
+    network_option,
+    pull_option,
     render_options,
     require_docker_runtime,
     running_program,
     selection_options,
+    usage_fail,
 )
 from tracardi_systemd.cli.upgrade import upgrade
 from tracardi_systemd.host.commands import Docker, Systemctl
@@ -29,7 +33,7 @@ from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.journal_catalog import install_catalog, remove_catalog
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest
 from tracardi_systemd.install.plan import InstallRequest
-from tracardi_systemd.install.reuse import recorded, reuse_previous
+from tracardi_systemd.install.reuse import Reuse, recorded, reuse_previous
 from tracardi_systemd.install.transaction import Installer, InstallError
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
@@ -38,7 +42,7 @@ from tracardi_systemd.names import (
     DEFAULT_UNIT_DIR,
     METRICS_FILE,
 )
-from tracardi_systemd.render.prepare import Prepared, PrepareError, prepare
+from tracardi_systemd.render.prepare import OptionError, Prepared, PrepareError, prepare
 from tracardi_systemd.spec.catalog import DEFAULT_VERSION, CatalogError, release
 
 
@@ -46,10 +50,14 @@ def _prepare(env_file: Path, **options) -> Prepared:
     """prepare(), printing the env file's problems; exits on an error."""
     try:
         prepared = prepare(env_file, **options)
+    except OptionError as exc:
+        usage_fail(str(exc))
     except PrepareError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
-        fail(str(exc))
+        fail(str(exc), problems=[str(problem) for problem in exc.problems])
+    if prepared.chosen:
+        click.echo(prepared.chosen, err=True)
     for problem in prepared.problems:
         click.echo(str(problem), err=True)
     return prepared
@@ -82,7 +90,7 @@ def workers(tracardi_version: str, as_json: bool) -> None:
     try:
         chosen = release(tracardi_version)
     except CatalogError as exc:
-        fail(str(exc))
+        usage_fail(str(exc))
     if as_json:
         click.echo(json.dumps([w.describe() | {"image_tag": chosen.image_tag}
                                for w in chosen.workers], indent=2))
@@ -93,6 +101,7 @@ def workers(tracardi_version: str, as_json: bool) -> None:
 @main.command()
 @env_file_option
 @selection_options
+@network_option
 def check(env_file: Path, **selection) -> None:
     """Validate an env file for the selected workers.
 
@@ -142,19 +151,23 @@ root_option = click.option(
 @root_option
 @click.option("--no-enable", is_flag=True, help="Write the units but do not enable them.")
 @click.option("--start", is_flag=True, help="Start the workers and the agent afterwards.")
-@click.option("--pull", is_flag=True, help="Pull the worker images first (docker pull).")
+@pull_option("never", "pull nothing (docker run pulls an image missing at start)")
 @click.option("--dry-run", is_flag=True, help="Show what would change, as a diff; write nothing.")
 @click.option("--force", is_flag=True,
               help="Replace unit files or an env file the tool did not write or that were "
               "edited.")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"changed": true|false, "lines": [...]} (for Ansible and scripts).')
+              help='Print {"changed": true|false, "lines": [...], "restart": [units whose '
+              'file or settings changed]} (for Ansible and scripts).')
+@click.option("--reset", is_flag=True,
+              help="Forget the options of the last install: those not given take their "
+              "defaults (the release: the one the env file decides).")
 @selection_options
 @render_options
 @click.pass_context
 def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path | None,
-            no_enable: bool, start: bool, pull: bool, dry_run: bool, force: bool,
-            as_json: bool, **options) -> None:
+            no_enable: bool, start: bool, pull: str, dry_run: bool, force: bool,
+            as_json: bool, reset: bool, **options) -> None:
     """Validate, render and install the worker units, then enable them.
 
     Nothing on disk changes when the env file has an error, or a unit file or env file
@@ -162,36 +175,73 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
     are those of the last install (the manifest records them); running it again with the
     same inputs changes nothing and says so. Drop-ins (*.service.d/) are never touched.
     """
-    if root is not None and (start or pull):
-        fail("--start and --pull act on the live system and cannot be used with --root")
+    if root is not None and (start or pull != "never"):
+        usage_fail("--start and --pull act on the live system and cannot be used with --root")
     live = root is None
     installer = Installer(root, Systemctl(root), Docker(options["docker"]))
     previous = _or_fail(installer.previous)
-    for line in reuse_previous(options, given_options(ctx, options), previous):
-        click.echo(line, err=True)
+    packaged = installer.on_disk(Path(DEFAULT_AGENT_PROGRAM)).exists()
+    reuse = reuse_previous(options, given_options(ctx, options),
+                           None if reset else previous,
+                           DEFAULT_AGENT_PROGRAM if packaged else None)
+    _say_reuse(ctx.command, reuse, reset and previous is not None)
     podman = options["runtime"] == "podman"  # the last install's when not given
-    if podman:
-        installer.docker = Docker(DEFAULT_PODMAN)
+    installer.docker = Docker(DEFAULT_PODMAN if podman else options["docker"])  # reused too
     if live and not dry_run:
         _or_fail(installer.require_live_host)
-    options["tool"] = options["tool"] or _or_fail(
-        lambda: installer.agent_program(running_program(), check_trust=live and not dry_run))
+    options["tool"] = options["tool"] or installer.agent_program(running_program())
+    if live and not dry_run:
+        _or_fail(lambda: installer.require_trusted(None if podman else options["tool"],
+                                                   installer.docker.program))
+    if not live and not podman:
+        _say_baked(installer, options["tool"])
     env_target = Path(options["installed_env_file"])
     env_source = env_file or installer.on_disk(env_target)
     prepared = _prepare(env_source, **options)
+    options["tracardi_version"] = prepared.settings.version  # the env file's, if it decided
     request = InstallRequest.of(prepared, installer.root, Path(unit_dir), env_source,
                                 env_target, force)
     result = _or_fail(lambda: installer.install(
-        request, images=prepared.images if pull else [], options=recorded(options),
+        request, images=to_pull(installer.docker, prepared.images, pull),
+        options=recorded(options),
         tracardi_version=prepared.settings.version, enable=not no_enable, start=start,
         dry_run=dry_run))
     catalog = None if dry_run else _or_fail(lambda: install_catalog(installer.root))
     if catalog:
         result = dataclasses.replace(result, lines=[*result.lines, catalog], changed=True)
     if as_json:
-        click.echo(json.dumps({"changed": result.changed, "lines": result.lines}))
+        click.echo(json.dumps({"changed": result.changed, "lines": result.lines,
+                               "restart": result.restart}))
     else:
         click.echo("\n".join(result.lines))
+
+
+def _say_reuse(command: click.Command, reuse: Reuse, reset: bool) -> None:
+    if reset:
+        click.echo("--reset: the options of the last install are not reused", err=True)
+    if reuse.taken:
+        click.echo("from the last install (--reset forgets them): "
+                   + (as_flags(command, reuse.taken, skip_defaults=True) or "defaults only"),
+                   err=True)
+    for name, value, why in reuse.dropped:
+        click.echo(f"not from the last install ({why}): {as_flags(command, {name: value})}",
+                   err=True)
+
+
+def _say_baked(installer: Installer, program: str) -> None:
+    """An image built with --root runs the agent program at the path its unit names: say
+    so when that is a path of this build host (a venv) that the image does not have."""
+    if not installer.on_disk(Path(program)).exists():
+        click.echo(f"--root: the agent unit runs {program}, a path of this build host that "
+                   f"is not in {installer.root}: put it there at that path, install the deb "
+                   f"or rpm in the image (it has {DEFAULT_AGENT_PROGRAM}), or pass "
+                   "--agent-program", err=True)
+
+
+def to_pull(docker: Docker, images: list[str], policy: str) -> list[str]:
+    if policy == "never":
+        return []
+    return [image for image in images if policy == "always" or not docker.has_image(image)]
 
 
 def _or_fail(call):
@@ -202,20 +252,26 @@ def _or_fail(call):
 
 
 @main.command()
-@click.option("--purge", is_flag=True, help="Also remove the installed env file.")
+@click.option("--purge", is_flag=True, help="Also remove the installed env file (with --force "
+              "even when it was changed since install).")
 @click.option("--force", is_flag=True, help="Also remove unit files edited since install.")
+@click.option("--dry-run", is_flag=True, help="Say what would be stopped, removed and kept; "
+              "change nothing.")
 @root_option
-def uninstall(purge: bool, force: bool, root: Path | None) -> None:
+def uninstall(purge: bool, force: bool, dry_run: bool, root: Path | None) -> None:
     """Stop, disable and remove what install wrote (never operator drop-ins).
 
     Unit files edited since install are kept (and named) unless --force; the installed
-    env file is kept unless --purge.
+    env file is kept unless --purge. What is kept is recorded, so that a later
+    `uninstall --force` or `uninstall --purge` removes it.
     """
-    if root is None and os.geteuid() != 0:
+    if root is None and os.geteuid() != 0 and not dry_run:
         fail("uninstall changes the system and needs root: run it with sudo")
     installer = Installer(root, Systemctl(root), Docker())
     previous = _or_fail(installer.previous)
-    _or_fail(lambda: installer.uninstall(purge, force, click.echo))
+    _or_fail(lambda: installer.uninstall(purge, force, click.echo, dry_run=dry_run))
+    if dry_run:
+        return
     if previous is not None:
         _remove_metrics(installer.root, previous)
     catalog = _or_fail(lambda: remove_catalog(installer.root))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Callable
@@ -12,6 +14,7 @@ from typing import Any, NoReturn
 import click
 from click.core import ParameterSource
 
+from tracardi_systemd.host.commands import PULL_POLICIES
 from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
@@ -21,7 +24,6 @@ from tracardi_systemd.names import (
     RUNTIMES,
     is_hook_unit,
 )
-from tracardi_systemd.spec.catalog import DEFAULT_VERSION
 from tracardi_systemd.spec.limits import DEFAULT_MEMORY_LIMIT_MIB
 from tracardi_systemd.spec.secrets import is_secret
 
@@ -66,9 +68,20 @@ def absolute(ctx: click.Context, param: click.Parameter, value: str | None) -> s
     return value
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, status: int = 1, problems: list[str] | None = None) -> NoReturn:
+    """The error (and the env file's problems) on stderr; under --json also as JSON on
+    stdout, {"error", "problems", "exit_status"}, for the scripts that read it."""
     click.echo(f"error: {message}", err=True)
-    sys.exit(1)
+    context = click.get_current_context(silent=True)
+    if context is not None and context.params.get("as_json"):
+        click.echo(json.dumps({"error": message, "problems": problems or [],
+                               "exit_status": status}))
+    sys.exit(status)
+
+
+def usage_fail(message: str) -> NoReturn:
+    """A wrong or missing option: exit 2, as click's own usage errors."""
+    fail(message, status=2)
 
 
 def apply(options: list[Decorator]) -> Decorator:
@@ -84,12 +97,18 @@ env_file_option = click.option(
     help="The operator's settings file (Tracardi's .env-docker).")
 
 selection_options = apply([
-    click.option("--tracardi-version", default=DEFAULT_VERSION, show_default=True,
-                 help="The Tracardi release whose worker catalog to use."),
+    click.option("--tracardi-version", metavar="VERSION",
+                 help="The Tracardi release whose worker catalog to use. Default: the one "
+                 "the env file decides (settings only some releases read, or lack of those "
+                 "one needs, leave a single release); install also reuses the last install's."),
     click.option("--worker", "workers", multiple=True, metavar="NAME",
                  help="A worker to manage (repeatable; default: every worker of the version; "
                  "'all' selects every worker again after an install of a few)."),
 ])
+
+network_option = click.option(
+    "--network", help="Docker network for the containers, e.g. host (default: Docker's "
+    "default bridge, where 127.0.0.1 and localhost are the container itself).")
 
 # Options that shape the unit files, named as RenderSettings names them.
 render_options = apply([
@@ -98,8 +117,7 @@ render_options = apply([
                  help="docker: services that run `docker run`; podman: Quadlet .container "
                  "files in /etc/containers/systemd (Podman 4.4+). Never guessed from the host."),
     click.option("--image-tag", help="Docker image tag (default: the Tracardi version)."),
-    click.option("--network", help="Docker network for the containers, e.g. host "
-                 "(default: Docker's default bridge)."),
+    network_option,
     click.option("--replicas", multiple=True, metavar="WORKER=N",
                  help="Run N copies of a worker as a template unit (repeatable)."),
     click.option("--set", "worker_env", multiple=True, metavar="NAME=VALUE", callback=_worker_env,
@@ -134,10 +152,40 @@ render_options = apply([
     click.option("--on-failure", metavar="UNIT", callback=hook_unit, help=ON_FAILURE_HELP),
 ])
 
+def pull_option(default: str, what: str) -> Decorator:
+    """--pull as install and upgrade both take it: a policy, `--pull` alone meaning always."""
+    return click.option(
+        "--pull", type=click.Choice(PULL_POLICIES), default=default, show_default=True,
+        is_flag=False, flag_value="always", metavar="[always|missing|never]",
+        help=f"always (also `--pull` alone): docker pull every image first; missing: pull "
+        f"only the images not on this host; never: {what}.")
+
+
 def given_options(ctx: click.Context, params: dict[str, Any]) -> set[str]:
     """The options this command line sets, as opposed to those left at their default."""
     return {name for name in params
             if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT}
+
+
+def as_flags(command: click.Command, values: dict[str, Any], skip_defaults: bool = False) -> str:
+    """Options as they are typed on this command line, ready to paste back:
+    `--worker update --worker scheduler --set FOO=bar --no-liveness`."""
+    params = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    words: list[str] = []
+    for name, value in values.items():
+        param = params[name]
+        if skip_defaults and value == param.default:
+            continue
+        flag = param.opts[0]
+        if param.is_flag and param.secondary_opts:
+            words.append(flag if value else param.secondary_opts[0])
+        elif isinstance(value, dict):
+            words += [f"{flag} {shlex.quote(f'{k}={v}')}" for k, v in value.items()]
+        elif isinstance(value, (tuple, list)):
+            words += [f"{flag} {shlex.quote(str(item))}" for item in value]
+        else:
+            words.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(words)
 
 
 def running_program() -> str:

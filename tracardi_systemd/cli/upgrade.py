@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tracardi_systemd.cli.options import fail, require_docker_runtime
+from tracardi_systemd.cli.options import fail, pull_option, require_docker_runtime
 from tracardi_systemd.host.commands import Docker, Systemctl
 from tracardi_systemd.host.engine import Engine
 from tracardi_systemd.host.journal import Journal
@@ -15,7 +15,6 @@ from tracardi_systemd.install.manifest import ManifestError, load_manifest
 from tracardi_systemd.install.transaction import Installer, InstallError
 from tracardi_systemd.names import DEFAULT_DOCKER
 from tracardi_systemd.upgrade.run import (
-    PULL_POLICIES,
     Upgrade,
     UpgradeError,
     UpgradeSettings,
@@ -36,9 +35,7 @@ from tracardi_systemd.upgrade.run import (
               help="Seconds after the window within which a worker's liveness check must "
               "pass, where it has one (default: the check's start period, 120 s for the "
               "update worker).")
-@click.option("--pull", type=click.Choice(PULL_POLICIES), default="always", show_default=True,
-              help="always: docker pull every image first; missing: pull only the images "
-              "not on this host; never: use only images on this host.")
+@pull_option("always", "use only images on this host")
 @click.option("--dry-run", is_flag=True, help="Show the plan (with the unit files' diffs); "
               "change nothing.")
 @click.option("--json", "as_json", is_flag=True,

@@ -118,6 +118,10 @@ def parse_show(output: str) -> dict[str, dict[str, str]]:
     return result
 
 
+# When install and upgrade pull the worker images (--pull).
+PULL_POLICIES = ("always", "missing", "never")
+
+
 class Docker:
     """The docker client, for what only it does well: pull and login."""
 
@@ -130,6 +134,13 @@ class Docker:
 
     def pull(self, image: str) -> None:
         self("pull", image, capture=False)
+
+    def has_image(self, image: str) -> bool:
+        try:
+            self("image", "inspect", "--format", "{{.Id}}", image)
+        except CommandError:
+            return False
+        return True
 
     def login(self, registry: str | None, username: str, token: str) -> str:
         args = ["login", "--username", username, "--password-stdin"]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tracardi_systemd.install.files import write_atomic
-from tracardi_systemd.names import MANIFEST, is_quadlet_file, is_unit_file_name
+from tracardi_systemd.names import KEPT, MANIFEST, is_quadlet_file, is_unit_file_name
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -117,6 +117,10 @@ def is_plain_absolute_path(value: object) -> bool:
 
 def manifest_path(root: Path) -> Path:
     return root / MANIFEST
+
+
+def kept_path(root: Path) -> Path:
+    return root / KEPT
 
 
 class ManifestError(Exception):

@@ -13,19 +13,23 @@ import fcntl
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tracardi_systemd.host.commands import CommandError, Docker, Systemctl, systemd_is_running
+from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.manifest import (
     Manifest,
     ManifestError,
     digest,
+    kept_path,
     load_manifest,
+    load_manifest_file,
     manifest_path,
     save_manifest,
 )
 from tracardi_systemd.install.plan import (
+    FileAction,
     InstallRefused,
     InstallRequest,
     Plan,
@@ -42,6 +46,7 @@ from tracardi_systemd.names import (
     TARGET,
     generated_unit,
     is_unit_file_name,
+    is_worker_unit,
 )
 
 # write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
@@ -56,6 +61,8 @@ class InstallError(Exception):
 class Result:
     lines: list[str]
     changed: bool  # files written, removed, or units enabled, disabled or started anew
+    # Units running the old unit file or settings, until restarted (try-restart them).
+    restart: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -142,22 +149,29 @@ class Installer:
             raise InstallError(f"the docker client {self.docker.program} is missing: install "
                                "Docker (apt-get install docker.io) or pass --docker PATH")
 
-    def agent_program(self, running: str, check_trust: bool) -> str:
-        """The packaged program when installed, else `running`; refused when root must not
-        run it (another user could edit it, or what it loads)."""
-        from tracardi_systemd.install.trust import agent_program_problem
-
+    def agent_program(self, running: str) -> str:
+        """The packaged program when installed, else `running`."""
         packaged = self.on_disk(Path(DEFAULT_AGENT_PROGRAM))
-        program = DEFAULT_AGENT_PROGRAM if packaged.exists() else running
-        if check_trust and os.geteuid() == 0:
-            problem = agent_program_problem(Path(program))
+        return DEFAULT_AGENT_PROGRAM if packaged.exists() else running
+
+    def require_trusted(self, agent_program: str | None, client: str) -> None:
+        """Refuse programs root's units would run while another user can edit them (or what
+        they load): the agent program and the docker or podman client, however chosen."""
+        from tracardi_systemd.install.trust import agent_program_problem, program_problem
+
+        if os.geteuid() != 0:
+            return  # only root runs them: nothing installed by another user is root's code
+        checks = [(client, "the worker units", program_problem(Path(client)))]
+        if agent_program:
+            checks.insert(0, (agent_program, "the agent unit",
+                              agent_program_problem(Path(agent_program))))
+        for program, units, problem in checks:
             if problem:
                 raise InstallError(
-                    f"the agent unit would run {program} as root, but {problem}: install "
-                    "tracardi-systemd from its deb or rpm package, or into a root-owned venv "
-                    "(e.g. /opt/tracardi-systemd), or pass --agent-program PATH of a "
-                    "root-owned install; nothing was changed")
-        return program
+                    f"{units} would run {program} as root, but {problem}: install it from "
+                    "its package or into a root-owned folder (tracardi-systemd: its deb or "
+                    "rpm, or a root-owned venv such as /opt/tracardi-systemd), or name a "
+                    "root-owned one with --agent-program or --docker; nothing was changed")
 
     def previous(self) -> Manifest | None:
         try:
@@ -243,9 +257,9 @@ class Installer:
                 self.systemctl.daemon_reload()
                 if self.live and moving:
                     self._restart_kept(previous, request)
-                elif self.live and previous is not None:
-                    lines.append("workers already running keep their old settings until "
-                                 "restarted: systemctl restart tracardi.target")
+                elif self.live and previous and (restart := to_restart(plan, request)):
+                    lines.append("units already running keep their old unit file or settings "
+                                 f"until restarted: systemctl try-restart {' '.join(restart)}")
                 if self.live and AGENT_UNIT in {c.name for c in plan.file_changes}:
                     self.systemctl("try-restart", AGENT_UNIT)
             if enable:
@@ -257,7 +271,8 @@ class Installer:
         except OSError as exc:
             raise InstallError(_os_message(exc)) from None
         changed = bool(lines)
-        return Result(lines or ["nothing to change"], changed)
+        restart = to_restart(plan, request) if previous is not None and not moving else []
+        return Result(lines or ["nothing to change"], changed, restart)
 
     def _create_secrets(self, request: InstallRequest) -> None:
         """Podman secrets from stdin: the value is in no argv and no file of the tool's."""
@@ -285,25 +300,41 @@ class Installer:
         if kept:
             self.systemctl("try-restart", *kept)
 
-    def uninstall(self, purge: bool, force: bool, say: Callable[[str], None]) -> None:
-        with self._locked(True):
-            manifest = self.previous()
-            if manifest is None:
+    def uninstall(self, purge: bool, force: bool, say: Callable[[str], None],
+                  dry_run: bool = False) -> None:
+        """Stop, disable and remove what install wrote, and what an earlier uninstall kept
+        when now told to remove it. What is kept again is recorded for the next one."""
+        with self._locked(not dry_run):
+            manifest, kept = self.previous(), self._kept()
+            if manifest is None and kept is None:
                 say("nothing to uninstall: tracardi-systemd has installed nothing here")
                 return
+            whole = _with_kept(manifest, kept)
+            if dry_run:
+                if whole.units:
+                    say(f"would stop and disable {', '.join(whole.units)}")
+                self._remove_files(whole, purge, force, say, dry_run=True)
+                return
             try:
-                self.systemctl.disable(manifest.units, now=True)
-                self._stop_jobs(manifest.known_files(), manifest.units, reset=manifest.units)
+                if whole.units:
+                    self.systemctl.disable(whole.units, now=True)
+                    self._stop_jobs(whole.known_files(), whole.units, reset=whole.units)
             except CommandError as exc:
                 say(f"warning: {exc}")
             try:
-                self._remove_files(manifest, purge, force, say)
-                self._remove_own_state(manifest)
+                left = self._remove_files(whole, purge, force, say)
+                self._remove_own_state(whole, left)
                 self.systemctl.daemon_reload()
             except CommandError as exc:
                 say(f"warning: {exc}")
             except OSError as exc:
                 raise InstallError(_os_message(exc)) from None
+
+    def _kept(self) -> Manifest | None:
+        try:
+            return load_manifest_file(kept_path(self.root))
+        except ManifestError as exc:
+            raise InstallError(str(exc)) from None
 
     def _reset_failed(self, units: list[str]) -> None:
         """Forget the failures of units that failed; only of those: systemd 257 unloads a
@@ -314,35 +345,55 @@ class Installer:
             self.systemctl("reset-failed", *failed)
 
     def _remove_files(self, manifest: Manifest, purge: bool, force: bool,
-                      say: Callable[[str], None]) -> None:
+                      say: Callable[[str], None], dry_run: bool = False) -> Manifest:
+        """Remove the files; the record of those kept (units empty), each named with the
+        command that removes it."""
+        keep, remove = ("would keep", "would remove") if dry_run else ("kept", "removed")
+        left = replace(manifest, units=[], files={}, pending={}, options={}, env_digest="",
+                       pending_env_digest="")
         for name in sorted(manifest.known_files()):
             path = self.on_disk(Path(manifest.dir_of(name))) / name
             if not os.path.lexists(path):
                 continue
             data = _contents(path)
             if not force and (data is None or not manifest.owns(name, data)):
-                say(f"kept {path}: it was edited since tracardi-systemd wrote it "
+                say(f"{keep} {path}: it was edited since tracardi-systemd wrote it "
                     "(uninstall --force removes it)")
+                left.files[name] = manifest.files.get(name) or manifest.pending.get(name, "")
                 continue
-            path.unlink()
-            say(f"removed {path}")
+            if not dry_run:
+                path.unlink()
+            say(f"{remove} {path}")
         env_file = self.on_disk(Path(manifest.env_file))
-        if not purge:
-            say(f"kept {env_file} (use --purge to remove it)")
-        elif os.path.lexists(env_file):
-            data = _contents(env_file)
-            if force or not manifest.env_digest or (data is not None
-                                                   and manifest.owns_env(data)):
+        if not os.path.lexists(env_file):
+            return left
+        data = _contents(env_file)
+        owned = not manifest.env_digest or (data is not None and manifest.owns_env(data))
+        if purge and (force or owned):
+            if not dry_run:
                 env_file.unlink()
-                say(f"removed {env_file}")
-            else:
-                say(f"kept {env_file}: it changed since tracardi-systemd wrote it "
-                    "(uninstall --purge --force removes it)")
+            say(f"{remove} {env_file}")
+            return left
+        left.env_digest = manifest.env_digest
+        left.pending_env_digest = manifest.pending_env_digest
+        if not purge:
+            say(f"{keep} {env_file} (uninstall --purge removes it)")
+        else:
+            say(f"{keep} {env_file}: it changed since tracardi-systemd wrote it "
+                "(uninstall --purge --force removes it)")
+        return left
 
-    def _remove_own_state(self, manifest: Manifest) -> None:
-        """The manifest, the agent's state, and the folders they were in when nothing else
-        is left there."""
-        manifest_path(self.root).unlink()
+    def _remove_own_state(self, manifest: Manifest, left: Manifest) -> None:
+        """The manifest and the agent's state; the record of what was kept, or none; the
+        folders they were in when nothing else is left there."""
+        with contextlib.suppress(FileNotFoundError):
+            manifest_path(self.root).unlink()
+        kept = kept_path(self.root)
+        if left.files or left.env_digest or os.path.lexists(self.on_disk(Path(left.env_file))):
+            write_atomic(kept, left.to_json().encode(), mode=0o600)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                kept.unlink()
         dirs = [manifest_path(self.root).parent, self.on_disk(Path(manifest.env_file)).parent]
         if self.live:
             with contextlib.suppress(FileNotFoundError):
@@ -351,6 +402,28 @@ class Installer:
         for directory in dirs:
             with contextlib.suppress(OSError):  # rmdir refuses a folder that is not empty
                 directory.rmdir()
+
+
+def to_restart(plan: Plan, request: InstallRequest) -> list[str]:
+    """The units whose file changed, and every worker when the settings changed; the
+    run-once init only when its own file changed (a restart runs Tracardi's install again),
+    never the target or a timer."""
+    changed = {generated_unit(c.name) for c in plan.file_changes if c.action is FileAction.UPDATE}
+    settings = plan.env is not None and plan.env.needed
+    return [unit for unit in request.units
+            if unit in changed or re.sub(r"@[^.]*\.", "@.", unit) in changed
+            or (settings and is_worker_unit(unit))]
+
+
+def _with_kept(manifest: Manifest | None, kept: Manifest | None) -> Manifest:
+    """The installed manifest with what an earlier uninstall kept in the same folders."""
+    if manifest is None:
+        assert kept is not None
+        return kept
+    if kept is None or (kept.unit_dir, kept.quadlet_dir) != (manifest.unit_dir,
+                                                              manifest.quadlet_dir):
+        return manifest
+    return replace(manifest, files=kept.files | manifest.files)
 
 
 def _with_pending(previous: Manifest | None, request: InstallRequest, plan: Plan) -> Manifest:

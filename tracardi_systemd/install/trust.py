@@ -62,14 +62,23 @@ def package_files() -> list[Path]:
     return [package, *sorted(package.rglob("*"))]
 
 
+def program_problem(program: Path) -> str | None:
+    """Why root must not run `program` (the docker or podman client of the worker units):
+    the program itself, or the interpreter of its `#!` line."""
+    interpreter = interpreter_of(program)
+    for path in [program, *([interpreter] if interpreter else [])]:
+        reason = untrusted(path)
+        if reason:
+            return reason
+    return None
+
+
 def agent_program_problem(program: Path) -> str | None:
     """Why the agent unit must not run `program` as root; None when it may."""
-    checks = [program]
-    interpreter = interpreter_of(program)
-    if interpreter is not None:
-        checks.append(interpreter)
-    checks += [*package_files(), Path(sys.prefix)]
-    for path in checks:
+    reason = program_problem(program)
+    if reason:
+        return reason
+    for path in [*package_files(), Path(sys.prefix)]:
         reason = untrusted(path)
         if reason:
             return reason

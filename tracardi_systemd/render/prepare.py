@@ -12,7 +12,8 @@ from tracardi_systemd.render.units import RenderSettings, render, worker_units
 from tracardi_systemd.spec.catalog import CatalogError, select_workers
 from tracardi_systemd.spec.envfile import EnvFile, load_env_file
 from tracardi_systemd.spec.limits import LimitError, parse_memory_limits, parse_replicas
-from tracardi_systemd.spec.problems import Problem, Severity
+from tracardi_systemd.spec.problems import Problem, Severity, has_errors
+from tracardi_systemd.spec.releases import decide
 
 
 class PrepareError(Exception):
@@ -23,12 +24,22 @@ class PrepareError(Exception):
         self.problems = problems or []
 
 
+class OptionError(PrepareError):
+    """A wrong option (an unknown worker, a bad --replicas, a value systemd cannot take),
+    or none where one is needed: a usage error, not the env file's."""
+
+
+class ReleaseUndecided(OptionError):
+    """No release was named and the env file does not decide one."""
+
+
 @dataclass
 class Prepared:
     env: EnvFile
     settings: RenderSettings
     files: dict[str, str]
     problems: list[Problem] = field(default_factory=list)  # warnings only
+    chosen: str = ""  # which release the env file decided and why, when none was named
 
     @property
     def images(self) -> list[str]:
@@ -47,24 +58,32 @@ class Prepared:
         return [i for unit in worker_units(self.settings) for i in unit.instances]
 
 
-def prepare(env_path: Path, tracardi_version: str, workers: tuple[str, ...] = (),
+def prepare(env_path: Path, tracardi_version: str | None, workers: tuple[str, ...] = (),
             replicas: tuple[str, ...] = (), **options: object) -> Prepared:
-    """Raises PrepareError naming what to fix."""
+    """Raises PrepareError naming what to fix. Without a release, the env file's decides."""
+    env = load_env_file(env_path)
+    if not env.raw and has_errors(env.problems):  # unreadable: nothing else is worth saying
+        raise PrepareError(f"{env_path}: give the path of a readable env file", env.problems)
+    chosen = ""
+    if tracardi_version is None:
+        decision = decide(env.values)
+        if decision.version is None:
+            raise ReleaseUndecided(f"{env_path}: no --tracardi-version, and {decision.reason}")
+        tracardi_version, chosen = decision.version, decision.reason
     try:
         selected = select_workers(tracardi_version, workers)
     except CatalogError as exc:
-        raise PrepareError(str(exc)) from None
+        raise OptionError(str(exc)) from None
     names = [w.name for w in selected]
     supervised = [w.name for w in selected if w.kind == "service"]  # what the agent watches
     try:
         counts = parse_replicas(replicas, names)
         parse_memory_limits(options.get("memory_limits", ()), supervised)  # type: ignore[arg-type]
     except LimitError as exc:
-        raise PrepareError(str(exc)) from None
+        raise OptionError(str(exc)) from None
     from tracardi_systemd.spec.validate import validate  # loads urllib and the rules: late
 
-    env = load_env_file(env_path)
-    problems = validate(env, selected)
+    problems = validate(env, selected, tracardi_version, options.get("network"))  # type: ignore[arg-type]
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         raise PrepareError(f"{env_path}: {len(errors)} error(s); fix them and run again",
@@ -73,6 +92,6 @@ def prepare(env_path: Path, tracardi_version: str, workers: tuple[str, ...] = ()
                               env_keys=tuple(env.values), replicas=counts, **options)  # type: ignore[arg-type]
     try:
         files = render(settings)
-    except UnsafeValue as exc:
-        raise PrepareError(str(exc)) from None
-    return Prepared(env, settings, files, problems)
+    except UnsafeValue as exc:  # only options reach the unit files as values
+        raise OptionError(str(exc)) from None
+    return Prepared(env, settings, files, problems, chosen)

@@ -317,7 +317,37 @@ CATALOG: dict[str, Release] = {
     "1.2.0": _release_09("1.2.x", *ROLES_11, _background("logger"), _background("destination")),
 }
 
-DEFAULT_VERSION = "0.8.1"
+DEFAULT_VERSION = "0.8.1"  # what `workers` lists when no release is named
+
+# Settings Tracardi documents beside those the workers need (tracardi-versions.md, its
+# compose files and charts), by the first release that reads them; with the catalog's own
+# settings they are the names an env file may hold.
+OPTIONAL_SETTINGS: dict[str, tuple[str, ...]] = {
+    "0.8.1": ("LICENSE", "API_LICENSE", "ELASTIC_SCHEME", "ELASTIC_PORT",
+              "ELASTIC_HTTP_AUTH_USERNAME", "ELASTIC_HTTP_AUTH_PASSWORD",
+              "ELASTIC_VERIFY_CERTS", "ELASTIC_QUERY_TIMEOUT", "REDIS_PORT", "REDIS_PASSWORD",
+              "LOGGING_LEVEL", "SAVE_LOGS", "PRODUCTION"),
+    "0.8.2": ("PULSAR_AUTH_TOKEN", "MULTI_TENANT", "MULTI_TENANT_MANAGER_URL",
+              "MULTI_TENANT_MANAGER_API_KEY"),
+    "0.9.0": ("MYSQL_PORT", "MYSQL_USERNAME", "MYSQL_PASSWORD", "MYSQL_DATABASE",
+              "MYSQL_SCHEMA", "INACTIVITY_TIME_OUT"),
+}
+
+
+def known_settings(version: str) -> frozenset[str]:
+    """Every setting a release's entries read: those they need, those the charts give them
+    (defaults, roles' fixed settings) and Tracardi's documented optional ones."""
+    names_: set[str] = set()
+    for worker in entries_for(version):
+        names_.update(worker.required_settings, worker.defaults, worker.environment)
+    for since, optional in OPTIONAL_SETTINGS.items():
+        if _order(since) <= _order(version):
+            names_.update(optional)
+    return frozenset(names_)
+
+
+def _order(version: str) -> int:
+    return list(CATALOG).index(version)
 
 
 class CatalogError(ValueError):

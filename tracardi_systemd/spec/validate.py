@@ -7,6 +7,7 @@ the catalog where releases differ, so that a setting that would silently misbeha
 
 from __future__ import annotations
 
+import difflib
 import re
 import stat
 from collections.abc import Iterable
@@ -18,11 +19,14 @@ from tracardi_systemd.spec.addresses import (
     DEFAULT_REDIS_PORT,
     elastic_entries,
     elastic_url,
+    has_own_loopback,
+    loopback_settings,
     split_redis_host,
 )
-from tracardi_systemd.spec.catalog import MYSQL, PULSAR, REDIS, Worker
+from tracardi_systemd.spec.catalog import CATALOG, MYSQL, PULSAR, REDIS, Worker, known_settings
 from tracardi_systemd.spec.envfile import EnvFile
 from tracardi_systemd.spec.problems import Problem, error, warning
+from tracardi_systemd.spec.releases import foreign_settings, readers, span
 from tracardi_systemd.spec.secrets import LICENSE_NAMES, is_secret, shown
 
 # Tracardi maps these (upper-cased) names; an unknown name silently falls back.
@@ -32,10 +36,15 @@ LOGGING_LEVEL_MAPPED = {"CRITICAL": "WARNING"}
 _PLACEHOLDER = re.compile(r"<[^<>]*>|paste .* here|your[-_ ]license", re.IGNORECASE)
 
 
-def validate(env: EnvFile, workers: Iterable[Worker]) -> list[Problem]:
-    """Every problem of the file for the selected workers: syntax first, then settings."""
+def validate(env: EnvFile, workers: Iterable[Worker], version: str | None = None,
+             network: str | None = "host") -> list[Problem]:
+    """Every problem of the file for the selected workers of a release, whose containers
+    run on `network` (None: Docker's default bridge): syntax first, then settings."""
     workers = tuple(workers)
     checker = _Checker(env)
+    if version is not None:
+        checker.release(version)
+    checker.loopback(workers, network)
     checker.placeholders()
     checker.required(workers)
     checker.redis(workers)
@@ -59,6 +68,42 @@ class _Checker:
 
     def _warning(self, key: str | None, message: str) -> None:
         self.problems.append(warning(self.file, self.env.line_of(key) if key else None, message))
+
+    def release(self, version: str) -> None:
+        """Settings of other releases are an error (the file is for another release); names
+        no release reads are a warning with the nearest setting of this one (a typo)."""
+        foreign = foreign_settings(self.values, version)
+        if foreign:
+            fitting = sorted({v for name in foreign for v in readers(name)},
+                             key=list(CATALOG).index)
+            self._error(foreign[0], (
+                f"{', '.join(foreign)}: settings that Tracardi {span(fitting)} read, not "
+                f"{version}: is the file for another release? Choose it with "
+                "--tracardi-version, or remove them"))
+        known = known_settings(version)
+        for name in self.values:
+            if name in known or name in foreign:
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            self._warning(name, (
+                f"{name}: did you mean {close[0]}? ({name} is no setting Tracardi {version} "
+                "reads)" if close else
+                f"{name} is no setting Tracardi {version} reads (the workers get it anyway)"))
+
+    def loopback(self, workers: tuple[Worker, ...], network: str | None) -> None:
+        """A container on a network of its own has its own loopback: 127.0.0.1 is the
+        worker itself there, not the host where Redis listens."""
+        if not has_own_loopback(network):
+            return
+        read = [key for w in workers for key in w.required_settings]
+        where = f"the network {network!r}" if network else "Docker's default bridge network"
+        for key in loopback_settings(self.values, read):
+            self._error(key, (
+                f"{key}={shown(key, self.values[key])} is a loopback address, which on "
+                f"{where} is the worker's own container, not this host: the worker would "
+                "never reach it. Install with --network host, or write the host's address "
+                "as the containers see it (e.g. the docker0 bridge's, with the service "
+                "listening there)"))
 
     def placeholders(self) -> None:
         """Tracardi's docs write `redis://<redis-ip>:6379` and `paste license here`."""

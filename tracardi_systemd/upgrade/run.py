@@ -51,7 +51,6 @@ class UpgradeEvent(Enum):
 
 
 SYSLOG_IDENTIFIER = "tracardi-systemd"
-PULL_POLICIES = ("always", "missing", "never")
 # Exit status per result: 1 is any refusal before a worker was restarted, 2 click's usage
 # error.
 EXIT_STATUS = {"done": 0, "unchanged": 0, "planned": 0, "rolled back": 3,

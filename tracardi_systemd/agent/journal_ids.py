@@ -32,6 +32,7 @@ class EntryKind(Enum):
     STATE_UNWRITABLE = "f2fe7e5348554dea9827c84ea96af27e"
     RELOADED = "175bae9feaaa485d88c5641561a70283"
     CONTAINER_DIED = "86111eadd1bf45f4ac7bbe451ae331c4"
+    QUEUE_STUCK = "d18c4384d5db413a81c39772844b27b9"
 
 
 @dataclass(frozen=True)

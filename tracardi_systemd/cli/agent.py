@@ -25,10 +25,6 @@ from tracardi_systemd.spec.limits import LimitError, parse_memory_limits
 @click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
               default=DEFAULT_ENV_FILE, show_default=True,
               help="Env file that may hold TRACARDI_REGISTRY_USER / TRACARDI_REGISTRY_TOKEN.")
-@click.option("--work-wait", default=30.0, show_default=True, type=click.FloatRange(1),
-              help="Seconds work may wait in a Redis queue before its consumers are judged: "
-              "one that is not asking Redis for work (nor busy with work it took) is "
-              "restarted; if all are, the queue is reported stuck, once.")
 @click.option("--docker", default=DEFAULT_DOCKER, show_default=True,
               help="The docker client to log in with.")
 def login(username: str | None, registry: str | None, token_file, env_file: Path,

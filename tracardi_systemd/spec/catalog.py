@@ -52,8 +52,9 @@ class Liveness:
 # and never takes a task again (a Celery 5.2 bug), while its container runs: a ping to its
 # own node name goes unanswered then, and answers while it consumes.
 # One ping starts Python and Celery in the container: 0.33-0.38 s of CPU (measured on the
-# real 0.8.1 worker). Every 5 minutes that is about 0.1 % of a core per worker; the agent's
-# restart once Redis is back after an outage heals the common case within seconds anyway.
+# real 0.8.1 worker). Every 5 minutes that is about 0.1 % of a core per worker. The agent's
+# work-based liveness (CELERY_WORK) sees this hang and its ping-answering variant within a
+# minute: Docker units render the ping only when asked (render/units.py).
 CELERY_PING = Liveness(
     command="celery -A tracardi.worker.celery_worker inspect ping "
             "-d celery@$HOSTNAME --timeout 10 >/dev/null",

@@ -363,3 +363,18 @@ def test_work_is_read_for_the_queue_consumers_alone_and_reaches_the_state_file(t
     assert workers[UPDATE]["work"] == "live"
     assert workers[SCHEDULER]["work"] == "unknown"
     assert "pw-x" not in rig.state_file.read_text() + rig.stderr.getvalue()
+
+
+def test_connections_are_wanted_only_once_work_has_waited_half_the_wait(tmp_path):
+    rig = Rig(tmp_path, FIVE, config=Config(work_wait=30))
+    rig.work[UPDATE] = WorkReading("127.0.0.1:6379", {"celery": QueueReading(1, "m1")},
+                                   None, False, 0)
+    judged = []
+    for tick in range(4):
+        if tick:
+            rig.clock.advance(10)
+        rig.agent.cycle()
+        judged.append(rig.consumers[-1][0].judged)
+    # Seen waiting at 0 s; wanted from the tick at 20 s, so the tick at 30 s can judge.
+    assert judged == [False, False, True, True]
+    assert rig.state()["workers"][UPDATE]["work"] == "not live"

@@ -10,6 +10,7 @@ import pytest
 
 from tracardi_systemd.host.redis import RedisError, ask, encode, parse_client_list
 from tracardi_systemd.host.sockets import connections_to, parse_tcp_table
+from tracardi_systemd.observe.model import QueueReading
 from tracardi_systemd.observe.work import (
     Consumer,
     RedisSnapshot,
@@ -114,9 +115,11 @@ def test_the_tcp_table_gives_the_local_end_of_connections_to_redis(tmp_path):
     net.mkdir(parents=True)
     (net / "tcp").write_text(TCP)
     (net / "tcp6").write_text(TCP6)
-    assert connections_to(77, 6379, proc=tmp_path) == {("127.0.0.1", 41000),
-                                                       ("192.168.0.2", 41004)}
-    assert connections_to(78, 6379, proc=tmp_path) == set()
+    # An IPv4 Redis: the tcp table alone (the kernel walks its hash table per table read).
+    assert connections_to(77, ("127.0.0.1", 6379), proc=tmp_path) == {("127.0.0.1", 41000)}
+    assert connections_to(77, ("redis.local", 6379), proc=tmp_path) == {
+        ("127.0.0.1", 41000), ("192.168.0.2", 41004)}
+    assert connections_to(78, ("127.0.0.1", 6379), proc=tmp_path) == set()
 
 
 CLIENT_ROWS = parse_client_list(CLIENTS + b"id=5 addr=10.0.0.9:41000 idle=0 cmd=brpop flags=b\n")
@@ -142,6 +145,9 @@ def test_a_reading_tells_blocked_idle_and_broadcast():
     assert reading("r", shot, CELERY_WORK, []).consuming_idle is None
 
 
+WAITING = {"celery": QueueReading(2, "d1")}
+
+
 def test_one_round_trip_per_redis_address_however_many_consumers():
     asked = []
 
@@ -149,15 +155,34 @@ def test_one_round_trip_per_redis_address_however_many_consumers():
         asked.append((address, queues, password))
         if address[1] == 6380:
             raise RedisError("down")
-        return RedisSnapshot(CLIENT_ROWS, {}, 0)
+        return RedisSnapshot(CLIENT_ROWS, WAITING, 0)
 
     consumers = [Consumer(f"tracardi-update@{i}.service", 100 + i, CELERY_WORK,
                           ("127.0.0.1", 6379), shared=True) for i in (1, 2)]
     consumers.append(Consumer("tracardi-update@3.service", 103, CELERY_WORK,
                               ("127.0.0.1", 6380), shared=False))
-    found = read_work(consumers, SECRET, connections=lambda pid, port: {("127.0.0.1", 41000)},
-                      ask_redis=ask_redis)
+    tables = []
+
+    def connections(pid, address):
+        tables.append(pid)
+        return {("127.0.0.1", 41000)}
+
+    found = read_work(consumers, SECRET, connections=connections, ask_redis=ask_redis)
     assert asked == [(("127.0.0.1", 6379), ["celery"], SECRET),
                      (("127.0.0.1", 6380), ["celery"], SECRET)]
     assert sorted(found) == ["tracardi-update@1.service", "tracardi-update@2.service"]
     assert found["tracardi-update@1.service"].shared
+    assert found["tracardi-update@2.service"].consuming_idle == 0
+    assert tables == [101], "the host's table read once for both containers on it"
+
+
+def test_connections_are_not_looked_for_while_no_work_waits():
+    def ask_redis(address, queues, reserved, password):
+        return RedisSnapshot(CLIENT_ROWS, {"celery": QueueReading(0, "")}, 0)
+
+    def connections(pid, address):
+        raise AssertionError("the TCP table read with nothing waiting")
+
+    consumer = Consumer("u", 7, CELERY_WORK, ("127.0.0.1", 6379), shared=False)
+    found = read_work([consumer], connections=connections, ask_redis=ask_redis)
+    assert found["u"].queues["celery"].waiting == 0

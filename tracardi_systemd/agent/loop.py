@@ -16,7 +16,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -213,9 +213,17 @@ class Agent:
             worker, container = self.workers[unit], owned.get(unit)
             redis = [d for d in self.needs[unit] if d.name.startswith(f"{REDIS} ")]
             if worker and worker.work and container and container.running and redis:
-                found.append(Consumer(unit, container.pid, worker.work, redis[0].addresses[0],
-                                      shared=container.network == "host"))
+                consumer = Consumer(unit, container.pid, worker.work, redis[0].addresses[0],
+                                    shared=container.network == "host")
+                found.append(replace(consumer, judged=self._wait_near_verdict(consumer)))
         return found
+
+    def _wait_near_verdict(self, consumer: Consumer) -> bool:
+        """Work in its queues has waited half of --work-wait: its connections are read
+        from the next tick on, so the tick that reaches the wait has them."""
+        now, half = self.clock(), self.config.work_wait / 2
+        return any(now - wait.since >= half for key in consumer.queue_keys()
+                   if (wait := self.history.queues.get(key)))
 
     def _docker_active(self) -> bool:
         docker = self.systemd_view.get(DOCKER_UNIT)

@@ -25,7 +25,7 @@ from enum import Enum
 
 from tracardi_systemd.agent.journal_ids import Entry, EntryKind
 from tracardi_systemd.host.journal import Priority
-from tracardi_systemd.observe.model import ContainerState, UnitState, WorkReading
+from tracardi_systemd.observe.model import ContainerState, UnitState, WorkReading, queue_key
 
 ERROR, WARNING, NOTICE = Priority.ERROR, Priority.WARNING, Priority.NOTICE
 OWNING_STATES = ("active", "activating", "deactivating", "reloading")
@@ -419,7 +419,7 @@ class _Decider:
         threshold = self.config.work_wait
         # The wait counts from this container's start too: a new one gets its own chance.
         waiting = {key: self.now - max(wait.since, past.since)
-                   for key in _queue_keys(reading) if (wait := self.history.queues.get(key))}
+                   for key in reading.queue_keys() if (wait := self.history.queues.get(key))}
         if not waiting or max(waiting.values()) < threshold:
             past.work = "live"
             return
@@ -522,17 +522,13 @@ def _dependencies(obs: Observation, history: History) -> list[Entry]:
     return entries
 
 
-def _queue_keys(reading: WorkReading) -> list[str]:
-    return [f"{reading.redis} {queue}" for queue in reading.queues]
-
-
 def _watch_queues(obs: Observation, history: History) -> None:
     """Since when each queue's oldest message has waited, as far as the agent has seen."""
     for view in obs.workers.values():
         if view.work is None:
             continue
         for queue, seen in view.work.queues.items():
-            key = f"{view.work.redis} {queue}"
+            key = queue_key(view.work.redis, queue)
             wait = history.queues.get(key)
             if not seen.waiting:
                 history.queues.pop(key, None)
@@ -548,7 +544,7 @@ def _stuck_queues(obs: Observation, history: History, stuck: dict[str, set[str]]
     entries = []
     for key, units in sorted(stuck.items()):
         wait = history.queues[key]
-        not_live = [u for u, v in obs.workers.items() if v.work and key in _queue_keys(v.work)
+        not_live = [u for u, v in obs.workers.items() if v.work and key in v.work.queue_keys()
                     and history.workers[u].work == "not live"]
         if wait.stuck_reported or not_live:
             continue

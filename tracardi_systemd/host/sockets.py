@@ -41,11 +41,19 @@ def parse_tcp_table(text: str, remote_port: int) -> set[Endpoint]:
     return found
 
 
-def connections_to(pid: int, remote_port: int, proc: Path = Path("/proc")) -> set[Endpoint]:
-    """Local endpoints of the namespace's established connections to `remote_port`; empty
-    when the process is gone."""
+def connections_to(pid: int, remote: tuple[str, int], proc: Path = Path("/proc")) -> set[Endpoint]:
+    """Local endpoints of the namespace's established connections to `remote`'s port;
+    empty when the process is gone. Only the table of `remote`'s address family is read:
+    the kernel walks its whole connection hash table for each (about 1.4 ms here), and a
+    client connecting to an IPv4 address opens an IPv4 socket."""
     found: set[Endpoint] = set()
-    for table in ("tcp", "tcp6"):
+    host, remote_port = remote
+    tables: tuple[str, ...]
+    try:
+        tables = ("tcp6",) if ipaddress.ip_address(host).version == 6 else ("tcp",)
+    except ValueError:
+        tables = ("tcp", "tcp6")  # a name: either family
+    for table in tables:
         try:
             found |= parse_tcp_table((proc / str(pid) / "net" / table).read_text(), remote_port)
         except OSError:

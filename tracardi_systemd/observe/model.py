@@ -61,6 +61,11 @@ class QueueReading:
     oldest: str  # a digest of the oldest waiting message; "" when none waits
 
 
+def queue_key(redis: str, queue: str) -> str:
+    """How a queue is known across ticks: "127.0.0.1:6379 celery"."""
+    return f"{redis} {queue}"
+
+
 @dataclass(frozen=True)
 class WorkReading:
     """What Redis shows of one worker taking work (observe/work.py), read once per tick."""
@@ -73,3 +78,6 @@ class WorkReading:
     broadcast: bool  # it holds a broadcast subscription (Celery's pidbox answers pings)
     reserved: int  # delivered, unacknowledged messages on that Redis (every consumer's)
     shared: bool = False  # on the host's network: the host's connections, not its own alone
+
+    def queue_keys(self) -> list[str]:
+        return [queue_key(self.redis, queue) for queue in self.queues]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from tracardi_systemd.host.redis import RedisError, ask, parse_client_list
 from tracardi_systemd.host.sockets import Endpoint, connections_to
-from tracardi_systemd.observe.model import QueueReading, WorkReading
+from tracardi_systemd.observe.model import QueueReading, WorkReading, queue_key
 from tracardi_systemd.spec.catalog import RedisWork
 
 Address = tuple[str, int]
@@ -90,13 +90,25 @@ class Consumer:
     work: RedisWork
     address: Address
     shared: bool  # on the host's network
+    # Whether its connections are wanted: work in its queues has waited long enough that a
+    # verdict may come this tick (the agent knows the wait; this module reads one tick).
+    judged: bool = True
+
+    def queue_keys(self) -> list[str]:
+        """The names the policy's History.queues knows its queues by."""
+        return [queue_key(f"{self.address[0]}:{self.address[1]}", q) for q in self.work.queues]
 
 
 def read_work(consumers: list[Consumer], password: str = "",
-              connections: Callable[[int, int], set[Endpoint]] = connections_to,
+              connections: Callable[[int, Address], set[Endpoint]] = connections_to,
               ask_redis: Callable[..., RedisSnapshot] = snapshot) -> dict[str, WorkReading]:
     """Each consumer's reading, keyed by unit; a consumer whose Redis could not be asked
-    has none (the reachability probe reports an outage)."""
+    has none (the reachability probe reports an outage).
+
+    Its connections are looked for only while work waits in one of its queues and the
+    consumer is `judged` (the policy judges them only then: an empty or moving queue is a
+    live one), and the host's table only once for all the containers on the host's
+    network: the TCP table is the expensive part of a reading (host/sockets.py)."""
     found: dict[str, WorkReading] = {}
     by_address: dict[Address, list[Consumer]] = {}
     for consumer in consumers:
@@ -108,7 +120,17 @@ def read_work(consumers: list[Consumer], password: str = "",
         except RedisError:
             continue
         name = f"{address[0]}:{address[1]}"
+        host_table: set[Endpoint] | None = None
         for consumer in sharing:
-            mine = own_clients(shot.clients, connections(consumer.pid, address[1]))
+            mine: list[dict[str, str]] = []
+            waiting = any(shot.queues[q].waiting for q in consumer.work.queues
+                          if q in shot.queues)
+            if waiting and consumer.judged:
+                if not consumer.shared:
+                    mine = own_clients(shot.clients, connections(consumer.pid, address))
+                else:
+                    if host_table is None:
+                        host_table = connections(consumer.pid, address)
+                    mine = own_clients(shot.clients, host_table)
             found[consumer.unit] = reading(name, shot, consumer.work, mine, consumer.shared)
     return found

@@ -18,6 +18,8 @@ from tracardi_systemd.host.commands import CommandError
 from tracardi_systemd.host.journal import Journal
 from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, LABEL_MANAGED, TARGET
+from tracardi_systemd.observe.model import QueueReading, WorkReading
+from tracardi_systemd.observe.work import Consumer
 from tracardi_systemd.spec.addresses import Dependency
 from tracardi_systemd.spec.catalog import workers_for
 
@@ -63,7 +65,14 @@ class Rig:
         self.state_file = tmp_path / "run" / "agent-state.json"
         self.agent = Agent(InputFiles(self.manifest_file, self.env_file), self.systemctl,
                            self.engine, self.probe, self.journal, config or Config(),
-                           state_file=self.state_file, clock=self.clock)
+                           state_file=self.state_file, clock=self.clock,
+                           read_work=self.read_work)
+        self.work: dict[str, WorkReading] = {}
+        self.consumers: list[list[Consumer]] = []
+
+    def read_work(self, consumers: list[Consumer], password: str) -> dict[str, WorkReading]:
+        self.consumers.append(consumers)
+        return {c.unit: self.work[c.unit] for c in consumers if c.unit in self.work}
 
     def probe(self, wanted: list[Dependency]) -> dict[str, bool]:
         names = {d.name for d in wanted}
@@ -138,7 +147,7 @@ def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
     assert rig.stderr.getvalue().startswith(f"<3>systemd gave up on {SCHEDULER}")
     state = rig.state()["workers"][SCHEDULER]
     assert state == {"state": "backoff", "restarts": 0, "last_reason": "start-limit-hit",
-                     "dependencies": {REDIS: True, "elasticsearch": True}}
+                     "dependencies": {REDIS: True, "elasticsearch": True}, "work": ""}
 
     rig.clock.advance(9.9)  # the first backoff is at least 10 s
     rig.agent.cycle()
@@ -152,7 +161,7 @@ def test_failed_unit_is_reset_and_started_after_the_backoff(tmp_path):
     assert f"<4>re-arming {SCHEDULER}" in rig.stderr.getvalue()
     assert rig.state()["workers"][SCHEDULER] == {
         "state": "restarting", "restarts": 1, "last_reason": "start-limit-hit",
-        "dependencies": {REDIS: True, "elasticsearch": True}}
+        "dependencies": {REDIS: True, "elasticsearch": True}, "work": ""}
 
     # systemd has it running again
     rig.systemctl.units[SCHEDULER] = unit_props()
@@ -173,8 +182,10 @@ def test_state_file_is_json_with_each_units_view(tmp_path):
     for unit, entry in state["workers"].items():
         deps = {REDIS: True} | ({} if unit == "tracardi-update.service" else
                                 {"elasticsearch": True})
+        # The update worker gave no reading (none scripted): no verdict.
+        work = "" if unit == "tracardi-update.service" else "unknown"
         assert entry == {"state": "running", "restarts": 0, "last_reason": "",
-                         "dependencies": deps}
+                         "dependencies": deps, "work": work}
 
 
 def test_dry_run_observes_only_and_keeps_no_history(tmp_path):
@@ -366,3 +377,50 @@ def test_an_outage_of_a_service_no_unit_needs_any_more_is_forgotten(tmp_path):
     rig.dependencies = {"redis 10.0.0.7:6379": True, "elasticsearch": True}
     rig.agent.reload_if_changed()
     assert rig.agent.history.down_since == {}
+
+
+UPDATE = "tracardi-update.service"
+
+
+def test_work_is_read_for_the_queue_consumers_alone_and_reaches_the_state_file(tmp_path):
+    rig = Rig(tmp_path, FIVE)
+    rig.env_file.write_text("REDIS_HOST=127.0.0.1\nREDIS_PASSWORD=pw-x\n"
+                            "ELASTIC_HOST=http://10.0.0.5:9200\n")
+    rig.agent = Agent(InputFiles(rig.manifest_file, rig.env_file), rig.systemctl, rig.engine,
+                      rig.probe, rig.journal, Config(), state_file=rig.state_file,
+                      clock=rig.clock, read_work=rig.read_work)
+    passwords = []
+    original = rig.read_work
+
+    def read_work(consumers, password):
+        passwords.append(password)
+        return original(consumers, password)
+
+    rig.agent.read_work = read_work
+    rig.engine.entries[0]["HostConfig"] = {"NetworkMode": "host"}  # the update worker's
+    rig.work[UPDATE] = WorkReading("127.0.0.1:6379", {"celery": QueueReading(0, "")}, 0, True, 0)
+    rig.agent.cycle()
+
+    [consumers] = rig.consumers
+    assert [(c.unit, c.address, c.shared, c.work.queues) for c in consumers] == [
+        (UPDATE, ("127.0.0.1", 6379), True, ("celery",))]
+    assert passwords == ["pw-x"]
+    workers = rig.state()["workers"]
+    assert workers[UPDATE]["work"] == "live"
+    assert workers[SCHEDULER]["work"] == "unknown"
+    assert "pw-x" not in rig.state_file.read_text() + rig.stderr.getvalue()
+
+
+def test_connections_are_wanted_only_once_work_has_waited_half_the_wait(tmp_path):
+    rig = Rig(tmp_path, FIVE, config=Config(work_wait=30))
+    rig.work[UPDATE] = WorkReading("127.0.0.1:6379", {"celery": QueueReading(1, "m1")},
+                                   None, False, 0)
+    judged = []
+    for tick in range(4):
+        if tick:
+            rig.clock.advance(10)
+        rig.agent.cycle()
+        judged.append(rig.consumers[-1][0].judged)
+    # Seen waiting at 0 s; wanted from the tick at 20 s, so the tick at 30 s can judge.
+    assert judged == [False, False, True, True]
+    assert rig.state()["workers"][UPDATE]["work"] == "not live"

@@ -92,6 +92,7 @@ def test_workers_json(cli):
         "name": "update", "unit": "tracardi-update.service", "kind": "service",
         "image": "tracardi/update-worker", "image_tag": "0.8.1",
         "description": "Tracardi update worker", "settings": ["REDIS_HOST"],
+        "work": {"queues": ["celery"], "consume": "brpop"},
         "dependencies": ["redis"], "commercial": False,
         "liveness": workers_for("0.8.1")[0].liveness.command,
         "environment": {}, "defaults": {}, "schedule": None, "requires": [], "default": True,

@@ -399,3 +399,14 @@ def test_the_agent_may_write_the_metrics_directory_and_nowhere_else():
 def test_a_bad_metrics_dir_is_refused(path):
     with pytest.raises(UnsafeValue):
         render(replace(SETTINGS, metrics_dir=path))
+
+
+def test_docker_health_check_only_where_the_agent_cannot_see_the_work_or_when_asked():
+    """The agent watches the update worker through its Redis queue: no ping by default;
+    --liveness-interval asks for it as a second opinion; Podman (no agent) keeps it."""
+    by_default = render(SETTINGS)["tracardi-update.service"]
+    asked = render(replace(SETTINGS, liveness_interval=60))["tracardi-update.service"]
+    podman = render(replace(SETTINGS, runtime="podman"))["tracardi-update.container"]
+    assert "--health-cmd" not in by_default
+    assert "--health-cmd" in asked and "--health-interval 60s" in asked
+    assert "HealthCmd=celery -A tracardi.worker.celery_worker inspect ping" in podman

@@ -222,3 +222,22 @@ def test_a_running_worker_is_unhealthy_when_its_dependency_or_liveness_fails(tmp
     assert scheduler["dependencies"] == {redis: False, "elasticsearch": True}
     assert scheduler["healthy"] is False
     assert "liveness check failing" in format_table(status)
+
+
+def test_work_based_liveness_shows_per_worker_and_a_verdict_counts_as_a_problem(tmp_path):
+    host = Host(tmp_path)
+    update = "tracardi-update.service"
+    host.state_file.write_text(json.dumps({"workers": {
+        update: {"state": "restarting", "work": "not live"},
+        SCHEDULER: {"state": "running", "work": "unknown"},
+        TRIGGER: {"state": "running", "work": "stuck"}}}))
+    status = host.collect()
+    assert row(status, update).problems == ["not taking work"]
+    assert row(status, SCHEDULER).work == "unknown" and row(status, SCHEDULER).healthy
+    assert row(status, TRIGGER).problems == ["queue stuck: work waits while it looks live"]
+    assert row(status, "tracardi-segmentation.service").work == "-"
+    table = format_table(status).splitlines()
+    assert table[0].split()[3:5] == ["LIVENESS", "WORK"]
+    assert next(x for x in table if x.startswith(SCHEDULER)).split()[4] == "unknown"
+    data = json.loads(status.to_json())
+    assert next(w for w in data["workers"] if w["unit"] == update)["work"] == "not live"

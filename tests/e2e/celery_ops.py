@@ -40,6 +40,29 @@ def queue_touch(host: Sandbox, key: str) -> str:
     )
 
 
+def queue_holds(host: Sandbox, seconds: float, count: int) -> None:
+    """Queue `count` hold(seconds) tasks: long tasks that fill the pool and the prefetch."""
+    one_off(host, f"import sys; from {APP} import hold\n"
+            "for _ in range(int(sys.argv[2])): hold.delay(float(sys.argv[1]))",
+            str(seconds), str(count))
+
+
+def control(host: Sandbox, *args: str) -> str:
+    """`celery control ...` from a throw-away container, as an operator would run it."""
+    argv = " ".join(shlex.quote(a) for a in args)
+    return host.run(
+        f"{DOCKER} run --rm --network host -e REDIS_HOST=127.0.0.1 {IMAGE}:{TRACARDI_TAG} "
+        f"celery -A {APP} control {argv}", timeout=120
+    ).stdout
+
+
+def entries_since(host: Sandbox, since: str, message_id: str, unit: str = "") -> list[str]:
+    """The agent's journal entries of one MESSAGE_ID since `since` (seconds of the epoch)."""
+    match = f" TRACARDI_UNIT={unit}" if unit else ""
+    return host.run(f"journalctl -q --since @{since} MESSAGE_ID={message_id}{match} -o cat"
+                    ).stdout.splitlines()
+
+
 def consumed_within(host: Sandbox, key: str, timeout: float) -> float | None:
     """Seconds until the task that touches key has run (its key is set), or None."""
     started = time.monotonic()

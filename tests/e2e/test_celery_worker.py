@@ -26,16 +26,20 @@ from .celery_ops import (
     UNIT,
     cgroup_memory,
     consumed_within,
+    control,
     cost_of,
     docker_stats_memory,
+    entries_since,
     heartbeats,
     inspect_ping,
     node_name,
     one_off,
     outages_until_hung,
     ping_command,
+    queue_holds,
     queue_touch,
     redis_outage,
+    redis_outage_and_reconnect,
     redis_view,
     wait_ready,
     worker_ports,
@@ -193,6 +197,80 @@ def test_the_agent_heals_the_worker_after_every_redis_outage(worker):
         "printf '%s\\n' \"$out\"", timeout=30).splitlines()
     assert len(restarts) >= HEALED_OUTAGES, restarts
     assert all("redis 127.0.0.1:6379 is back after an outage" in line for line in restarts)
+
+
+NOT_LIVE = "927487d9a49c4a62bebe479187dd5300"
+QUEUE_STUCK = "d18c4384d5db413a81c39772844b27b9"
+LIVENESS_BOUND = 60  # seconds from the first task a hung worker fails to take to its run
+
+
+def test_work_based_liveness_heals_the_kombu_hang_within_a_minute(worker):
+    """The hang of test_unhealed_hang_after_a_redis_outage, with the agent blind to the
+    outages (stopped during each, started once Redis is back, so its restart after an
+    outage cannot act): work-based liveness alone finds the hung worker and restarts it."""
+    since = worker.run("date +%s").stdout.strip()
+    for attempt in range(1, OUTAGE_ATTEMPTS + 1):
+        worker.run("systemctl stop tracardi-agent")
+        redis_outage_and_reconnect(worker, OUTAGE)
+        worker.run("systemctl start tracardi-agent")
+        key = f"liveness-{attempt}"
+        queue_touch(worker, key)
+        took = consumed_within(worker, key, LIVENESS_BOUND)
+        print(f"outage {attempt}: task consumed {took} s after queueing")
+        assert took is not None, f"not consumed within {LIVENESS_BOUND} s of queueing"
+        if entries_since(worker, since, NOT_LIVE, UNIT):
+            break
+    else:
+        pytest.fail(f"no hang in {OUTAGE_ATTEMPTS} outages of {OUTAGE} s")
+    not_live = entries_since(worker, since, NOT_LIVE, UNIT)
+    restarts = entries_since(worker, since, RESTART, UNIT)
+    print(f"healed {took:.1f} s after the task was queued: {not_live}")
+    assert len(not_live) == 1 and "has not asked Redis for work" in not_live[0]
+    assert any("not taking work" in line or "work has waited" in line for line in restarts)
+
+
+def test_work_based_liveness_heals_a_worker_that_answers_pings_but_takes_no_work(worker):
+    """The variant of kombu issues #2492/#2629, made with Celery's own remote control: the
+    worker stops consuming its queue while its pidbox still answers pings."""
+    since = worker.run("date +%s").stdout.strip()
+    before = container(worker, CONTAINER)["Id"]
+    print(control(worker, "cancel_consumer", "celery", "-d", node_name(worker)))
+    queue_touch(worker, "after-cancel")
+    queued = time.monotonic()
+    assert consumed_within(worker, "after-cancel", 5) is None, "it still takes tasks"
+    assert inspect_ping(worker), "its pidbox still answers"
+    took = consumed_within(worker, "after-cancel", LIVENESS_BOUND - (time.monotonic() - queued))
+    healed = time.monotonic() - queued
+    print(f"ping-answering worker healed {healed:.1f} s after the task was queued")
+    assert took is not None, f"not consumed within {LIVENESS_BOUND} s of queueing"
+    assert container(worker, CONTAINER)["Id"] != before
+    not_live = entries_since(worker, since, NOT_LIVE, UNIT)
+    assert len(not_live) == 1 and "has not asked Redis for work" in not_live[0], not_live
+
+
+def test_a_full_prefetch_on_long_tasks_is_not_restarted_and_the_queue_reported_once(worker):
+    """Every pool process busy and the prefetch full: kombu stops BRPOP while tasks wait.
+    The agent must not take that for a hang; the waiting queue is reported stuck, once."""
+    since = worker.run("date +%s").stdout.strip()
+    before = container(worker, CONTAINER)["Id"]
+    cpus = int(worker.run("nproc").stdout)
+    # Celery's defaults: a pool process per CPU, 4 prefetched per process; 4 more wait.
+    queue_holds(worker, 150, 5 * cpus + 4)
+    started = time.monotonic()
+    worker.wait_until(f"journalctl -q --since @{since} MESSAGE_ID={QUEUE_STUCK} -o cat "
+                      "| grep -q .", timeout=60)
+    print(f"queue reported stuck {time.monotonic() - started:.1f} s after the tasks were queued")
+    time.sleep(max(0.0, 75 - (time.monotonic() - started)))  # then nothing more may happen
+    assert int(worker.run(f"{REDIS_CLI} llen celery").stdout) > 0, "tasks still wait"
+    assert container(worker, CONTAINER)["Id"] == before, "not restarted"
+    assert entries_since(worker, since, NOT_LIVE) == []
+    stuck = entries_since(worker, since, QUEUE_STUCK)
+    assert len(stuck) == 1 and "queue celery" in stuck[0], stuck
+    row = next(w for w in json.loads(tool(worker, "status --json", check=False).stdout)[
+        "workers"] if w["unit"] == UNIT)
+    assert row["work"] == "stuck", row
+    # Its long tasks (and the next container taking those left) would hold the teardown.
+    worker.run(f"{REDIS_CLI} flushall; docker kill {CONTAINER}", check=False)
 
 
 def test_a_killed_worker_is_back_and_consumes(worker):

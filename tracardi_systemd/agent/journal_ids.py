@@ -33,6 +33,7 @@ class EntryKind(Enum):
     RELOADED = "175bae9feaaa485d88c5641561a70283"
     CONTAINER_DIED = "86111eadd1bf45f4ac7bbe451ae331c4"
     METRICS_UNWRITABLE = "95b2d718c6694acb9df51dc2af39ca94"
+    QUEUE_STUCK = "d18c4384d5db413a81c39772844b27b9"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -47,10 +47,11 @@ from tracardi_systemd.install.manifest import Manifest, ManifestError, load_mani
 from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_worker_unit
 from tracardi_systemd.names import worker_of_unit as unit_worker_name
 from tracardi_systemd.observe.agent_state import AgentReport, WorkerReport
-from tracardi_systemd.observe.model import UnitState
+from tracardi_systemd.observe.model import ContainerState, UnitState, WorkReading
 from tracardi_systemd.observe.read import ContainerReader, by_unit, memory_by_pid, read_units
+from tracardi_systemd.observe.work import Consumer, read_work
 from tracardi_systemd.spec.addresses import Dependency, dependencies_of
-from tracardi_systemd.spec.catalog import RECOVERS_AFTER_OUTAGE, Worker, workers_for
+from tracardi_systemd.spec.catalog import RECOVERS_AFTER_OUTAGE, REDIS, Worker, workers_for
 from tracardi_systemd.spec.envfile import load_env_file
 
 DOCKER_DATA_DIR = "/var/lib/docker"
@@ -59,6 +60,7 @@ DependencyProbe = Callable[[list[Dependency]], dict[str, bool]]
 # Told of every cycle that acted (metrics, the failure hook): the agent, what it saw and
 # decided, and how long the cycle took in seconds.
 AfterCycle = Callable[["Agent", Observation, Decision, float], None]
+WorkProbe = Callable[[list[Consumer], str], dict[str, WorkReading]]
 
 
 def worker_of(unit: str, workers: dict[str, Worker]) -> Worker | None:
@@ -122,6 +124,7 @@ class Agent:
     config: Config
     state_file: Path = AGENT_STATE_FILE
     clock: Callable[[], float] = time.monotonic
+    read_work: WorkProbe = read_work
     history: History = field(default_factory=History)
     state_problem: str = ""  # why the state file could not be written, while it cannot
     after_cycle: list[AfterCycle] = field(default_factory=list)
@@ -136,6 +139,7 @@ class Agent:
         self.units: list[str] = []
         self.workers: dict[str, Worker | None] = {}
         self.needs: dict[str, list[Dependency]] = {}
+        self.redis_password = ""
         fresh = self.inputs.read_if_changed()
         if fresh is not None:
             self._use(fresh)
@@ -148,6 +152,7 @@ class Agent:
         network = inputs.manifest.options.get("network")  # as the containers would reach
         network = network if isinstance(network, str) else None
         self.needs = {u: needs_of(w, inputs.env_values, network) for u, w in self.workers.items()}
+        self.redis_password = inputs.env_values.get("REDIS_PASSWORD", "")
 
     def reload_if_changed(self) -> None:
         try:
@@ -191,6 +196,7 @@ class Agent:
         containers = self.reader.read() if self._docker_active() else []
         owned = by_unit(containers)
         memory = memory_by_pid((c.pid for c in owned.values() if c.running), self.read_memory)
+        work = self.read_work(self._consumers(owned), self.redis_password)
         views = {}
         for name in self.units:
             container = owned.get(name)
@@ -205,6 +211,8 @@ class Agent:
                                        else RECOVERS_AFTER_OUTAGE),
                 live=container.live if container else None,
                 not_live_reason=worker.liveness.why if worker and worker.liveness else "",
+                work_signal=bool(worker and worker.work),
+                work=work.get(name),
             )
         return Observation(
             now=self.clock(),
@@ -218,6 +226,25 @@ class Agent:
             target_active=shown[TARGET].active_state in OWNING_STATES,
             other_units=self._other_units(containers),
         )
+
+    def _consumers(self, owned: dict[str, ContainerState]) -> list[Consumer]:
+        """The running containers of workers that take work from a Redis queue."""
+        found = []
+        for unit in self.units:
+            worker, container = self.workers[unit], owned.get(unit)
+            redis = [d for d in self.needs[unit] if d.name.startswith(f"{REDIS} ")]
+            if worker and worker.work and container and container.running and redis:
+                consumer = Consumer(unit, container.pid, worker.work, redis[0].addresses[0],
+                                    shared=container.network == "host")
+                found.append(replace(consumer, judged=self._wait_near_verdict(consumer)))
+        return found
+
+    def _wait_near_verdict(self, consumer: Consumer) -> bool:
+        """Work in its queues has waited half of --work-wait: its connections are read
+        from the next tick on, so the tick that reaches the wait has them."""
+        now, half = self.clock(), self.config.work_wait / 2
+        return any(now - wait.since >= half for key in consumer.queue_keys()
+                   if (wait := self.history.queues.get(key)))
 
     def _docker_active(self) -> bool:
         docker = self.systemd_view.get(DOCKER_UNIT)
@@ -284,6 +311,7 @@ class Agent:
             workers={
                 unit: WorkerReport(
                     state=h.state.value, restarts=h.agent_restarts, last_reason=h.last_reason,
+                    work=h.work,
                     dependencies={name: observation.dependencies.get(name, False)
                                   for name in sorted(observation.workers[unit].needs)}
                     if unit in observation.workers else {})

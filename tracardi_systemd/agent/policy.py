@@ -25,7 +25,7 @@ from enum import Enum
 
 from tracardi_systemd.agent.journal_ids import Entry, EntryKind
 from tracardi_systemd.host.journal import Priority
-from tracardi_systemd.observe.model import ContainerState, UnitState
+from tracardi_systemd.observe.model import ContainerState, UnitState, WorkReading, queue_key
 
 ERROR, WARNING, NOTICE = Priority.ERROR, Priority.WARNING, Priority.NOTICE
 OWNING_STATES = ("active", "activating", "deactivating", "reloading")
@@ -96,6 +96,10 @@ class Config:
     memory_cycles: int = 3
     host_warn_percent: float = 90.0
     host_warn_every: float = 3600.0
+    # Seconds work may wait in a queue before its consumers are judged: one that does not
+    # ask for work is restarted, one that does (or is busy) leaves the queue reported stuck.
+    # 30 s plus a 10 s tick plus a Celery start stays within a minute of the first task.
+    work_wait: float = 30.0
 
     def memory_limit(self, worker: str) -> int:
         return self.memory_limits.get(worker, self.default_memory_limit)
@@ -119,6 +123,8 @@ class WorkerView:
     recovers_after_outage: bool
     live: bool | None = None  # Docker's health check: False once it failed `retries` times
     not_live_reason: str = ""  # what a failed check means for this kind of worker
+    work_signal: bool = False  # the catalog knows how it takes work from Redis
+    work: WorkReading | None = None  # what Redis showed this tick; None: no reading
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,17 @@ class WorkerHistory:
     failed_last_cycle: bool = False
     not_live: str = ""  # the container whose failed liveness check the agent acted on
     outage: Outage | None = None
+    work: str = ""  # live, not live, stuck, unknown; "" while there is no verdict
+
+
+@dataclass
+class QueueWait:
+    """The oldest message of a queue as the agent watches it: a queue's wait restarts
+    whenever its oldest message changes (one was taken) or it empties."""
+
+    oldest: str
+    since: float
+    stuck_reported: bool = False  # cleared only when the queue is seen empty
 
 
 @dataclass
@@ -172,6 +189,7 @@ class History:
     down_at: dict[str, str] = field(default_factory=dict)  # HH:MM of going down
     orphans_seen: set[str] = field(default_factory=set)
     last_host_warning: dict[str, float] = field(default_factory=dict)
+    queues: dict[str, QueueWait] = field(default_factory=dict)  # "<redis> <queue>" -> wait
 
 
 @dataclass(frozen=True)
@@ -193,9 +211,11 @@ def decide(observation: Observation, history: History, config: Config,
     """What to do now. Does not modify `history`; returns the next one."""
     decider = _Decider(observation, copy.deepcopy(history), config, random)
     decider.entries += _dependencies(observation, decider.history)
+    _watch_queues(observation, decider.history)
     for name, view in sorted(observation.workers.items()):
         decider.worker(name, view)
     decider.after_outages()
+    decider.entries += _stuck_queues(observation, decider.history, decider.stuck, config)
     if observation.docker_active:
         _orphans(observation, decider.history, decider.actions, decider.entries)
     decider.entries += _host_pressure(observation, decider.history, config)
@@ -209,6 +229,7 @@ class _Decider:
         self.now = obs.now
         self.actions: list[Action] = []
         self.entries: list[Entry] = []
+        self.stuck: dict[str, set[str]] = {}  # queue key -> units whose consumer looks live
 
     def _entry(self, kind: EntryKind, priority: Priority, message: str, **fields: str) -> None:
         self.entries.append(Entry.of(kind, priority, message, **fields))
@@ -243,6 +264,7 @@ class _Decider:
         past = self.history.workers.setdefault(unit, WorkerHistory(since=self.now))
         fields = {"TRACARDI_UNIT": unit, "TRACARDI_WORKER": view.worker}
         state = view.unit.active_state
+        past.work = ""
         if not self.obs.docker_active:
             self._docker_down(view, past)
             return
@@ -368,6 +390,7 @@ class _Decider:
             past.attempts = 0
         if not dependency:
             self._liveness(unit, view, past, fields)
+            self._work(unit, view, past, fields)
         self._memory(unit, view, past, fields)
 
     def _liveness(self, unit: str, view: WorkerView, past: WorkerHistory,
@@ -382,6 +405,45 @@ class _Decider:
         self._entry(EntryKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
                     **fields, TRACARDI_REASON="liveness check failed")
         self._restart(unit, past, fields, "liveness check failed", reason)
+
+    def _work(self, unit: str, view: WorkerView, past: WorkerHistory,
+              fields: dict[str, str]) -> None:
+        """Work-based liveness: work has waited `work_wait` while this container ran, and
+        it neither asks for work nor looks busy with work it took: not live."""
+        reading, container = view.work, view.container
+        if not view.work_signal:
+            past.work = "unknown"
+            return
+        if reading is None or container is None:
+            return
+        threshold = self.config.work_wait
+        # The wait counts from this container's start too: a new one gets its own chance.
+        waiting = {key: self.now - max(wait.since, past.since)
+                   for key in reading.queue_keys() if (wait := self.history.queues.get(key))}
+        if not waiting or max(waiting.values()) < threshold:
+            past.work = "live"
+            return
+        asking = reading.consuming_idle is not None and reading.consuming_idle < threshold
+        # kombu stops BRPOP while its prefetch is full: the worker still holds its broadcast
+        # subscription, and the messages it took wait unacknowledged in Redis.
+        busy = reading.broadcast and reading.reserved > 0
+        if asking or busy:
+            past.work = "stuck"
+            for key in waiting:
+                self.stuck.setdefault(key, set()).add(unit)
+            return
+        past.work = "not live"
+        if container.id == past.not_live:
+            return  # one restart per container: the old one may still be stopping
+        past.not_live = container.id
+        waited = max(waiting.values())
+        idle = ("holds no connection asking for it" if reading.consuming_idle is None else
+                f"has not asked Redis for work for {reading.consuming_idle} s")
+        reason = f"work has waited {waited:.0f} s in its queue and it {idle}"
+        self._entry(EntryKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
+                    **fields, TRACARDI_REASON="not taking work",
+                    TRACARDI_WAIT_SEC=f"{waited:.0f}")
+        self._restart(unit, past, fields, "not taking work", reason)
 
     def after_outages(self) -> None:
         """Restart, one per cycle, the workers that do not recover from a dependency's outage."""
@@ -457,6 +519,45 @@ def _dependencies(obs: Observation, history: History) -> list[Entry]:
             what = "docker.service is running" if name == DOCKER else f"{name} is reachable"
             entries.append(Entry.of(kind, NOTICE, f"{what} again after {seconds:.0f} s",
                                     TRACARDI_DEPENDENCY=name, TRACARDI_REASON=f"{name} back"))
+    return entries
+
+
+def _watch_queues(obs: Observation, history: History) -> None:
+    """Since when each queue's oldest message has waited, as far as the agent has seen."""
+    for view in obs.workers.values():
+        if view.work is None:
+            continue
+        for queue, seen in view.work.queues.items():
+            key = queue_key(view.work.redis, queue)
+            wait = history.queues.get(key)
+            if not seen.waiting:
+                history.queues.pop(key, None)
+            elif wait is None or wait.oldest != seen.oldest:
+                history.queues[key] = QueueWait(seen.oldest, obs.now,
+                                                stuck_reported=bool(wait and wait.stuck_reported))
+
+
+def _stuck_queues(obs: Observation, history: History, stuck: dict[str, set[str]],
+                  config: Config) -> list[Entry]:
+    """A queue whose work waits while every consumer looks live: reported once until it is
+    seen empty; nothing is restarted for it (a restart would not take the work faster)."""
+    entries = []
+    for key, units in sorted(stuck.items()):
+        wait = history.queues[key]
+        not_live = [u for u, v in obs.workers.items() if v.work and key in v.work.queue_keys()
+                    and history.workers[u].work == "not live"]
+        if wait.stuck_reported or not_live:
+            continue
+        wait.stuck_reported = True
+        redis, queue = key.split(" ", 1)
+        waited = obs.now - wait.since
+        entries.append(Entry.of(
+            EntryKind.QUEUE_STUCK, WARNING,
+            f"queue {queue} on redis {redis}: work has waited {waited:.0f} s (over "
+            f"{config.work_wait:.0f} s) while its consumers ({', '.join(sorted(units))}) "
+            "look live: busy with long tasks, or too few workers",
+            TRACARDI_QUEUE=queue, TRACARDI_REDIS=redis, TRACARDI_WAIT_SEC=f"{waited:.0f}",
+            TRACARDI_UNIT=" ".join(sorted(units)), TRACARDI_REASON="queue stuck"))
     return entries
 
 

@@ -91,19 +91,27 @@ def login(username: str | None, registry: str | None, token_file, env_file: Path
 @click.option("--metrics-dir", default=DEFAULT_METRICS_DIR, callback=absolute, metavar="DIR",
               help=METRICS_DIR_HELP + " Written at least every --reconcile-every seconds.")
 @click.option("--on-failure", metavar="UNIT", callback=hook_unit, help=ON_FAILURE_HELP)
+@click.option("--work-wait", default=30.0, show_default=True, type=click.FloatRange(1),
+              help="Seconds work may wait in a Redis queue before its consumers are judged: "
+              "one that is not asking Redis for work (nor busy with work it took) is "
+              "restarted; if all are, the queue is reported stuck, once.")
 @click.option("--docker", default=DEFAULT_DOCKER, show_default=True,
               help="Accepted for units written by earlier versions; the agent talks to "
               "dockerd's socket itself.", hidden=True)
 def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_every: float,
           backoff_initial: float,
           backoff_max: float, stable_after: float, grace: float, memory_limits: tuple[str, ...],
-          memory_cycles: int, metrics_dir: str, on_failure: str | None, docker: str) -> None:
+          memory_cycles: int, metrics_dir: str, on_failure: str | None, work_wait: float,
+          docker: str) -> None:
     """The watchdog agent (run by tracardi-agent.service, Type=notify).
 
     Each cycle it reads every installed unit and every labelled container, then re-arms
     units systemd gave up on (with exponential backoff), restarts units whose container is
     gone or over its memory limit, removes orphan containers, holds restarts while Docker,
     Redis or Elasticsearch is down, and starts again the workers Docker took down with it.
+    For workers that take their work from a Redis queue (the catalog says which), it reads
+    Redis' CLIENT LIST and the queues every tick and restarts a worker that leaves work
+    waiting without asking for it (work-based liveness).
     It reads the manifest and env file again when install changes them. Every action is a
     structured journal entry.
     """
@@ -137,7 +145,7 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
         config = Config(
             backoff_initial=backoff_initial, backoff_max=backoff_max, stable_after=stable_after,
             grace=grace, memory_limits=per_worker, default_memory_limit=default_limit,
-            memory_cycles=memory_cycles)
+            memory_cycles=memory_cycles, work_wait=work_wait)
         watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, config)
     except ManifestError as exc:
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")

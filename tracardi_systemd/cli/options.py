@@ -138,12 +138,16 @@ render_options = apply([
                  f"agent restarts a worker: a default for all (default {DEFAULT_MEMORY_LIMIT_MIB})"
                  " or WORKER=MIB (repeatable)."),
     click.option("--liveness/--no-liveness", default=True, show_default=True,
-                 help="Give workers that have one (the Celery update worker) a Docker health "
-                 "check proving they consume work; the agent restarts a worker it fails."),
+                 help="Give workers that have one (the Celery update worker) a health "
+                 "check proving they consume work; the agent restarts a worker it fails. "
+                 "Under Docker, a worker the agent watches through its Redis queue gets none "
+                 "unless --liveness-interval is given; Podman files always get it; upgrade's "
+                 "gate runs it once."),
     click.option("--liveness-interval", type=click.IntRange(1), metavar="SECONDS",
                  help="Seconds between liveness checks (default: the catalog's, 300 for "
                  "the Celery ping); a worker is restarted after the catalog's number of "
-                 "failures in a row (2)."),
+                 "failures in a row (2). Given, it adds Docker's health check to workers "
+                 "the agent already watches through their Redis queue (a second opinion)."),
     click.option("--agent-program", "tool", callback=absolute,
                  help="The tracardi-systemd program the agent unit runs as root; it must be "
                  f"root-owned (default: {DEFAULT_AGENT_PROGRAM} when present, else this program)."),

@@ -42,10 +42,10 @@ def _runs(worker: Worker) -> str:
 
 
 def format_table(status: Status) -> str:
-    header = ("UNIT", "STATE", "CONTAINER", "LIVENESS", "UPTIME", "RESTARTS", "MEMORY",
+    header = ("UNIT", "STATE", "CONTAINER", "LIVENESS", "WORK", "UPTIME", "RESTARTS", "MEMORY",
               "AGENT", "AGENT RESTARTS", "LAST REASON", "HEALTH")
     rows = [header] + [
-        (w.unit, w.unit_state, w.container, w.liveness, _duration(w.uptime_seconds),
+        (w.unit, w.unit_state, w.container, w.liveness, w.work, _duration(w.uptime_seconds),
          str(w.restarts), _size(w.memory_bytes), w.agent_state or "-", str(w.agent_restarts),
          w.last_reason or "-", "; ".join(w.problems) or "ok")
         for w in status.workers

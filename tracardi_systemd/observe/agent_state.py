@@ -18,6 +18,7 @@ class WorkerReport:
     restarts: int = 0  # restarts the agent made
     last_reason: str = ""
     dependencies: dict[str, bool] = field(default_factory=dict)  # address -> reachable
+    work: str = ""  # work-based liveness: live, not live, stuck, unknown; "": no verdict
 
     @classmethod
     def from_json(cls, data: object) -> WorkerReport:
@@ -31,6 +32,7 @@ class WorkerReport:
             last_reason=str(data.get("last_reason", "")),
             dependencies={str(name): bool(up) for name, up in found.items()}
             if isinstance(found, dict) else {},
+            work=str(data.get("work", "")),
         )
 
 

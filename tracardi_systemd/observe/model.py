@@ -37,6 +37,7 @@ class ContainerState:
     started_at: str
     image: str
     health: str = ""  # Docker's health status: "", starting, healthy, unhealthy
+    network: str = ""  # HostConfig.NetworkMode: "host" shares the host's network namespace
 
     @property
     def live(self) -> bool | None:
@@ -52,3 +53,31 @@ class ContainerState:
         """Started by its unit (named as the unit names it), not by hand with its label."""
         return self.name == container_name(self.unit)
 
+
+
+@dataclass(frozen=True)
+class QueueReading:
+    waiting: int  # LLEN: messages waiting in the list
+    oldest: str  # a digest of the oldest waiting message; "" when none waits
+
+
+def queue_key(redis: str, queue: str) -> str:
+    """How a queue is known across ticks: "127.0.0.1:6379 celery"."""
+    return f"{redis} {queue}"
+
+
+@dataclass(frozen=True)
+class WorkReading:
+    """What Redis shows of one worker taking work (observe/work.py), read once per tick."""
+
+    redis: str  # "127.0.0.1:6379": where its queues are
+    queues: dict[str, QueueReading]
+    # Seconds since its freshest consuming connection issued the consuming command (0 while
+    # blocked in it); None when it holds none.
+    consuming_idle: int | None
+    broadcast: bool  # it holds a broadcast subscription (Celery's pidbox answers pings)
+    reserved: int  # delivered, unacknowledged messages on that Redis (every consumer's)
+    shared: bool = False  # on the host's network: the host's connections, not its own alone
+
+    def queue_keys(self) -> list[str]:
+        return [queue_key(self.redis, queue) for queue in self.queues]

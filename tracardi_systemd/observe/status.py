@@ -36,6 +36,7 @@ class WorkerRow:
     last_reason: str
     dependencies: dict[str, bool]  # as the agent last probed them: {name: reachable}
     liveness: str  # Docker's health status of the container: healthy, unhealthy, starting, -
+    work: str = "-"  # the agent's work-based liveness: live, not live, stuck, unknown, -
 
     @property
     def problems(self) -> list[str]:
@@ -48,6 +49,10 @@ class WorkerRow:
         found += [f"{name} unreachable" for name, up in self.dependencies.items() if not up]
         if self.liveness == "unhealthy":
             found.append("liveness check failing")
+        if self.work == "not live":
+            found.append("not taking work")
+        elif self.work == "stuck":
+            found.append("queue stuck: work waits while it looks live")
         return found
 
     @property
@@ -121,6 +126,7 @@ def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSou
             last_reason=seen.last_reason,
             dependencies=seen.dependencies,
             liveness=(container.health or "-") if container else "-",
+            work=seen.work or "-",
         ))
     agent = units[AGENT_UNIT]
     others = [UnitRow(name, f"{units[name].active_state}/{units[name].sub_state}",

@@ -289,7 +289,11 @@ def _docker_run_args(worker: Worker, settings: RenderSettings) -> Command:
     # runs of init or a job are not supervised by it.
     managed = ["--label", f"{LABEL_MANAGED}=true"] if worker.kind == "service" else []
     groups.append([*managed, "--label", f"{LABEL_WORKER}={worker.name}"])
-    if settings.liveness and worker.liveness:
+    if settings.liveness and worker.liveness and (settings.liveness_interval or not worker.work):
+        # The agent sees from Redis whether a queue consumer works (both hang variants,
+        # within a minute, at no cost in the container): a ping every 300 s, 0.35 s of CPU
+        # each, adds nothing there unless asked for with --liveness-interval. Podman's
+        # files keep it: no agent watches a Podman host yet.
         check = worker.liveness
         every = f"{settings.liveness_interval}s" if settings.liveness_interval else check.interval
         groups += [["--health-cmd", check.command],

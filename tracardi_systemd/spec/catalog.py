@@ -52,8 +52,9 @@ class Liveness:
 # and never takes a task again (a Celery 5.2 bug), while its container runs: a ping to its
 # own node name goes unanswered then, and answers while it consumes.
 # One ping starts Python and Celery in the container: 0.33-0.38 s of CPU (measured on the
-# real 0.8.1 worker). Every 5 minutes that is about 0.1 % of a core per worker; the agent's
-# restart once Redis is back after an outage heals the common case within seconds anyway.
+# real 0.8.1 worker). Every 5 minutes that is about 0.1 % of a core per worker. The agent's
+# work-based liveness (CELERY_WORK) sees this hang and its ping-answering variant within a
+# minute: Docker units render the ping only when asked (render/units.py).
 CELERY_PING = Liveness(
     command="celery -A tracardi.worker.celery_worker inspect ping "
             "-d celery@$HOSTNAME --timeout 10 >/dev/null",
@@ -61,6 +62,25 @@ CELERY_PING = Liveness(
     interval="300s",
     retries=2,
 )
+
+
+@dataclass(frozen=True)
+class RedisWork:
+    """How a worker takes its work from Redis, so the agent can see from Redis alone whether
+    it does (docs/design.md, "Work-based liveness"): the lists it pops, the command a
+    consumer blocks in while it asks for work, whether it also holds a broadcast
+    subscription, and where delivered but unacknowledged messages are kept."""
+
+    queues: tuple[str, ...]
+    consume: str = "brpop"  # CLIENT LIST's cmd= of a connection asking for work
+    broadcast: bool = True  # a PSUBSCRIBE connection (Celery's pidbox: ping, control)
+    reserved: str = "unacked_index"  # a sorted set of delivered, unacknowledged messages
+
+
+# Celery 5.2 on kombu's Redis transport: tasks LPUSHed to the list `celery`, taken with BRPOP
+# (1 s timeout, re-issued while the worker has prefetch room); the pidbox is a PSUBSCRIBE;
+# a message taken but not acknowledged sits in `unacked` and `unacked_index` (kombu QoS).
+CELERY_WORK = RedisWork(queues=("celery",))
 
 
 Kind = Literal["service", "run-once", "scheduled"]
@@ -107,6 +127,8 @@ class Worker:
     # workers, Celery above all); the agent restarts it once the dependency is back.
     recovers_after_outage: bool = RECOVERS_AFTER_OUTAGE
     liveness: Liveness | None = None
+    # How it consumes a Redis queue; None: nothing is known of it (status says "unknown").
+    work: RedisWork | None = None
     # Fixed settings of the unit (a role's CONSUMER_TYPE), passed as -e NAME=value.
     environment: dict[str, str] = field(default_factory=dict)
     # Settings the charts give this worker, which the env file (or --set) may override.
@@ -139,6 +161,8 @@ class Worker:
                 "settings": list(self.required_settings), "dependencies": list(self.dependencies),
                 "commercial": self.commercial,
                 "liveness": self.liveness.command if self.liveness else None,
+                "work": ({"queues": list(self.work.queues), "consume": self.work.consume}
+                         if self.work else "unknown"),
                 "environment": dict(self.environment), "defaults": dict(self.defaults),
                 "schedule": self.schedule.cron if self.schedule else None,
                 "requires": list(self.requires), "default": self.default}
@@ -188,6 +212,7 @@ CELERY_UPDATE_WORKER = Worker(
     commercial=False,
     redis=CELERY_UPDATE_REDIS,
     liveness=CELERY_PING,
+    work=CELERY_WORK,
 )
 
 # The heartbeat job of Helm 0.8.1: one CronJob per schedule entry, production data.

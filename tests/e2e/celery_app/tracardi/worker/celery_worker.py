@@ -1,4 +1,4 @@
-"""The Celery app of Tracardi 0.8.1's update worker, reduced to one trivial task.
+"""The Celery app of Tracardi 0.8.1's update worker, reduced to three trivial tasks.
 
 It reads its settings as that worker does: REDIS_HOST only (never REDIS_PORT), the scheme
 added when missing, so the port comes only from REDIS_HOST (Redis' default 6379 when it
@@ -34,4 +34,19 @@ def touch(key: str) -> str:
     """SET key to who consumed the task and when: a test reads it with redis-cli."""
     value = f"{socket.gethostname()} {os.getpid()} {time.time():.3f}"
     redis.Redis.from_url(redis_url()).set(key, value)
+    return value
+
+
+@celery.task
+def hold(seconds: float) -> float:
+    """A long task, as a migration is: keeps a pool process busy for `seconds`."""
+    time.sleep(seconds)
+    return seconds
+
+
+@celery.task
+def record(key: str) -> str:
+    """RPUSH who ran the task and when onto key: a soak counts runs (twice = two entries)."""
+    value = f"{socket.gethostname()} {os.getpid()} {time.time():.3f}"
+    redis.Redis.from_url(redis_url()).rpush(key, value)
     return value

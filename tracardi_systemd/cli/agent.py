@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,6 +21,9 @@ from tracardi_systemd.install.manifest import manifest_path
 from tracardi_systemd.names import DEFAULT_DOCKER, DEFAULT_ENV_FILE, DEFAULT_METRICS_DIR, STATE_DIR
 from tracardi_systemd.spec.envfile import load_env_file
 from tracardi_systemd.spec.limits import LimitError, parse_memory_limits
+
+if TYPE_CHECKING:
+    from tracardi_systemd.agent.policy import Config
 
 
 @click.command()
@@ -124,14 +128,12 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
     )
     from tracardi_systemd.agent.metrics import MetricsFile
     from tracardi_systemd.agent.on_failure import FailureHook
-    from tracardi_systemd.agent.policy import Config
     from tracardi_systemd.agent.watch import Watcher
     from tracardi_systemd.cli.table import describe_cycle
     from tracardi_systemd.host.engine import Engine, EngineError
     from tracardi_systemd.host.journal import Journal
-    from tracardi_systemd.install.manifest import ManifestError, load_manifest_file
+    from tracardi_systemd.install.manifest import ManifestError
     from tracardi_systemd.spec.addresses import probe
-    from tracardi_systemd.spec.catalog import workers_for
 
     if dry_run and not once:
         raise click.UsageError("--dry-run needs --once")
@@ -139,13 +141,9 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
     timeout = host_call_timeout()
     engine, journal = Engine(timeout=timeout), Journal()
     try:
-        manifest = load_manifest_file(inputs.manifest)
-        known = [w.name for w in workers_for(manifest.tracardi_version)] if manifest else []
-        default_limit, per_worker = parse_memory_limits(memory_limits, known)
-        config = Config(
-            backoff_initial=backoff_initial, backoff_max=backoff_max, stable_after=stable_after,
-            grace=grace, memory_limits=per_worker, default_memory_limit=default_limit,
-            memory_cycles=memory_cycles, work_wait=work_wait)
+        config = _config(inputs.manifest, memory_limits, backoff_initial=backoff_initial,
+                         backoff_max=backoff_max, stable_after=stable_after, grace=grace,
+                         memory_cycles=memory_cycles, work_wait=work_wait)
         watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, config)
     except ManifestError as exc:
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")
@@ -164,3 +162,16 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
     except (CommandError, EngineError) as exc:
         fail(str(exc))
     click.echo(describe_cycle(observation, decision, dry_run))
+
+
+def _config(manifest_file: Path, memory_limits: tuple[str, ...], **knobs: Any) -> Config:
+    """The policy's settings, built once; memory limits checked against the workers of the
+    installed release. Raises ManifestError, LimitError."""
+    from tracardi_systemd.agent.policy import Config
+    from tracardi_systemd.install.manifest import load_manifest_file
+    from tracardi_systemd.spec.catalog import workers_for
+
+    manifest = load_manifest_file(manifest_file)
+    known = [w.name for w in workers_for(manifest.tracardi_version)] if manifest else []
+    default_limit, per_worker = parse_memory_limits(memory_limits, known)
+    return Config(memory_limits=per_worker, default_memory_limit=default_limit, **knobs)

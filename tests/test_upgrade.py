@@ -3,6 +3,7 @@ installed unit file names, and an image of a tag in `crashing` crash-loops."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -41,10 +42,19 @@ class Host:
         self.crashing = crashing  # images that exit at once
         self.on_host = set(on_host)
         self.unpullable = unpullable
-        self.state = {u: {"active": "active", "restarts": 0, "image": self.image_of(u), "n": 0}
+        self.ids: dict[str, str] = {}  # image reference -> the image id it names
+        self.state = {u: {"active": "active", "restarts": 0, "image": self.image_of(u), "n": 0,
+                          "id": self.id_of(self.image_of(u))}
                       for u in WORKERS}
         self.calls: list[tuple[str, ...]] = []
         self.program = "/usr/bin/docker"
+
+    def id_of(self, ref: str) -> str:
+        return self.ids.setdefault(ref, image_id(ref))
+
+    def repoint(self, ref: str, what: str) -> None:
+        """`docker tag` of another image to `ref` (a moved tag)."""
+        self.ids[ref] = image_id(what)
 
     def image_of(self, unit: str) -> str:
         text = (self.root / "etc/systemd/system" / unit).read_text()
@@ -55,15 +65,31 @@ class Host:
         self.calls.append(args)
         if args[0] == "restart":
             for unit in args[1:]:
-                state = self.state[unit]
-                state.update(active="active", image=self.image_of(unit), n=state["n"] + 1)
-        if args[:2] == ("image", "inspect") and args[-1] not in self.on_host:
-            raise CommandError(f"docker image inspect: No such image: {args[-1]}")
-        if args[0] == "pull":
-            if args[-1] in self.unpullable:
-                raise CommandError(f"docker pull {args[-1]} failed: dial tcp: no route")
-            self.on_host.add(args[-1])
+                self.start(unit)
+        if args[:2] == ("image", "inspect"):
+            ref = args[-1]
+            if ref.startswith("sha256:"):
+                return f"{ref} {ref[7:19]}@sha256:{ref[7:]}\n"
+            if ref not in self.on_host:
+                raise CommandError(f"docker image inspect: No such image: {ref}")
+            return f"{self.id_of(ref)}\n"
+        if args[0] == "tag":
+            self.ids[args[2]] = args[1]
         return ""
+
+    def start(self, unit: str) -> None:
+        """The unit's container, on what its file names now (a restart by anyone)."""
+        state = self.state[unit]
+        image = self.image_of(unit)
+        state.update(active="active", image=image, id=self.id_of(image), n=state["n"] + 1)
+
+    def pull(self, image: str, timeout: float | None = None, on_line=None) -> None:
+        self.calls.append(("pull", image))
+        if image in self.unpullable:
+            raise CommandError(f"docker pull {image} failed: dial tcp: no route")
+        on_line("abc123: Pull complete")
+        on_line("abc123: Downloading 1MB/20MB")
+        self.on_host.add(image)
 
     def show(self, units, properties):
         shown = {}
@@ -94,7 +120,12 @@ class Host:
                 if s["active"] == "active" and s["image"] not in self.crashing]
 
     def containers(self, label: str, all: bool = True) -> list[dict]:
-        return [listed(entry) for entry in self.running()]
+        return [listed(entry) | {"ImageID": self.state[entry["Config"]["Labels"][
+            "tracardi.unit"]]["id"]} for entry in self.running()]
+
+    def runs(self) -> dict[str, tuple[str, str]]:
+        """Each worker unit's (image reference, image id)."""
+        return {u: (s["image"], s["id"]) for u, s in self.state.items()}
 
     def inspect(self, container: str) -> dict:
         return next(entry for entry in self.running() if entry["Id"] == container)
@@ -104,6 +135,10 @@ class Host:
 
     def restarted(self) -> list[tuple[str, ...]]:
         return [c[1:] for c in self.calls if c[0] == "restart"]
+
+
+def image_id(what: str) -> str:
+    return "sha256:" + hashlib.sha256(what.encode()).hexdigest()
 
 
 class Journal:
@@ -149,7 +184,7 @@ def test_upgrade_restarts_one_worker_at_a_time_and_records_both_tags(root):
     assert (outcome.result, outcome.exit_status, outcome.changed) == ("done", 0, True)
     assert host.restarted() == [(u,) for u in WORKERS]
     # every image of the release, the heartbeat job's too, each once
-    assert [c[-1] for c in host.calls if c[0] == "pull"] == [
+    assert [c[1] for c in host.calls if c[0] == "pull"] == [
         *(host.image_of(u) for u in WORKERS), "tracardi/com-heartbeat-job:0.8.2"]
     assert tags(root) == {"0.8.2"}
     manifest = load_manifest(root)

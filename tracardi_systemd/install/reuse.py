@@ -45,6 +45,13 @@ def reuse_previous(params: dict[str, Any], given: Collection[str],
             continue
         params[name] = value
         lines.append(f"from the last install: {option}")
+    record = previous.in_flight
+    if record is not None and "image_tag" not in given and not moving:
+        # A killed upgrade is rolled back, not finished: its new tag never passed the gate
+        # on every worker (docs/design.md).
+        params["image_tag"] = record.from_tag
+        lines.append(f"from {record.describe()}, which was interrupted: "
+                     f"--image-tag={record.from_tag}, the tag every worker ran before it")
     if params.get("workers") == ("all",):
         params["workers"] = ()
     return lines

@@ -37,6 +37,7 @@ class ContainerState:
     started_at: str
     image: str
     health: str = ""  # Docker's health status: "", starting, healthy, unhealthy
+    image_id: str = ""  # the image it runs, sha256:..., whatever its tag names now
 
     @property
     def live(self) -> bool | None:

@@ -105,6 +105,7 @@ def _container_state(listed: dict, details: dict) -> ContainerState:
         started_at=state.get("StartedAt", ""),
         image=listed.get("Image", ""),
         health=_health(listed.get("Status", "")),
+        image_id=listed.get("ImageID", ""),
     )
 
 

@@ -24,8 +24,8 @@ from tracardi_systemd.cli.main import main
 from tracardi_systemd.host.commands import Systemctl
 from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.host.journal import Journal
-from tracardi_systemd.install.manifest import Manifest, ManifestError, digest, load_manifest
 from tracardi_systemd.install.lock import host_lock
+from tracardi_systemd.install.manifest import Manifest, ManifestError, digest, load_manifest
 from tracardi_systemd.install.trust import agent_program_problem, untrusted
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, TARGET
 from tracardi_systemd.observe.model import ContainerState, UnitState

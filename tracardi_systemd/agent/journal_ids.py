@@ -32,6 +32,8 @@ class EventKind(Enum):
     STATE_UNWRITABLE = "f2fe7e5348554dea9827c84ea96af27e"
     RELOADED = "175bae9feaaa485d88c5641561a70283"
     CONTAINER_DIED = "86111eadd1bf45f4ac7bbe451ae331c4"
+    UPGRADE_RUNNING = "60c3b6c8b8784e7d8a0ce79772cfb433"  # the workers are left to its gate
+    UPGRADE_INTERRUPTED = "ac96b962b8484a6a8b0b4f6ae94680dc"
 
 
 @dataclass(frozen=True)

@@ -181,13 +181,18 @@ class Installer:
     def hold(self) -> Iterator[None]:
         """The root's lock for everything inside (an upgrade: its installs, restarts and
         rollback); InstallError when another install, uninstall or upgrade holds it."""
+        with self._lock():
+            self.holding = True
+            try:
+                yield
+            finally:
+                self.holding = False
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
         try:
             with host_lock(self.root):
-                self.holding = True
-                try:
-                    yield
-                finally:
-                    self.holding = False
+                yield
         except LockBusy:
             raise InstallError(self._busy()) from None
         except OSError as exc:
@@ -208,7 +213,7 @@ class Installer:
         if not writing or self.holding:
             yield
             return
-        with self.hold():
+        with self._lock():
             yield
 
     def _apply(self, request: InstallRequest, previous: Manifest | None, plan: Plan, *,

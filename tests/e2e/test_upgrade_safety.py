@@ -1,0 +1,251 @@
+"""Upgrades that cannot strand a worker (issue 22), on a real systemd + Docker host: a worker
+that crashed onto the new tag during a gate and an old tag moved meanwhile, both undone by
+the rollback; an install refused mid-upgrade; SIGTERM and SIGKILL at seeded random
+moments; Tracardi 1.2's moving tag and its init gated before any worker moves.
+
+TRACARDI_E2E_SIGNAL_TRIALS sets how many SIGTERMs and how many SIGKILLs (3 each in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import time
+
+import pytest
+
+from tracardi_systemd.upgrade.run import UpgradeEvent
+
+from .operator import (
+    TOOL,
+    WORKER_UNITS,
+    container,
+    install,
+    start_all,
+    tool,
+    uninstall_everything,
+    wait_running,
+    write_env,
+)
+from .standin import (
+    TRACARDI_12_IMAGES,
+    TRACARDI_12_TAG,
+    TRACARDI_081_IMAGES,
+    build_standin_images,
+)
+from .test_versions import SETTINGS_12
+
+GOOD = "0.8.2"
+SCHED_CRASH = "0.8.5-sched"  # the scheduler's image exits 3 at once, the others run
+INIT_FAILS = "1.2.8-initfail"  # Tracardi 1.2 whose init exits 3
+ROLE_CRASH = "1.2.9-crash"  # Tracardi 1.2 whose background worker exits 3
+QUICK = "--pull missing --window 1 --start-timeout 30 --liveness-timeout 15 --json"
+TRIALS = int(os.environ.get("TRACARDI_E2E_SIGNAL_TRIALS", "3"))
+SEED = int(os.environ.get("TRACARDI_E2E_SEED", "22"))
+OUT = "/root/upgrade"  # .out .err .pid .rc of the upgrade run in the background
+V12_UNITS = ["tracardi-background-function.service", "tracardi-background-logger.service",
+             "tracardi-background-destination.service", "tracardi-apm.service",
+             "tracardi-update.service"]
+
+
+@pytest.fixture(scope="module")
+def tagged(sandbox):
+    build_standin_images(sandbox, tag=GOOD)
+    scheduler = "tracardi/com-tracardi-scheduler-worker"
+    build_standin_images(sandbox, [i for i in TRACARDI_081_IMAGES if i != scheduler],
+                         tag=SCHED_CRASH)
+    build_standin_images(sandbox, [scheduler], tag=SCHED_CRASH, crash=True)
+    build_standin_images(sandbox, TRACARDI_12_IMAGES, TRACARDI_12_TAG)
+    build_standin_images(sandbox, [i for i in TRACARDI_12_IMAGES if i != "tracardi/init"],
+                         tag=INIT_FAILS)
+    build_standin_images(sandbox, ["tracardi/init"], tag=INIT_FAILS, crash=True)
+    background = "tracardi/background-worker"
+    build_standin_images(sandbox, [i for i in TRACARDI_12_IMAGES if i != background],
+                         tag=ROLE_CRASH)
+    build_standin_images(sandbox, [background], tag=ROLE_CRASH, crash=True)
+    return sandbox
+
+
+@pytest.fixture
+def host(tagged):
+    write_env(tagged)
+    yield tagged
+    uninstall_everything(tagged)
+    # a test may have moved a tag: every stand-in of 0.8.1 as it was built
+    tagged.run(f"rm -f {OUT}.*")
+
+
+def start_upgrade(host, args: str) -> int:
+    """`upgrade args` in the background; the tool's own pid."""
+    host.run(f"rm -f {OUT}.*; setsid bash -c '(exec {TOOL} upgrade {args} >{OUT}.out "
+             f"2>{OUT}.err) & echo $! >{OUT}.pid; wait $!; echo $? >{OUT}.rc' "
+             ">/dev/null 2>&1 </dev/null &")
+    return int(host.wait_until(f"cat {OUT}.pid", timeout=10))
+
+
+def wait_for_line(host, text: str, timeout: float = 60) -> None:
+    host.wait_until(f"grep -qF {shlex.quote(text)} {OUT}.err", timeout=timeout)
+
+
+def finished(host, timeout: float = 180) -> tuple[int, dict, str]:
+    """The background upgrade's exit status, its JSON report and its stderr."""
+    rc = int(host.wait_until(f"cat {OUT}.rc", timeout=timeout))
+    out = host.run(f"cat {OUT}.out").stdout
+    return rc, json.loads(out) if out.strip() else {}, host.run(f"cat {OUT}.err").stdout
+
+
+def runs(host, units: list[str]) -> dict[str, tuple[str, str]]:
+    """Each unit's running container: (image reference, image id); units without one left
+    out."""
+    found = {}
+    for unit in units:
+        info = container(host, unit.removesuffix(".service"))
+        if info and info["State"]["Running"]:
+            found[unit] = (info["Config"]["Image"], info["Image"])
+    return found
+
+
+def all_running_on_one_tag(host, units: list[str], timeout: float = 60) -> str:
+    """Wait until every unit is active with a running container, all of one tag; the tag."""
+    deadline = time.monotonic() + timeout
+    while True:
+        active = host.run("systemctl is-active " + " ".join(units), check=False)
+        seen = runs(host, units)
+        tags = {image.rsplit(":", 1)[1] for image, _ in seen.values()}
+        if active.returncode == 0 and len(seen) == len(units) and len(tags) == 1:
+            return tags.pop()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not all running on one tag after {timeout:.0f} s: "
+                                 f"{active.stdout.split()} {seen}")
+        time.sleep(0.5)
+
+
+def journal_ids(host, since: str) -> list[str]:
+    out = host.run(f"journalctl --no-pager -o json --since '{since}' "
+                   "SYSLOG_IDENTIFIER=tracardi-systemd").stdout
+    return [json.loads(line).get("MESSAGE_ID", "") for line in out.splitlines()]
+
+
+def image_id(host, ref: str) -> str:
+    return host.run(f"docker image inspect --format '{{{{.Id}}}}' {ref}").stdout.strip()
+
+
+def test_a_crash_onto_the_new_tag_and_a_moved_old_tag_are_undone_by_the_rollback(host):
+    install(host)
+    start_all(host)
+    before = runs(host, WORKER_UNITS)
+    trigger = "tracardi-trigger.service"
+    moved = "tracardi/update-worker:0.8.1"
+    try:
+        start_upgrade(host, f"--image-tag {SCHED_CRASH} {QUICK} --window 4")
+        wait_for_line(host, "restarting tracardi-update.service")
+        # While update is gated: trigger, not yet upgraded, crashes and systemd restarts it
+        # on what its unit file names now; and the old tag is moved to another image.
+        host.run("docker kill tracardi-trigger >/dev/null")
+        host.wait_until("docker inspect -f '{{.Config.Image}}' tracardi-trigger "
+                        f"| grep -qF ':{SCHED_CRASH}'", timeout=30)
+        host.run(f"docker tag tracardi/update-worker:{GOOD} {moved}")
+        rc, report, err = finished(host)
+
+        assert rc == 3, err
+        assert report["failed_unit"] == "tracardi-scheduler.service"
+        assert all_running_on_one_tag(host, WORKER_UNITS) == "0.8.1"
+        assert runs(host, WORKER_UNITS) == before, err  # the very images, by id
+        assert image_id(host, moved) == before["tracardi-update.service"][1]
+        assert report["workers"][trigger]["image_id"] == before[trigger][1]
+        assert set(report["workers"]) == set(WORKER_UNITS)
+        status = json.loads(tool(host, "status --json", check=False).stdout)
+        assert {w["unit"]: w["image_id"] for w in status["workers"]} == {
+            u: image for u, (_, image) in before.items()}
+    finally:
+        host.run(f"docker tag {before['tracardi-update.service'][1]} {moved}")
+
+
+def test_an_install_is_refused_while_an_upgrade_runs(host):
+    install(host)
+    start_all(host)
+    env_before = host.run("sha256sum /etc/tracardi/.env-docker").stdout
+
+    pid = start_upgrade(host, f"--image-tag {GOOD} {QUICK} --window 3")
+    wait_for_line(host, "restarting tracardi-update.service")
+    write_env(host, REDIS_PASSWORD="rotated")
+    refused = install(host, check=False)
+    rc, report, err = finished(host)
+
+    assert refused.returncode == 1
+    assert (f"the upgrade from image tag 0.8.1 to {GOOD} is running on / (pid {pid})"
+            in refused.stderr)
+    assert (rc, report["result"]) == (0, "done"), err
+    assert host.run("sha256sum /etc/tracardi/.env-docker").stdout == env_before
+    assert all_running_on_one_tag(host, WORKER_UNITS) == GOOD
+
+
+def test_sigterm_and_sigkill_at_random_moments_converge_on_one_tag(host):
+    """Each trial upgrades five workers from one tag to the other and signals the tool at a
+    seeded random moment; after a SIGKILL the next `upgrade --rollback` converges."""
+    rng = random.Random(SEED)
+    install(host)
+    start_all(host)
+    tags = ["0.8.1", GOOD]
+    figures = []
+    for trial, signame in enumerate(["TERM", "KILL"] * TRIALS):
+        current = all_running_on_one_tag(host, WORKER_UNITS)
+        target = tags[1 - tags.index(current)]
+        since = host.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+        delay = rng.uniform(0.5, 12)
+        started = time.monotonic()
+        pid = start_upgrade(host, f"--image-tag {target} {QUICK}")
+        time.sleep(max(0.0, delay - (time.monotonic() - started)))
+        host.run(f"kill -{signame} {pid}", check=False)
+        rc, report, err = finished(host)
+        if signame == "TERM":
+            assert rc in (0, 3), err  # 0: it was done before the signal came
+            if rc == 3:
+                assert report["reason"] == "interrupted by SIGTERM", err
+                assert UpgradeEvent.ROLLED_BACK.value in journal_ids(host, since)
+        else:
+            assert rc in (0, 137), err
+            if rc == 137:
+                status = tool(host, "status --json", check=False)
+                upgrade = json.loads(status.stdout)["upgrade"]
+                if upgrade:  # killed after the record was written
+                    assert "was interrupted" in upgrade
+                    converge = tool(host, "upgrade --rollback --json --pull missing "
+                                    "--window 1", check=False, timeout=300)
+                    assert converge.returncode == 0, converge.stderr
+                    assert UpgradeEvent.RECOVERED.value in journal_ids(host, since)
+        tag = all_running_on_one_tag(host, WORKER_UNITS)
+        status = json.loads(tool(host, "status --json", check=False).stdout)
+        assert status["upgrade"] == "", status
+        figures.append(f"{trial}: SIG{signame} at {delay:.1f} s -> exit {rc}, on {tag}")
+    print("\n".join(figures))
+
+
+def test_12_init_gated_first_and_the_moving_tag_rolled_back_to(host):
+    write_env(host, **SETTINGS_12)
+    install(host, "--tracardi-version 1.2.0 --start")
+    for unit in V12_UNITS:
+        wait_running(host, unit.removesuffix(".service"))
+    before = {u: c["Id"] for u in V12_UNITS if (c := container(host, u.removesuffix(".service")))}
+
+    failed = tool(host, f"upgrade --image-tag {INIT_FAILS} {QUICK}", check=False, timeout=300)
+
+    report = json.loads(failed.stdout)
+    assert failed.returncode == 3, failed.stderr
+    assert report["failed_unit"] == "tracardi-init.service"
+    assert "it failed on 1.2.8-initfail" in report["reason"]
+    after = {u: c["Id"] for u in V12_UNITS if (c := container(host, u.removesuffix(".service")))}
+    assert after == before  # no worker was touched
+    assert all_running_on_one_tag(host, V12_UNITS) == TRACARDI_12_TAG
+    assert host.run("systemctl is-active tracardi-init.service").stdout.strip() == "active"
+    assert "tracardi/init:1.2.x" in host.run("systemctl cat tracardi-init.service").stdout
+
+    crashed = tool(host, f"upgrade --image-tag {ROLE_CRASH} {QUICK}", check=False, timeout=300)
+
+    report = json.loads(crashed.stdout)
+    assert crashed.returncode == 3, crashed.stderr
+    assert (report["from_tag"], report["failed_unit"]) == (
+        TRACARDI_12_TAG, "tracardi-background-function.service")
+    assert all_running_on_one_tag(host, V12_UNITS) == TRACARDI_12_TAG

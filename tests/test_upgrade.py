@@ -604,7 +604,7 @@ def test_after_a_kill_rollback_puts_every_worker_on_the_old_image(root):
 
     outcome = back.run(rollback_tag(back.manifest), FAST)
 
-    assert (outcome.result, outcome.to_tag) == ("done", "0.8.1")
+    assert (outcome.result, outcome.from_tag) == ("done", "0.8.1")
     assert host.runs() == before and tags(root) == {"0.8.1"}
     assert load_manifest(root).in_flight is None
 

@@ -1,6 +1,6 @@
 """Upgrades that cannot strand a worker (issue 22), on a real systemd + Docker host: a worker
-that crashed onto the new tag during a gate and an old tag moved meanwhile, both undone by
-the rollback; an install refused mid-upgrade; SIGTERM and SIGKILL at seeded random
+that crashed onto the new tag during another's gate and an old tag moved meanwhile, both
+undone by the rollback; an install refused mid-upgrade; SIGTERM and SIGKILL at seeded random
 moments; Tracardi 1.2's moving tag and its init gated before any worker moves.
 
 TRACARDI_E2E_SIGNAL_TRIALS sets how many SIGTERMs and how many SIGKILLs (3 each in CI).
@@ -29,16 +29,10 @@ from .operator import (
     wait_running,
     write_env,
 )
-from .standin import (
-    TRACARDI_12_IMAGES,
-    TRACARDI_12_TAG,
-    TRACARDI_081_IMAGES,
-    build_standin_images,
-)
+from .standin import TRACARDI_12_IMAGES, TRACARDI_12_TAG, build_standin_images
+from .test_upgrade import DEAF, GOOD, tagged  # noqa: F401 (tagged: the 0.8.x stand-ins)
 from .test_versions import SETTINGS_12
 
-GOOD = "0.8.2"
-SCHED_CRASH = "0.8.5-sched"  # the scheduler's image exits 3 at once, the others run
 INIT_FAILS = "1.2.8-initfail"  # Tracardi 1.2 whose init exits 3
 ROLE_CRASH = "1.2.9-crash"  # Tracardi 1.2 whose background worker exits 3
 QUICK = "--pull missing --window 1 --start-timeout 30 --liveness-timeout 15 --json"
@@ -48,33 +42,25 @@ OUT = "/root/upgrade"  # .out .err .pid .rc of the upgrade run in the background
 V12_UNITS = ["tracardi-background-function.service", "tracardi-background-logger.service",
              "tracardi-background-destination.service", "tracardi-apm.service",
              "tracardi-update.service"]
+INTERRUPTED = "ac96b962b8484a6a8b0b4f6ae94680dc"  # the agent's UPGRADE_INTERRUPTED
 
 
 @pytest.fixture(scope="module")
-def tagged(sandbox):
-    build_standin_images(sandbox, tag=GOOD)
-    scheduler = "tracardi/com-tracardi-scheduler-worker"
-    build_standin_images(sandbox, [i for i in TRACARDI_081_IMAGES if i != scheduler],
-                         tag=SCHED_CRASH)
-    build_standin_images(sandbox, [scheduler], tag=SCHED_CRASH, crash=True)
-    build_standin_images(sandbox, TRACARDI_12_IMAGES, TRACARDI_12_TAG)
-    build_standin_images(sandbox, [i for i in TRACARDI_12_IMAGES if i != "tracardi/init"],
-                         tag=INIT_FAILS)
-    build_standin_images(sandbox, ["tracardi/init"], tag=INIT_FAILS, crash=True)
-    background = "tracardi/background-worker"
-    build_standin_images(sandbox, [i for i in TRACARDI_12_IMAGES if i != background],
-                         tag=ROLE_CRASH)
-    build_standin_images(sandbox, [background], tag=ROLE_CRASH, crash=True)
-    return sandbox
+def images(tagged):  # noqa: F811
+    build_standin_images(tagged, TRACARDI_12_IMAGES, TRACARDI_12_TAG)
+    for tag, failing in ((INIT_FAILS, "tracardi/init"),
+                         (ROLE_CRASH, "tracardi/background-worker")):
+        build_standin_images(tagged, [i for i in TRACARDI_12_IMAGES if i != failing], tag=tag)
+        build_standin_images(tagged, [failing], tag=tag, crash=True)
+    return tagged
 
 
 @pytest.fixture
-def host(tagged):
-    write_env(tagged)
-    yield tagged
-    uninstall_everything(tagged)
-    # a test may have moved a tag: every stand-in of 0.8.1 as it was built
-    tagged.run(f"rm -f {OUT}.*")
+def host(images):
+    write_env(images)
+    yield images
+    uninstall_everything(images)
+    images.run(f"rm -f {OUT}.*")
 
 
 def start_upgrade(host, args: str) -> int:
@@ -139,18 +125,20 @@ def test_a_crash_onto_the_new_tag_and_a_moved_old_tag_are_undone_by_the_rollback
     trigger = "tracardi-trigger.service"
     moved = "tracardi/update-worker:0.8.1"
     try:
-        start_upgrade(host, f"--image-tag {SCHED_CRASH} {QUICK} --window 4")
+        # update, gated first, fails its liveness check after 3 + 8 s
+        start_upgrade(host, f"--image-tag {DEAF} {QUICK} --window 3 --liveness-timeout 8")
         wait_for_line(host, "restarting tracardi-update.service")
         # While update is gated: trigger, not yet upgraded, crashes and systemd restarts it
         # on what its unit file names now; and the old tag is moved to another image.
         host.run("docker kill tracardi-trigger >/dev/null")
         host.wait_until("docker inspect -f '{{.Config.Image}}' tracardi-trigger "
-                        f"| grep -qF ':{SCHED_CRASH}'", timeout=30)
+                        f"| grep -qF ':{DEAF}'", timeout=30)
         host.run(f"docker tag tracardi/update-worker:{GOOD} {moved}")
         rc, report, err = finished(host)
 
         assert rc == 3, err
-        assert report["failed_unit"] == "tracardi-scheduler.service"
+        assert report["failed_unit"] == "tracardi-update.service"
+        assert "liveness check did not pass" in report["reason"]
         assert all_running_on_one_tag(host, WORKER_UNITS) == "0.8.1"
         assert runs(host, WORKER_UNITS) == before, err  # the very images, by id
         assert image_id(host, moved) == before["tracardi-update.service"][1]
@@ -194,7 +182,7 @@ def test_sigterm_and_sigkill_at_random_moments_converge_on_one_tag(host):
         current = all_running_on_one_tag(host, WORKER_UNITS)
         target = tags[1 - tags.index(current)]
         since = host.run("date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
-        delay = rng.uniform(0.5, 12)
+        delay = rng.uniform(0.5, 14)
         started = time.monotonic()
         pid = start_upgrade(host, f"--image-tag {target} {QUICK}")
         time.sleep(max(0.0, delay - (time.monotonic() - started)))
@@ -212,10 +200,14 @@ def test_sigterm_and_sigkill_at_random_moments_converge_on_one_tag(host):
                 upgrade = json.loads(status.stdout)["upgrade"]
                 if upgrade:  # killed after the record was written
                     assert "was interrupted" in upgrade
+                    host.wait_until(f"journalctl --since '{since}' -u tracardi-agent "
+                                    f"MESSAGE_ID={INTERRUPTED} | grep -q 'was interrupted'",
+                                    timeout=40)
                     converge = tool(host, "upgrade --rollback --json --pull missing "
                                     "--window 1", check=False, timeout=300)
                     assert converge.returncode == 0, converge.stderr
                     assert UpgradeEvent.RECOVERED.value in journal_ids(host, since)
+                    rc = "137, recovered by upgrade --rollback"
         tag = all_running_on_one_tag(host, WORKER_UNITS)
         status = json.loads(tool(host, "status --json", check=False).stdout)
         assert status["upgrade"] == "", status

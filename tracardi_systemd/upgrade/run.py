@@ -272,7 +272,10 @@ class Upgrade:
 
     def _show_plan(self, new: Prepared, from_tag: str, to_tag: str, units: list[str],
                    settings: UpgradeSettings, record: UpgradeInFlight | None) -> None:
-        if record is not None:
+        if record is not None and record.running:
+            self.say(f"{record.describe()} is running (pid {record.pid}): this one will be "
+                     "refused until it ends")
+        elif record is not None:
             self.say(f"{record.describe()} was interrupted: first every worker goes back "
                      f"to {record.from_tag}, on the image it ran before")
         self.say(f"upgrade from image tag {from_tag} to {to_tag} "
@@ -463,26 +466,15 @@ class Upgrade:
                        upgraded_image_tag=move.record_before[1])
             workers = self._now_running(move.old)
             self._save(images=self._images_record(workers, move.from_tag))
-        broken = [v for v in verdicts if not v.passed]
-        fields = {"TRACARDI_UNIT": failed_unit, "TRACARDI_REASON": reason}
         what = f"{failed_unit} {reason}" if failed_unit else reason
-        if broken:
-            detail = "; ".join(f"{v.unit}: {v.reason}" for v in broken)
-            message = (f"upgrade from image tag {move.from_tag} to {move.to_tag} failed "
-                       f"({what}) and so did its rollback: {detail}")
-            self._send(UpgradeEvent.ROLLBACK_FAILED, Priority.ERROR, message, move.from_tag,
-                       move.to_tag, **fields)
-            self.say(f"error: {message}")
-            return Outcome("rollback failed", move.from_tag, move.to_tag, True, self.lines,
-                           failed_unit, reason, _shown(workers))
-        message = (f"upgrade from image tag {move.from_tag} to {move.to_tag} rolled back: "
-                   f"{what}; every running worker on {move.from_tag} "
-                   f"({len(workers)} worker unit(s))")
-        self._send(UpgradeEvent.ROLLED_BACK, Priority.ERROR, message, move.from_tag,
-                   move.to_tag, **fields)
-        self.say(f"error: {message}")
-        return Outcome("rolled back", move.from_tag, move.to_tag, True, self.lines,
-                       failed_unit, reason, _shown(workers))
+        return self._end(
+            verdicts, move.from_tag, move.to_tag, workers, failed_unit, reason,
+            ok=("rolled back", UpgradeEvent.ROLLED_BACK, Priority.ERROR,
+                f"upgrade from image tag {move.from_tag} to {move.to_tag} rolled back: "
+                f"{what}; every running worker on {move.from_tag} "
+                f"({len(workers)} worker unit(s))"),
+            failed=f"upgrade from image tag {move.from_tag} to {move.to_tag} failed "
+                   f"({what}) and so did its rollback")
 
     def _converge(self, old: Prepared, tag: str, images: dict[str, str],
                   init_moved: bool) -> list[Verdict]:
@@ -516,23 +508,29 @@ class Upgrade:
         workers = self._now_running(old)
         self._save(upgrade={}, previous_image_tag="", upgraded_image_tag="",
                    images=self._images_record(workers, record.from_tag))
+        return self._end(
+            verdicts, record.from_tag, record.to_tag, workers, reason="interrupted",
+            ok=("done", UpgradeEvent.RECOVERED, Priority.WARNING,
+                f"{record.describe()} was interrupted (pid {record.pid} gone); rolled "
+                f"back: every running worker on {record.from_tag}"),
+            failed=f"{record.describe()} was interrupted and its rollback failed")
+
+    def _end(self, verdicts: list[Verdict], from_tag: str, to_tag: str,
+             workers: dict[str, ContainerState], failed_unit: str = "", reason: str = "", *,
+             ok: tuple[str, UpgradeEvent, Priority, str], failed: str) -> Outcome:
+        """The outcome of a rollback, told to the journal and on stderr: `ok` (result,
+        event, priority, message) when every verdict passed, else `failed` with them."""
+        fields = {"TRACARDI_UNIT": failed_unit, "TRACARDI_REASON": reason}
         broken = [v for v in verdicts if not v.passed]
+        result, event, priority, message = ok
         if broken:
-            detail = "; ".join(f"{v.unit}: {v.reason}" for v in broken)
-            message = (f"{record.describe()} was interrupted and its rollback failed: "
-                       f"{detail}")
-            self._send(UpgradeEvent.ROLLBACK_FAILED, Priority.ERROR, message,
-                       record.from_tag, record.to_tag, TRACARDI_REASON="interrupted")
-            self.say(f"error: {message}")
-            return Outcome("rollback failed", record.from_tag, record.to_tag, True,
-                           self.lines, broken[0].unit, broken[0].reason, _shown(workers))
-        message = (f"{record.describe()} was interrupted (pid {record.pid} gone); rolled "
-                   f"back: every running worker on {record.from_tag}")
-        self._send(UpgradeEvent.RECOVERED, Priority.WARNING, message, record.from_tag,
-                   record.to_tag, TRACARDI_REASON="interrupted")
-        self.say(message)
-        return Outcome("done", record.to_tag, record.from_tag, True, self.lines,
-                       workers=_shown(workers))
+            result, event, priority = "rollback failed", UpgradeEvent.ROLLBACK_FAILED, \
+                Priority.ERROR
+            message = f"{failed}: " + "; ".join(f"{v.unit}: {v.reason}" for v in broken)
+        self._send(event, priority, message, from_tag, to_tag, **fields)
+        self.say(f"error: {message}" if priority is Priority.ERROR else message)
+        return Outcome(result, from_tag, to_tag, True, self.lines, failed_unit, reason,
+                       _shown(workers))
 
     def _send(self, event: UpgradeEvent, priority: Priority, message: str, from_tag: str,
               to_tag: str, **fields: str) -> None:

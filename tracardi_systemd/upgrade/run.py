@@ -186,21 +186,26 @@ class Upgrade:
             self._show_plan(new, from_tag, to_tag, self._running(new), settings, record)
             return Outcome("planned", from_tag, to_tag, True, self.lines)
         with self.installer.hold(), self.signals:
-            self.manifest = self.installer.previous() or self.manifest
-            record = self.manifest.in_flight
-            if record is not None:
-                with self.signals.shielded():
-                    recovered = self._recover(record, old if record.from_tag == from_tag
-                                              else self._prepare(record.from_tag))
-                if recovered.result != "done" or to_tag == record.from_tag or \
-                        self.signals.received:
-                    return recovered
-                from_tag, old = record.from_tag, self._prepare(record.from_tag)
-            move = Move(from_tag, to_tag, new, old,
-                        (self.manifest.previous_image_tag, self.manifest.upgraded_image_tag))
+            move: Move | None = None
             try:
+                self.manifest = self.installer.previous() or self.manifest
+                record = self.manifest.in_flight
+                if record is not None:
+                    with self.signals.shielded():
+                        recovered = self._recover(record, old if record.from_tag == from_tag
+                                                  else self._prepare(record.from_tag))
+                    if recovered.result != "done" or to_tag == record.from_tag or \
+                            self.signals.received:
+                        return recovered
+                    from_tag, old = record.from_tag, self._prepare(record.from_tag)
+                move = Move(from_tag, to_tag, new, old, (self.manifest.previous_image_tag,
+                                                         self.manifest.upgraded_image_tag))
                 return self._move(move)
             except Interrupted as exc:
+                if move is None:
+                    self.say(f"{exc} before anything was changed")
+                    return Outcome("rolled back", from_tag, to_tag, False, self.lines, "",
+                                   str(exc))
                 return self._roll_back(move, "", str(exc))
 
     def _move(self, move: Move) -> Outcome:

@@ -1,6 +1,6 @@
 """Upgrades that cannot strand a worker (issue 22), on a real systemd + Docker host: a worker
 that crashed onto the new tag during another's gate and an old tag moved meanwhile, both
-undone by the rollback; an install refused mid-upgrade; SIGTERM and SIGKILL at seeded random
+undone by the rollback, and an install refused meanwhile; SIGTERM and SIGKILL at seeded random
 moments; Tracardi 1.2's moving tag and its init gated before any worker moves.
 
 TRACARDI_E2E_SIGNAL_TRIALS sets how many SIGTERMs and how many SIGKILLs (3 each in CI).
@@ -19,6 +19,7 @@ import pytest
 from tracardi_systemd.upgrade.run import UpgradeEvent
 
 from .operator import (
+    ENV_SOURCE,
     TOOL,
     WORKER_UNITS,
     container,
@@ -43,6 +44,9 @@ V12_UNITS = ["tracardi-background-function.service", "tracardi-background-logger
              "tracardi-background-destination.service", "tracardi-apm.service",
              "tracardi-update.service"]
 INTERRUPTED = "ac96b962b8484a6a8b0b4f6ae94680dc"  # the agent's UPGRADE_INTERRUPTED
+CONVERGE = [("upgrade --rollback", "upgrade --rollback --json --pull missing --window 1"),
+            ("the same upgrade", "upgrade --image-tag {target} --json --pull missing --window 1"),
+            ("install", f"install --env-file {ENV_SOURCE} --network host")]
 
 
 @pytest.fixture(scope="module")
@@ -119,15 +123,23 @@ def image_id(host, ref: str) -> str:
 
 
 def test_a_crash_onto_the_new_tag_and_a_moved_old_tag_are_undone_by_the_rollback(host):
+    """And an install meanwhile is refused: it would have been undone by the rollback."""
     install(host)
     start_all(host)
     before = runs(host, WORKER_UNITS)
+    env_before = host.run("sha256sum /etc/tracardi/.env-docker").stdout
     trigger = "tracardi-trigger.service"
     moved = "tracardi/update-worker:0.8.1"
     try:
-        # update, gated first, fails its liveness check after 3 + 8 s
-        start_upgrade(host, f"--image-tag {DEAF} {QUICK} --window 3 --liveness-timeout 8")
+        # update, gated first, fails its liveness check after 3 + 15 s
+        pid = start_upgrade(host, f"--image-tag {DEAF} {QUICK} --window 3 "
+                                  "--liveness-timeout 15")
         wait_for_line(host, "restarting tracardi-update.service")
+        write_env(host, REDIS_PASSWORD="rotated")
+        refused = install(host, check=False)
+        assert refused.returncode == 1
+        assert (f"the upgrade from image tag 0.8.1 to {DEAF} is running on / (pid {pid})"
+                in refused.stderr)
         # While update is gated: trigger, not yet upgraded, crashes and systemd restarts it
         # on what its unit file names now; and the old tag is moved to another image.
         host.run("docker kill tracardi-trigger >/dev/null")
@@ -139,6 +151,7 @@ def test_a_crash_onto_the_new_tag_and_a_moved_old_tag_are_undone_by_the_rollback
         assert rc == 3, err
         assert report["failed_unit"] == "tracardi-update.service"
         assert "liveness check did not pass" in report["reason"]
+        assert host.run("sha256sum /etc/tracardi/.env-docker").stdout == env_before
         assert all_running_on_one_tag(host, WORKER_UNITS) == "0.8.1"
         assert runs(host, WORKER_UNITS) == before, err  # the very images, by id
         assert image_id(host, moved) == before["tracardi-update.service"][1]
@@ -151,33 +164,15 @@ def test_a_crash_onto_the_new_tag_and_a_moved_old_tag_are_undone_by_the_rollback
         host.run(f"docker tag {before['tracardi-update.service'][1]} {moved}")
 
 
-def test_an_install_is_refused_while_an_upgrade_runs(host):
-    install(host)
-    start_all(host)
-    env_before = host.run("sha256sum /etc/tracardi/.env-docker").stdout
-
-    pid = start_upgrade(host, f"--image-tag {GOOD} {QUICK} --window 3")
-    wait_for_line(host, "restarting tracardi-update.service")
-    write_env(host, REDIS_PASSWORD="rotated")
-    refused = install(host, check=False)
-    rc, report, err = finished(host)
-
-    assert refused.returncode == 1
-    assert (f"the upgrade from image tag 0.8.1 to {GOOD} is running on / (pid {pid})"
-            in refused.stderr)
-    assert (rc, report["result"]) == (0, "done"), err
-    assert host.run("sha256sum /etc/tracardi/.env-docker").stdout == env_before
-    assert all_running_on_one_tag(host, WORKER_UNITS) == GOOD
-
-
 def test_sigterm_and_sigkill_at_random_moments_converge_on_one_tag(host):
     """Each trial upgrades five workers from one tag to the other and signals the tool at a
-    seeded random moment; after a SIGKILL the next `upgrade --rollback` converges."""
+    seeded random moment; after a SIGKILL the next `upgrade --rollback`, the same upgrade
+    again, or `install` (in turn) converges every unit on one tag."""
     rng = random.Random(SEED)
     install(host)
     start_all(host)
     tags = ["0.8.1", GOOD]
-    figures = []
+    figures, recovered = [], 0
     for trial, signame in enumerate(["TERM", "KILL"] * TRIALS):
         current = all_running_on_one_tag(host, WORKER_UNITS)
         target = tags[1 - tags.index(current)]
@@ -203,11 +198,16 @@ def test_sigterm_and_sigkill_at_random_moments_converge_on_one_tag(host):
                     host.wait_until(f"journalctl --since '{since}' -u tracardi-agent "
                                     f"MESSAGE_ID={INTERRUPTED} | grep -q 'was interrupted'",
                                     timeout=40)
-                    converge = tool(host, "upgrade --rollback --json --pull missing "
-                                    "--window 1", check=False, timeout=300)
+                    # the three ways out: roll back, the same upgrade again, install
+                    label, way = CONVERGE[recovered % len(CONVERGE)]
+                    recovered += 1
+                    converge = tool(host, way.format(target=target), check=False, timeout=300)
                     assert converge.returncode == 0, converge.stderr
-                    assert UpgradeEvent.RECOVERED.value in journal_ids(host, since)
-                    rc = "137, recovered by upgrade --rollback"
+                    if way.startswith("upgrade"):
+                        assert UpgradeEvent.RECOVERED.value in journal_ids(host, since)
+                    else:
+                        assert "was interrupted" in converge.stdout, converge.stdout
+                    rc = f"137, recovered by {label}"
         tag = all_running_on_one_tag(host, WORKER_UNITS)
         status = json.loads(tool(host, "status --json", check=False).stdout)
         assert status["upgrade"] == "", status

@@ -253,7 +253,7 @@ class Installer:
             interrupted = self._interrupted(previous)
             if previous is not None:
                 manifest.images = {u: i for u, i in previous.images.items() if u in request.units}
-                manifest.upgrade = {} if interrupted else previous.upgrade
+                manifest.upgrade = previous.upgrade  # cleared once every worker converged
             if previous is None or manifest.to_json() != previous.to_json():
                 save_manifest(self.root, manifest)
             if not plan.nothing_to_change:
@@ -267,6 +267,8 @@ class Installer:
                     self.systemctl("try-restart", AGENT_UNIT)
             if interrupted is not None:
                 lines += self._converge(interrupted, request, options, tracardi_version)
+                manifest.upgrade = {}
+                save_manifest(self.root, manifest)
             if enable:
                 self.systemctl.enable(request.units)
             if start:

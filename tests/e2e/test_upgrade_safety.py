@@ -44,6 +44,7 @@ V12_UNITS = ["tracardi-background-function.service", "tracardi-background-logger
              "tracardi-background-destination.service", "tracardi-apm.service",
              "tracardi-update.service"]
 INTERRUPTED = "ac96b962b8484a6a8b0b4f6ae94680dc"  # the agent's UPGRADE_INTERRUPTED
+RUNNING = "60c3b6c8b8784e7d8a0ce79772cfb433"  # the agent's UPGRADE_RUNNING
 CONVERGE = [("upgrade --rollback", "upgrade --rollback --json --pull missing --window 1"),
             ("the same upgrade", "upgrade --image-tag {target} --json --pull missing --window 1"),
             ("install", f"install --env-file {ENV_SOURCE} --network host")]
@@ -72,7 +73,7 @@ def start_upgrade(host, args: str) -> int:
     host.run(f"rm -f {OUT}.*; setsid bash -c '(exec {TOOL} upgrade {args} >{OUT}.out "
              f"2>{OUT}.err) & echo $! >{OUT}.pid; wait $!; echo $? >{OUT}.rc' "
              ">/dev/null 2>&1 </dev/null &")
-    return int(host.wait_until(f"cat {OUT}.pid", timeout=10))
+    return int(host.wait_until(f"test -s {OUT}.pid && cat {OUT}.pid", timeout=10))
 
 
 def wait_for_line(host, text: str, timeout: float = 60) -> None:
@@ -81,7 +82,7 @@ def wait_for_line(host, text: str, timeout: float = 60) -> None:
 
 def finished(host, timeout: float = 180) -> tuple[int, dict, str]:
     """The background upgrade's exit status, its JSON report and its stderr."""
-    rc = int(host.wait_until(f"cat {OUT}.rc", timeout=timeout))
+    rc = int(host.wait_until(f"test -s {OUT}.rc && cat {OUT}.rc", timeout=timeout))
     out = host.run(f"cat {OUT}.out").stdout
     return rc, json.loads(out) if out.strip() else {}, host.run(f"cat {OUT}.err").stdout
 
@@ -135,6 +136,11 @@ def test_a_crash_onto_the_new_tag_and_a_moved_old_tag_are_undone_by_the_rollback
         pid = start_upgrade(host, f"--image-tag {DEAF} {QUICK} --window 3 "
                                   "--liveness-timeout 15")
         wait_for_line(host, "restarting tracardi-update.service")
+        # the agent leaves the workers to the gate, and says so
+        host.wait_until(f"journalctl -u tracardi-agent MESSAGE_ID={RUNNING} "
+                        f"| grep -q 'pid {pid}'", timeout=15)
+        assert "its gate has the workers" in host.run(
+            "systemctl show -p StatusText --value tracardi-agent").stdout
         write_env(host, REDIS_PASSWORD="rotated")
         refused = install(host, check=False)
         assert refused.returncode == 1

@@ -732,3 +732,24 @@ def test_the_agent_leaves_the_workers_to_a_running_upgrade_and_reports_a_killed_
     assert rig.stderr.getvalue().count("was interrupted (pid") == 1
     assert "run  tracardi-systemd upgrade --rollback  to put every worker back on 0.8.1" in \
         rig.stderr.getvalue()
+
+
+def test_a_signal_before_the_upgrade_began_changes_nothing_and_exits_3(root, monkeypatch):
+    from tracardi_systemd.upgrade import run as run_module
+
+    before = sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file())
+    prepare_for_real = run_module.prepare
+
+    def prepare_then_hup(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGHUP)
+        return prepare_for_real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "prepare", prepare_then_hup)
+    host = Host(root)
+
+    outcome = upgrade(root, host).run("0.8.2", FAST)
+
+    assert (outcome.result, outcome.exit_status, outcome.changed) == ("rolled back", 3, False)
+    assert outcome.lines == ["interrupted by SIGHUP before anything was changed"]
+    assert host.calls == []
+    assert sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before

@@ -189,7 +189,10 @@ def test_sigterm_and_sigkill_at_random_moments_converge_on_one_tag(host):
         time.sleep(max(0.0, delay - (time.monotonic() - started)))
         host.run(f"kill -{signame} {pid}", check=False)
         rc, report, err = finished(host)
-        if signame == "TERM":
+        if signame == "TERM" and rc == 143:
+            # during the interpreter's start, before the tool could do anything at all
+            assert err == "", err
+        elif signame == "TERM":
             assert rc in (0, 3), err  # 0: it was done before the signal came
             if rc == 3:
                 assert report["reason"] == "interrupted by SIGTERM", err

@@ -174,6 +174,15 @@ class Upgrade:
         self._say(line)
 
     def run(self, to_tag: str, settings: UpgradeSettings, dry_run: bool = False) -> Outcome:
+        with self.signals:
+            try:
+                return self._run(to_tag, settings, dry_run)
+            except Interrupted as exc:  # before the move began: nothing to roll back
+                self.say(f"{exc} before anything was changed")
+                return Outcome("rolled back", installed_tag(self.manifest), to_tag, False,
+                               self.lines, "", str(exc))
+
+    def _run(self, to_tag: str, settings: UpgradeSettings, dry_run: bool) -> Outcome:
         self.settings = settings
         record = self.manifest.in_flight
         from_tag = record.from_tag if record else installed_tag(self.manifest)
@@ -185,27 +194,22 @@ class Upgrade:
         if dry_run:
             self._show_plan(new, from_tag, to_tag, self._running(new), settings, record)
             return Outcome("planned", from_tag, to_tag, True, self.lines)
-        with self.installer.hold(), self.signals:
-            move: Move | None = None
+        with self.installer.hold():
+            self.manifest = self.installer.previous() or self.manifest
+            record = self.manifest.in_flight
+            if record is not None:
+                with self.signals.shielded():
+                    recovered = self._recover(record, old if record.from_tag == from_tag
+                                              else self._prepare(record.from_tag))
+                if recovered.result != "done" or to_tag == record.from_tag or \
+                        self.signals.received:
+                    return recovered
+                from_tag, old = record.from_tag, self._prepare(record.from_tag)
+            move = Move(from_tag, to_tag, new, old, (self.manifest.previous_image_tag,
+                                                     self.manifest.upgraded_image_tag))
             try:
-                self.manifest = self.installer.previous() or self.manifest
-                record = self.manifest.in_flight
-                if record is not None:
-                    with self.signals.shielded():
-                        recovered = self._recover(record, old if record.from_tag == from_tag
-                                                  else self._prepare(record.from_tag))
-                    if recovered.result != "done" or to_tag == record.from_tag or \
-                            self.signals.received:
-                        return recovered
-                    from_tag, old = record.from_tag, self._prepare(record.from_tag)
-                move = Move(from_tag, to_tag, new, old, (self.manifest.previous_image_tag,
-                                                         self.manifest.upgraded_image_tag))
                 return self._move(move)
             except Interrupted as exc:
-                if move is None:
-                    self.say(f"{exc} before anything was changed")
-                    return Outcome("rolled back", from_tag, to_tag, False, self.lines, "",
-                                   str(exc))
                 return self._roll_back(move, "", str(exc))
 
     def _move(self, move: Move) -> Outcome:

@@ -24,8 +24,8 @@ from tracardi_systemd.cli.main import main
 from tracardi_systemd.host.commands import Systemctl
 from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.host.journal import Journal
+from tracardi_systemd.install.lock import host_lock
 from tracardi_systemd.install.manifest import Manifest, ManifestError, digest, load_manifest
-from tracardi_systemd.install.transaction import install_lock
 from tracardi_systemd.install.trust import agent_program_problem, untrusted
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, TARGET
 from tracardi_systemd.observe.model import ContainerState, UnitState
@@ -433,10 +433,10 @@ def test_a_second_install_while_one_runs_is_refused_and_changes_nothing(tmp_path
     root = tmp_path / "root"
     root.mkdir()
     env = write_env(CLEAN_ENV)
-    with install_lock(root):
+    with host_lock(root):
         result = invoke("install", "--root", str(root), "--env-file", str(env))
     assert result.exit_code == 1
-    assert "another tracardi-systemd install or uninstall is running" in result.stderr
+    assert "another tracardi-systemd install, uninstall or upgrade is running" in result.stderr
     assert list(root.iterdir()) == []
 
 

@@ -4,8 +4,6 @@ on the loop of test_agent_loop with fake systemctl and docker; `promtool check m
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +17,6 @@ from tracardi_systemd.agent.metrics import (
     DOCKER_LABELS,
     MetricsFile,
     label_text,
-    upgrade_in_flight,
 )
 from tracardi_systemd.agent.on_failure import FailureHook
 from tracardi_systemd.host.commands import CommandError
@@ -36,7 +33,7 @@ class RefusingSystemctl(FakeSystemctl):
 def with_metrics(rig: Rig, tmp_path: Path, heartbeat: float = 60.0) -> MetricsFile:
     directory = tmp_path / "textfile"
     directory.mkdir(exist_ok=True)
-    metrics = MetricsFile(directory, heartbeat, state_dir=tmp_path, clock=rig.clock)
+    metrics = MetricsFile(directory, heartbeat, clock=rig.clock)
     rig.agent.after_cycle.append(metrics.after_cycle)
     return metrics
 
@@ -183,7 +180,7 @@ def test_an_unchanged_cycle_writes_nothing_until_the_heartbeat(tmp_path):
 
 def test_without_the_directory_nothing_is_written_and_it_is_said_once(tmp_path):
     rig = Rig(tmp_path, FIVE)
-    metrics = MetricsFile(tmp_path / "absent", 60, state_dir=tmp_path, clock=rig.clock)
+    metrics = MetricsFile(tmp_path / "absent", 60, clock=rig.clock)
     rig.agent.after_cycle.append(metrics.after_cycle)
     for _ in range(3):
         rig.agent.cycle()
@@ -207,18 +204,20 @@ def test_an_unwritable_directory_is_said_once_and_supervising_goes_on(tmp_path):
     assert rig.stderr.getvalue().count(f"{metrics.path} not written") == 1
 
 
-def test_upgrade_in_flight_is_the_upgrade_lock_as_proc_locks_shows_it(tmp_path):
-    state = tmp_path / "state"
-    state.mkdir()
-    assert not upgrade_in_flight(state)
-    fd = os.open(state, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as upgrade.run.upgrade_lock does
-        assert upgrade_in_flight(state)
-        assert not upgrade_in_flight(tmp_path)
-    finally:
-        os.close(fd)
-    assert not upgrade_in_flight(state)
+def test_upgrade_in_flight_is_the_manifest_record_of_a_live_upgrade(tmp_path):
+    from dataclasses import replace
+
+    from tracardi_systemd.install.inflight import UpgradeInFlight
+
+    rig = Rig(tmp_path, FIVE)
+    metrics = with_metrics(rig, tmp_path)
+    rig.agent.cycle()
+    assert samples(metrics.path)["tracardi_upgrade_in_flight"] == 0
+    record = UpgradeInFlight.here("0.8.1", "0.8.2", {})  # this process: alive
+    rig.manifest_file.write_text(replace(rig.manifest, upgrade=record.to_dict()).to_json())
+    rig.clock.advance(15)
+    rig.agent.cycle()
+    assert samples(metrics.path)["tracardi_upgrade_in_flight"] == 1
 
 
 def test_label_values_are_escaped():

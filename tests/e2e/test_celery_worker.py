@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import statistics
 import time
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .celery_image import import_image, rootfs_tar
+from .celery_image import APP, IMAGE, import_image, rootfs_tar
 from .celery_ops import (
     CONTAINER,
     REDIS_CLI,
@@ -55,6 +56,7 @@ from .operator import (
     write_env,
 )
 from .sandbox import Sandbox
+from .standin import TRACARDI_TAG
 
 CONSUME_BOUND = 20  # seconds a healthy worker may take to run a queued task
 OUTAGE = 60  # seconds without Redis
@@ -353,3 +355,51 @@ def test_memory_of_the_cgroup_matches_docker_stats(worker):
     row = next(w for w in json.loads(status)["workers"] if w["unit"] == UNIT)
     assert abs(row["memory_bytes"] - stats) <= 0.10 * stats  # what the limit and status use
 
+
+
+GATE_WINDOW = 5  # seconds of the upgrade's gate window
+PRODUCER = f"""
+import time, redis
+from {APP} import redis_url, touch
+stop, n = redis.Redis.from_url(redis_url()), 0
+while not stop.exists("producer-stop"):
+    touch.delay(f"flow-{{n}}-{{time.time():.3f}}")
+    n += 1
+    time.sleep(0.5)
+print(n)
+"""
+
+
+def test_tasks_queued_through_an_upgrade_and_its_rollback_are_all_consumed(worker):
+    """A producer queues a task every 0.5 s while the worker is upgraded to another tag and
+    rolled back (`upgrade --rollback`): every task is consumed, none waits longer than the
+    gate window plus 30 s."""
+    worker.run(f"docker tag {IMAGE}:{TRACARDI_TAG} {IMAGE}:{TRACARDI_TAG}-next")
+    gate = f"--pull missing --window {GATE_WINDOW} --json"
+    worker.run(f"docker run -d --name producer --network host -e REDIS_HOST=127.0.0.1 "
+               f"{IMAGE}:{TRACARDI_TAG} python -c {shlex.quote(PRODUCER)}")
+    try:
+        up = tool(worker, f"upgrade --image-tag {TRACARDI_TAG}-next {gate}", check=False,
+                  timeout=300)
+        assert up.returncode == 0, up.stderr
+        back = tool(worker, f"upgrade --rollback {gate}", check=False, timeout=300)
+        assert back.returncode == 0, back.stderr
+        worker.run(f"{REDIS_CLI} set producer-stop 1")
+        queued = int(worker.wait_until("[ \"$(docker inspect -f '{{.State.Running}}' "
+                                       "producer)\" = false ] && docker logs producer",
+                                       timeout=30).strip())
+        deadline = time.monotonic() + GATE_WINDOW + 30
+        while True:
+            keys = worker.run(f"{REDIS_CLI} --raw keys 'flow-*'").stdout.split()
+            if len(keys) == queued or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        values = worker.run(f"{REDIS_CLI} --raw mget {' '.join(keys)}").stdout.split("\n")
+    finally:
+        worker.run("docker rm -f producer", check=False)
+    waits = [float(value.split()[2]) - float(key.rsplit("-", 1)[1])
+             for key, value in zip(keys, values, strict=False)]
+    print(f"tasks: {queued} queued, {len(keys)} consumed; longest wait {max(waits):.1f} s, "
+          f"median {statistics.median(waits):.2f} s")
+    assert len(keys) == queued > 20
+    assert max(waits) <= GATE_WINDOW + 30

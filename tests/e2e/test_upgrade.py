@@ -104,7 +104,7 @@ def test_a_pull_that_fails_restarts_nothing(host):
     result, _ = upgrade(host, f"--image-tag {GOOD}")  # --pull always: no registry here
 
     assert result.returncode == 1
-    assert f"docker pull --quiet tracardi/update-worker:{GOOD} failed" in result.stderr
+    assert f"docker pull tracardi/update-worker:{GOOD} failed" in result.stderr
     assert "no worker was restarted, they all still run 0.8.1" in result.stderr
     assert "use --pull missing" in result.stderr
     after = {u: container(host, u.removesuffix(".service"))["Id"] for u in WORKER_UNITS}

@@ -34,6 +34,8 @@ class EntryKind(Enum):
     CONTAINER_DIED = "86111eadd1bf45f4ac7bbe451ae331c4"
     METRICS_UNWRITABLE = "95b2d718c6694acb9df51dc2af39ca94"
     QUEUE_STUCK = "d18c4384d5db413a81c39772844b27b9"
+    UPGRADE_RUNNING = "60c3b6c8b8784e7d8a0ce79772cfb433"  # the workers are left to its gate
+    UPGRADE_INTERRUPTED = "ac96b962b8484a6a8b0b4f6ae94680dc"
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from tracardi_systemd.host.commands import CommandError, ContainerSource, System
 from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.host.journal import Journal, Priority
 from tracardi_systemd.install.files import write_atomic
+from tracardi_systemd.install.inflight import UpgradeInFlight
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest_file
 from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_worker_unit
 from tracardi_systemd.names import worker_of_unit as unit_worker_name
@@ -140,6 +141,8 @@ class Agent:
         self.workers: dict[str, Worker | None] = {}
         self.needs: dict[str, list[Dependency]] = {}
         self.redis_password = ""
+        self.upgrade: UpgradeInFlight | None = None  # as the manifest records it
+        self._upgrade_seen: tuple[UpgradeInFlight, bool] | None = None  # reported so
         fresh = self.inputs.read_if_changed()
         if fresh is not None:
             self._use(fresh)
@@ -153,6 +156,26 @@ class Agent:
         network = network if isinstance(network, str) else None
         self.needs = {u: needs_of(w, inputs.env_values, network) for u, w in self.workers.items()}
         self.redis_password = inputs.env_values.get("REDIS_PASSWORD", "")
+        self.upgrade = inputs.manifest.in_flight
+
+    def upgrade_running(self) -> bool:
+        """While an upgrade runs, its gate has the workers: the agent restarts and re-arms
+        none of them (the two would fight over the same units). Each change is reported."""
+        record = self.upgrade
+        running = record is not None and record.running
+        if record is not None and self._upgrade_seen != (record, running):
+            self._upgrade_seen = (record, running)
+            if running:
+                self._report(EntryKind.UPGRADE_RUNNING, Priority.NOTICE,
+                             f"{record.describe()} is running (pid {record.pid}): the workers "
+                             "are left to its gate until it ends", TRACARDI_REASON="upgrade")
+            else:
+                self._report(EntryKind.UPGRADE_INTERRUPTED, Priority.WARNING,
+                             f"{record.describe()} was interrupted (pid {record.pid} is "
+                             "gone): workers may run either tag; run  tracardi-systemd "
+                             f"upgrade --rollback  to put every worker back on "
+                             f"{record.from_tag}", TRACARDI_REASON="upgrade interrupted")
+        return running
 
     def reload_if_changed(self) -> None:
         try:
@@ -266,15 +289,20 @@ class Agent:
             self.reload_if_changed()
         observation = self.observe(refresh_systemd)
         decision = decide(observation, self.history, self.config, random.random)
-        if not dry_run:
+        if dry_run:
+            return observation, decision
+        if self.upgrade_running():
+            done = Decision([], [], self.history)  # the gate has the workers: nothing done
+        else:
+            done = decision
             for action in decision.actions:
                 self._act(action)
             for entry in decision.entries:
                 entry.send(self.journal)
             self.history = decision.history
-            self._publish(observation)
-            for step in self.after_cycle:
-                step(self, observation, decision, time.perf_counter() - started)
+        self._publish(observation)
+        for step in self.after_cycle:
+            step(self, observation, done, time.perf_counter() - started)
         return observation, decision
 
     def _act(self, action: Action) -> None:
@@ -301,6 +329,9 @@ class Agent:
 
     def status_line(self, observation: Observation) -> str:
         parts = [summary(observation, self.history), self.state_problem]
+        if self.upgrade is not None and self.upgrade.running:
+            parts.append(f"{self.upgrade.describe()} running: its gate has the workers, "
+                         "the agent leaves them alone")
         if self.journal.lost:
             parts.append(f"journal unreachable: {self.journal.lost} entries lost")
         return "; ".join(part for part in parts if part)

@@ -12,7 +12,6 @@ Queue depth is not among them: the agent does not know it (it reads no broker).
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -180,26 +179,14 @@ def dependency_samples(needs: Iterable[Dependency],
             for name, d in sorted(unique.items())]
 
 
-def upgrade_in_flight(state_dir: Path, locks: Path = Path("/proc/locks")) -> bool:
-    """Whether someone holds `upgrade`'s flock on the state folder. Read from /proc/locks,
-    never by trying the lock: a try could make a starting upgrade refuse to run."""
-    try:
-        stat = state_dir.stat()
-        table = locks.read_text()
-    except OSError:
-        return False
-    mark = f"{os.major(stat.st_dev):02x}:{os.minor(stat.st_dev):02x}:{stat.st_ino} "
-    return any(line.split()[1:2] == ["FLOCK"] and mark in line for line in table.splitlines())
-
-
 class MetricsFile:
     """Writes the agent's metrics into node_exporter's textfile directory after a cycle."""
 
-    def __init__(self, directory: Path, heartbeat: float, state_dir: Path,
+    def __init__(self, directory: Path, heartbeat: float,
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time):
         self.path = directory / METRICS_FILE
-        self.heartbeat, self.state_dir = heartbeat, state_dir
+        self.heartbeat = heartbeat
         self.clock, self.wall_clock = clock, wall_clock
         self.tally = Tally()
         self.problem = ""  # why the file is not written, said once to the journal
@@ -214,7 +201,8 @@ class MetricsFile:
             *dependency_samples((d for n in agent.needs.values() for d in n),
                                 observation.dependencies),
             ("tracardi_dependency_reachable", DOCKER_LABELS, observation.docker_active),
-            ("tracardi_upgrade_in_flight", "", upgrade_in_flight(self.state_dir)),
+            ("tracardi_upgrade_in_flight", "",
+             agent.upgrade is not None and agent.upgrade.running),
             ("tracardi_agent_heartbeat_seconds", "", self.heartbeat),
         ])
         now = self.clock()

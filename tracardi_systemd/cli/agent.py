@@ -18,7 +18,7 @@ from tracardi_systemd.cli.options import (
 )
 from tracardi_systemd.host.commands import CommandError, Docker, Systemctl
 from tracardi_systemd.install.manifest import manifest_path
-from tracardi_systemd.names import DEFAULT_DOCKER, DEFAULT_ENV_FILE, DEFAULT_METRICS_DIR, STATE_DIR
+from tracardi_systemd.names import DEFAULT_DOCKER, DEFAULT_ENV_FILE, DEFAULT_METRICS_DIR
 from tracardi_systemd.spec.envfile import load_env_file
 from tracardi_systemd.spec.limits import LimitError, parse_memory_limits
 
@@ -149,8 +149,7 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")
     except LimitError as exc:
         fail(str(exc))
-    metrics = MetricsFile(Path(metrics_dir), heartbeat=reconcile_every,
-                          state_dir=Path("/") / STATE_DIR)
+    metrics = MetricsFile(Path(metrics_dir), heartbeat=reconcile_every)
     watchdog.after_cycle.append(metrics.after_cycle)
     if on_failure:
         watchdog.after_cycle.append(FailureHook(on_failure).after_cycle)

@@ -226,6 +226,8 @@ def _say_reuse(command: click.Command, reuse: Reuse, reset: bool) -> None:
     for name, value, why in reuse.dropped:
         click.echo(f"not from the last install ({why}): {as_flags(command, {name: value})}",
                    err=True)
+    for note in reuse.notes:
+        click.echo(note, err=True)
 
 
 def _say_baked(installer: Installer, program: str) -> None:

@@ -68,14 +68,16 @@ def absolute(ctx: click.Context, param: click.Parameter, value: str | None) -> s
     return value
 
 
-def fail(message: str, status: int = 1, problems: list[str] | None = None) -> NoReturn:
-    """The error (and the env file's problems) on stderr; under --json also as JSON on
-    stdout, {"error", "problems", "exit_status"}, for the scripts that read it."""
+def fail(message: str, status: int = 1, problems: list[str] | None = None,
+         document: dict[str, Any] | None = None) -> NoReturn:
+    """The error (and the env file's problems) on stderr; under --json also as one JSON
+    document on stdout, {"error", "problems", "exit_status"} and the command's own
+    `document` keys, for the scripts that read it."""
     click.echo(f"error: {message}", err=True)
     context = click.get_current_context(silent=True)
     if context is not None and context.params.get("as_json"):
-        click.echo(json.dumps({"error": message, "problems": problems or [],
-                               "exit_status": status}))
+        click.echo(json.dumps({**(document or {}), "error": message,
+                               "problems": problems or [], "exit_status": status}))
     sys.exit(status)
 
 

@@ -52,6 +52,7 @@ def format_table(status: Status) -> str:
     ]
     verdict = "healthy" if status.healthy else "NOT healthy"
     docker = f"docker: {status.docker_problem}\n" if status.docker_problem else ""
+    docker += f"upgrade: {status.upgrade}\n" if status.upgrade else ""
     others = "".join(f"{o.unit} {o.state} (last run: {o.result or '-'})"
                      f"{'' if o.healthy else ' NOT healthy'}\n" for o in status.others)
     return (f"{columns(rows)}\n{others}agent: tracardi-agent.service {status.agent}\n"

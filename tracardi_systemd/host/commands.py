@@ -7,13 +7,19 @@ wrappers that build an argv and parse what comes back.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Sequence
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 SYSTEMD_RUNNING_MARKER = Path("/run/systemd/system")
 # By path, not by a $PATH lookup: root runs it. Debian and the RHEL family both ship it here.
 SYSTEMCTL = "/usr/bin/systemctl"
+# A pull has no fixed kill (a slow link must be able to finish); this is only the default
+# of `upgrade --pull-timeout`.
+PULL_TIMEOUT = 1800.0
 
 
 class SystemctlClient(Protocol):
@@ -60,6 +66,48 @@ def run(argv: Sequence[str], *, input: str | None = None, capture: bool = True,
             + (f": {detail}" if detail else "")
         )
     return result.stdout or ""
+
+
+def stream(argv: Sequence[str], on_line: Callable[[str], None],
+           timeout: float | None = None) -> None:
+    """Run `argv`, handing each line it prints (stdout and stderr) to `on_line` as it
+    comes; CommandError with its last lines when it fails or outlasts `timeout`."""
+    try:
+        process = subprocess.Popen(list(argv), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+    except FileNotFoundError:
+        raise CommandError(f"{argv[0]} not found") from None
+    expired = threading.Event()
+
+    def kill() -> None:
+        expired.set()
+        process.kill()
+
+    timer = threading.Timer(timeout, kill) if timeout else None
+    tail: deque[str] = deque(maxlen=3)
+    try:
+        if timer:
+            timer.start()
+        assert process.stdout is not None
+        for line in process.stdout:
+            tail.append(line.rstrip())
+            on_line(tail[-1])
+        process.wait()
+    finally:
+        if timer:
+            timer.cancel()
+        if process.poll() is None:  # interrupted: take the child along
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()
+    what = " ".join(argv[:3])
+    if expired.is_set():
+        raise CommandError(f"{what} did not finish in {timeout:.0f} s")
+    if process.returncode != 0:
+        detail = "; ".join(tail)
+        raise CommandError(f"{what} failed (exit status {process.returncode})"
+                           + (f": {detail}" if detail else ""))
 
 
 def systemd_is_running() -> bool:
@@ -132,8 +180,11 @@ class Docker:
     def __call__(self, *args: str, input: str | None = None, capture: bool = True) -> str:
         return run([self.program, *args], input=input, capture=capture, timeout=self.timeout)
 
-    def pull(self, image: str) -> None:
-        self("pull", image, capture=False)
+    def pull(self, image: str, timeout: float | None = PULL_TIMEOUT,
+             on_line: Callable[[str], None] | None = None) -> None:
+        """`docker pull`, its progress to `on_line` (default: stderr, so that stdout
+        stays free for --json)."""
+        stream([self.program, "pull", image], on_line or _to_stderr, timeout)
 
     def has_image(self, image: str) -> bool:
         try:
@@ -145,3 +196,7 @@ class Docker:
     def login(self, registry: str | None, username: str, token: str) -> str:
         args = ["login", "--username", username, "--password-stdin"]
         return self(*args, *([registry] if registry else []), input=token)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

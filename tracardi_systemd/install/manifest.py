@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from tracardi_systemd.install.files import write_atomic
+from tracardi_systemd.install.inflight import IMAGE_ID, UpgradeInFlight
 from tracardi_systemd.names import KEPT, MANIFEST, is_quadlet_file, is_unit_file_name
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -44,6 +45,15 @@ class Manifest:
     upgraded_image_tag: str = ""
     # Where the Quadlet .container files are (--runtime podman); "" when there are none.
     quadlet_dir: str = ""
+    # An upgrade in flight (UpgradeInFlight.to_dict()); empty when none is.
+    upgrade: dict[str, object] = field(default_factory=dict)
+    # What each worker unit ran when `upgrade` last looked: {unit: {"tag", "id", "digest"}},
+    # the tag it ran with and the image that tag resolved to (id, and repo digest if any).
+    images: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def in_flight(self) -> UpgradeInFlight | None:
+        return UpgradeInFlight.from_dict(self.upgrade) if self.upgrade else None
 
     def dir_of(self, name: str) -> str:
         """The folder a recorded file is in: .container files in quadlet_dir."""
@@ -103,6 +113,14 @@ class Manifest:
         for name in ("previous_image_tag", "upgraded_image_tag"):
             if not isinstance(getattr(self, name), str):  # render checks it as a docker tag
                 raise ValueError(f"{name} is not text")
+        if self.upgrade:
+            UpgradeInFlight.from_dict(self.upgrade)
+        if not isinstance(self.images, dict) or not all(
+                isinstance(unit, str) and is_unit_file_name(unit) and isinstance(image, dict)
+                and set(image) == {"tag", "id", "digest"}
+                and all(isinstance(v, str) for v in image.values())
+                and IMAGE_ID.fullmatch(image["id"]) for unit, image in self.images.items()):
+            raise ValueError("images is not a mapping of unit names to {tag, id, digest}")
         for name in ("env_digest", "pending_env_digest"):
             value = getattr(self, name)
             if not isinstance(value, str) or (value and not _SHA256.fullmatch(value)):

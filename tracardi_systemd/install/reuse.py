@@ -27,6 +27,7 @@ class Reuse:
 
     taken: dict[str, Any] = field(default_factory=dict)  # option -> value, in REUSED order
     dropped: list[tuple[str, Any, str]] = field(default_factory=list)  # option, value, why
+    notes: list[str] = field(default_factory=list)  # anything else the operator is told
 
 
 def recorded(params: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +62,13 @@ def reuse_previous(params: dict[str, Any], given: Collection[str], previous: Man
                                   "and runs the agent"))
         else:
             params[name] = reuse.taken[name] = value
+    record = previous.in_flight
+    if record is not None and "image_tag" not in given and not moving:
+        # A killed upgrade is rolled back, not finished: its new tag never passed the gate
+        # on every worker (docs/design.md).
+        params["image_tag"] = reuse.taken["image_tag"] = record.from_tag
+        reuse.notes.append(f"from {record.describe()}, which was interrupted: "
+                           f"--image-tag={record.from_tag}, the tag every worker ran before it")
     if params.get("workers") == ("all",):
         params["workers"] = ()
     _leave_unselected(params, reuse)

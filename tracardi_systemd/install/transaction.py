@@ -9,7 +9,6 @@ The command line only turns options into an `InstallRequest` and prints what com
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +17,8 @@ from pathlib import Path
 
 from tracardi_systemd.host.commands import CommandError, Docker, Systemctl, systemd_is_running
 from tracardi_systemd.install.files import write_atomic
+from tracardi_systemd.install.inflight import UpgradeInFlight, restore_images
+from tracardi_systemd.install.lock import LockBusy, host_lock
 from tracardi_systemd.install.manifest import (
     Manifest,
     ManifestError,
@@ -48,6 +49,7 @@ from tracardi_systemd.names import (
     is_unit_file_name,
     is_worker_unit,
 )
+from tracardi_systemd.spec.catalog import image_tag_for
 
 # write_atomic's temporary files: ".<name>.<random>.tmp" beside the file it replaces.
 _TEMP_FILE = re.compile(r"\.(?P<name>[^/]+)\.[A-Za-z0-9_]{8}\.tmp")
@@ -63,25 +65,6 @@ class Result:
     changed: bool  # files written, removed, or units enabled, disabled or started anew
     # Units running the old unit file or settings, until restarted (try-restart them).
     restart: list[str] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def install_lock(root: Path) -> Iterator[None]:
-    """One install or uninstall at a time on a root; the second is told why.
-
-    The lock is on the root folder itself, so taking it writes nothing anywhere.
-    """
-    fd = os.open(root if root.is_dir() else root.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InstallError(
-                f"another tracardi-systemd install or uninstall is running on {root}: wait "
-                "for it to finish, then run again; nothing was changed") from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def remove_stale_temp_files(directories: list[Path]) -> list[Path]:
@@ -128,6 +111,7 @@ class Installer:
         self.live = root is None
         self.systemctl = systemctl
         self.docker = docker
+        self.holding = False  # the lock, taken by hold() for several installs in a row
 
     def on_disk(self, path: Path) -> Path:
         return self.root / path.relative_to("/")
@@ -207,15 +191,43 @@ class Installer:
                                upgrade=upgrade)
 
     @contextlib.contextmanager
-    def _locked(self, writing: bool) -> Iterator[None]:
-        if not writing:
-            yield
-            return
-        try:
-            with install_lock(self.root):
+    def hold(self) -> Iterator[None]:
+        """The root's lock for everything inside (an upgrade: its installs, restarts and
+        rollback); InstallError when another install, uninstall or upgrade holds it."""
+        with self._lock():
+            self.holding = True
+            try:
                 yield
+            finally:
+                self.holding = False
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        try:
+            with host_lock(self.root):
+                yield
+        except LockBusy:
+            raise InstallError(self._busy()) from None
         except OSError as exc:
             raise InstallError(_os_message(exc)) from None
+
+    def _busy(self) -> str:
+        with contextlib.suppress(InstallError, ValueError):
+            manifest = self.previous()
+            record = manifest.in_flight if manifest else None
+            if record is not None and record.running:
+                return (f"{record.describe()} is running on {self.root} (pid {record.pid}): "
+                        "wait for it to finish, then run again; nothing was changed")
+        return (f"another tracardi-systemd install, uninstall or upgrade is running on "
+                f"{self.root}: wait for it to finish, then run again; nothing was changed")
+
+    @contextlib.contextmanager
+    def _locked(self, writing: bool) -> Iterator[None]:
+        if not writing or self.holding:
+            yield
+            return
+        with self._lock():
+            yield
 
     def _apply(self, request: InstallRequest, previous: Manifest | None, plan: Plan, *,
                images: list[str], options: dict, tracardi_version: str, enable: bool,
@@ -251,6 +263,10 @@ class Installer:
             manifest.previous_image_tag, manifest.upgraded_image_tag = upgrade or (
                 (previous.previous_image_tag, previous.upgraded_image_tag) if previous
                 else ("", ""))
+            interrupted = self._interrupted(previous)
+            if previous is not None:
+                manifest.images = {u: i for u, i in previous.images.items() if u in request.units}
+                manifest.upgrade = previous.upgrade  # cleared once every worker converged
             if previous is None or manifest.to_json() != previous.to_json():
                 save_manifest(self.root, manifest)
             if not plan.nothing_to_change:
@@ -262,6 +278,10 @@ class Installer:
                                  f"until restarted: systemctl try-restart {' '.join(restart)}")
                 if self.live and AGENT_UNIT in {c.name for c in plan.file_changes}:
                     self.systemctl("try-restart", AGENT_UNIT)
+            if interrupted is not None:
+                lines += self._converge(interrupted, request, options, tracardi_version)
+                manifest.upgrade = {}
+                save_manifest(self.root, manifest)
             if enable:
                 self.systemctl.enable(request.units)
             if start:
@@ -273,6 +293,28 @@ class Installer:
         changed = bool(lines)
         restart = to_restart(plan, request) if previous is not None and not moving else []
         return Result(lines or ["nothing to change"], changed, restart)
+
+    def _interrupted(self, previous: Manifest | None) -> UpgradeInFlight | None:
+        """The record of an upgrade that was killed, which this install ends; None when
+        there is none, or when it is an upgrade's own install (it holds the lock)."""
+        if previous is None or self.holding or not self.live:
+            return None
+        return previous.in_flight
+
+    def _converge(self, record: UpgradeInFlight, request: InstallRequest, options: dict,
+                  tracardi_version: str) -> list[str]:
+        """After a killed upgrade the running workers may be on two tags: every one is
+        restarted on the tag just installed (on the image it ran before the upgrade when
+        that tag is the upgrade's old one)."""
+        tag = str(options.get("image_tag") or image_tag_for(tracardi_version))
+        lines = [f"{record.describe()} was interrupted (pid {record.pid} is gone): every "
+                 f"running worker is restarted on tag {tag}"]
+        if tag == record.from_tag:
+            lines += restore_images(self.docker, record.images)
+        workers = [u for u in request.units if is_worker_unit(u)]
+        if workers:
+            self.systemctl("try-restart", *workers)
+        return lines
 
     def _create_secrets(self, request: InstallRequest) -> None:
         """Podman secrets from stdin: the value is in no argv and no file of the tool's."""

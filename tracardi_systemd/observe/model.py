@@ -38,6 +38,7 @@ class ContainerState:
     image: str
     health: str = ""  # Docker's health status: "", starting, healthy, unhealthy
     network: str = ""  # HostConfig.NetworkMode: "host" shares the host's network namespace
+    image_id: str = ""  # the image it runs, sha256:..., whatever its tag names now
 
     @property
     def live(self) -> bool | None:

@@ -106,6 +106,7 @@ def _container_state(listed: dict, details: dict) -> ContainerState:
         image=listed.get("Image", ""),
         health=_health(listed.get("Status", "")),
         network=(details.get("HostConfig") or {}).get("NetworkMode", ""),
+        image_id=listed.get("ImageID", ""),
     )
 
 

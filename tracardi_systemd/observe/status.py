@@ -37,6 +37,8 @@ class WorkerRow:
     dependencies: dict[str, bool]  # as the agent last probed them: {name: reachable}
     liveness: str  # Docker's health status of the container: healthy, unhealthy, starting, -
     work: str = "-"  # the agent's work-based liveness: live, not live, stuck, unknown, -
+    image_id: str = ""  # the image its container runs (sha256:...), whatever the tag says now
+    digest: str = ""  # that image's repo digest, as `upgrade` recorded it ("" if unknown)
 
     @property
     def problems(self) -> list[str]:
@@ -80,10 +82,12 @@ class Status:
     agent: str
     docker_problem: str = ""  # why Docker could not be asked (e.g. no access to its socket)
     others: list[UnitRow] = field(default_factory=list)
+    upgrade: str = ""  # an upgrade running, or one that was interrupted: what to do
 
     @property
     def healthy(self) -> bool:
         return (self.agent == "active/running" and not self.docker_problem
+                and not self.upgrade
                 and all(w.healthy for w in self.workers) and all(o.healthy for o in self.others))
 
     def to_json(self) -> str:
@@ -91,7 +95,8 @@ class Status:
                 for w in self.workers]
         others = [asdict(o) | {"healthy": o.healthy} for o in self.others]
         return json.dumps({"healthy": self.healthy, "agent": self.agent,
-                           "docker_problem": self.docker_problem, "workers": rows,
+                           "docker_problem": self.docker_problem, "upgrade": self.upgrade,
+                           "workers": rows,
                            "others": others}, indent=2)
 
 
@@ -127,8 +132,28 @@ def collect(manifest: Manifest, systemctl: SystemctlClient, engine: ContainerSou
             dependencies=seen.dependencies,
             liveness=(container.health or "-") if container else "-",
             work=seen.work or "-",
+            image_id=container.image_id if container else "",
+            digest=_digest(manifest, name, container.image_id if container else ""),
         ))
     agent = units[AGENT_UNIT]
     others = [UnitRow(name, f"{units[name].active_state}/{units[name].sub_state}",
                       units[name].result) for name in other_units]
-    return Status(rows, f"{agent.active_state}/{agent.sub_state}", docker_problem, others)
+    return Status(rows, f"{agent.active_state}/{agent.sub_state}", docker_problem, others,
+                  _upgrade(manifest))
+
+
+def _digest(manifest: Manifest, unit: str, image_id: str) -> str:
+    seen = manifest.images.get(unit, {})
+    return seen.get("digest", "") if image_id and seen.get("id") == image_id else ""
+
+
+def _upgrade(manifest: Manifest) -> str:
+    record = manifest.in_flight
+    if record is None:
+        return ""
+    if record.running:
+        return f"{record.describe()} is running (pid {record.pid})"
+    return (f"{record.describe()} was interrupted (pid {record.pid} is gone): workers may run "
+            f"either tag; run  tracardi-systemd upgrade --rollback  to put every worker back "
+            f"on {record.from_tag}")
+

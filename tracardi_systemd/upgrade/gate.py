@@ -36,6 +36,7 @@ class Target:
     unit: str
     image: str  # the reference its container must run, e.g. tracardi/update-worker:0.8.2
     liveness: Liveness | None = None
+    image_id: str = ""  # when set, the image it must run (a rollback: the one it ran before)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ class Gate:
         if unit.active_state in ("failed", "inactive"):
             return f"its unit is {unit.active_state} ({unit.result or 'stopped'})"
         ours = (container is not None and container.running
-                and container.image == self.target.image)
+                and container.image == self.target.image
+                and self.target.image_id in ("", container.image_id))
         if ours and unit.active_state == "active":
             assert container is not None
             if not self.container_id:

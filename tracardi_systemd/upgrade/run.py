@@ -1,36 +1,42 @@
 """`upgrade`: every worker onto another image tag, one at a time, each behind a gate; when
-one fails, every worker restarted so far goes back to the previous tag.
+one fails, every worker that is not on the image it ran before goes back to it.
 
-Order: validate both tags' unit files, pull every image (nothing restarts when one cannot
-be had), install the new tag through the Installer (recording both tags in the manifest),
-then restart the running workers one after another, each gated (gate.py). A rollback is an
-install of the previous tag and a restart of the workers already upgraded, gated the same
-way. Each outcome is a journal entry of its own MESSAGE_ID.
+Order: validate both tags' unit files, take the root's lock (install and uninstall wait
+their turn), pull every image (nothing restarts when one cannot be had), record the
+upgrade in flight and the image each worker runs in the manifest, install the new tag
+through the Installer, run the new release's init (0.9+) gated, then restart the running
+workers one after another, each gated (gate.py). A rollback points the old tag's
+references back at the images they named, installs the old tag, runs the old init again
+if the new one ran, and restarts every worker whose container is not on its old image,
+whoever restarted it. A SIGINT, SIGTERM or SIGHUP rolls back the same way; a record left by
+a killed upgrade is rolled back by the next `upgrade` before anything else. Each outcome
+is a journal entry of its own MESSAGE_ID.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from tracardi_systemd.host.commands import CommandError, ContainerSource
+from tracardi_systemd.host.commands import PULL_TIMEOUT, CommandError, ContainerSource
 from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.host.journal import Journal, Priority
-from tracardi_systemd.install.manifest import Manifest, manifest_path
+from tracardi_systemd.install.inflight import UpgradeInFlight, restore_images
+from tracardi_systemd.install.manifest import Manifest, save_manifest
 from tracardi_systemd.install.plan import InstallRequest
 from tracardi_systemd.install.reuse import REUSED, recorded
 from tracardi_systemd.install.transaction import Installer, InstallError, Result
-from tracardi_systemd.names import LABEL_MANAGED, is_worker_unit, worker_of_unit
-from tracardi_systemd.observe.read import read_units
+from tracardi_systemd.names import INIT_UNIT, LABEL_MANAGED, is_worker_unit, worker_of_unit
+from tracardi_systemd.observe.model import ContainerState
+from tracardi_systemd.observe.read import ContainerReader, by_unit, read_units
 from tracardi_systemd.render.prepare import Prepared, PrepareError, prepare
+from tracardi_systemd.spec.catalog import image_tag_for
 from tracardi_systemd.upgrade.gate import (
+    POLL_SECONDS,
     Gate,
     GateTimes,
     Probe,
@@ -39,6 +45,7 @@ from tracardi_systemd.upgrade.gate import (
     liveness_probe,
     watch,
 )
+from tracardi_systemd.upgrade.signals import Interrupted, Signals
 
 
 class UpgradeEvent(Enum):
@@ -48,6 +55,8 @@ class UpgradeEvent(Enum):
     DONE = "4562caa93f9b4a8f8f66faa6303dc1a5"
     ROLLED_BACK = "e7332238671c41d989ddb0f5288dc36a"
     ROLLBACK_FAILED = "b1d0037c94794e66a46374cdf8b4df4c"
+    # An upgrade killed earlier (SIGKILL, power loss), rolled back by this one.
+    RECOVERED = "0d64425d98334f899bd47dce2a419987"
 
 
 SYSLOG_IDENTIFIER = "tracardi-systemd"
@@ -55,6 +64,11 @@ SYSLOG_IDENTIFIER = "tracardi-systemd"
 # error.
 EXIT_STATUS = {"done": 0, "unchanged": 0, "planned": 0, "rolled back": 3,
                "rollback failed": 4}
+# A restart of init must not restart the workers that require it (Requires= propagates a
+# restart): they move one by one behind their gates.
+INIT_RESTART = ("restart", "--no-block", "--job-mode=ignore-dependencies", INIT_UNIT)
+# `docker pull` lines worth passing on: one per layer done, and the image's digest.
+PULL_MILESTONES = ("Pull complete", "Already exists", "Digest:", "Status:")
 
 
 class UpgradeError(Exception):
@@ -67,6 +81,8 @@ class UpgradeSettings:
     start_timeout: float = 60.0
     liveness_timeout: float | None = None  # None: each check's own start period
     pull: str = "always"
+    pull_timeout: float = PULL_TIMEOUT
+    init_timeout: float = 1800.0
 
     @property
     def times(self) -> GateTimes:
@@ -82,6 +98,7 @@ class Outcome:
     lines: list[str] = field(default_factory=list)
     failed_unit: str = ""
     reason: str = ""
+    workers: dict[str, dict[str, str]] = field(default_factory=dict)  # unit -> image, id
 
     @property
     def exit_status(self) -> int:
@@ -91,15 +108,19 @@ class Outcome:
         return json.dumps({"changed": self.changed, "result": self.result,
                            "from_tag": self.from_tag, "to_tag": self.to_tag,
                            "failed_unit": self.failed_unit, "reason": self.reason,
-                           "lines": self.lines})
+                           "workers": self.workers, "lines": self.lines})
 
 
 def installed_tag(manifest: Manifest) -> str:
-    return str(manifest.options.get("image_tag") or manifest.tracardi_version)
+    """The tag the units name: the operator's --image-tag, else the release's own."""
+    return str(manifest.options.get("image_tag") or image_tag_for(manifest.tracardi_version))
 
 
 def rollback_tag(manifest: Manifest) -> str:
     """The tag `upgrade --rollback` goes to; UpgradeError when there is none."""
+    record = manifest.in_flight
+    if record is not None:
+        return record.from_tag  # a killed upgrade: back to where it started
     current = installed_tag(manifest)
     if not manifest.previous_image_tag:
         raise UpgradeError("no upgrade is recorded on this host, so there is no tag to roll "
@@ -112,19 +133,17 @@ def rollback_tag(manifest: Manifest) -> str:
     return manifest.previous_image_tag
 
 
-@contextlib.contextmanager
-def upgrade_lock(root: Path) -> Iterator[None]:
-    """One upgrade at a time; the lock is on the tool's state folder."""
-    fd = os.open(manifest_path(root).parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UpgradeError("another tracardi-systemd upgrade is running on this host: "
-                               "wait for it to finish; nothing was changed") from None
-        yield
-    finally:
-        os.close(fd)
+@dataclass
+class Move:
+    """One move from a tag to another, and what a rollback of it needs."""
+
+    from_tag: str
+    to_tag: str
+    new: Prepared
+    old: Prepared
+    record_before: tuple[str, str]  # the manifest's last-upgrade record before this one
+    images: dict[str, str] = field(default_factory=dict)  # old reference -> image id
+    init_moved: bool = False
 
 
 class Upgrade:
@@ -145,7 +164,8 @@ class Upgrade:
         self.probe = probe or liveness_probe(installer.docker)
         self.clock, self.sleep = clock, sleep
         self.lines: list[str] = []
-        self.times = UpgradeSettings().times
+        self.settings = UpgradeSettings()
+        self.signals = Signals()
         self._say = say
 
     def say(self, line: str) -> None:
@@ -153,45 +173,83 @@ class Upgrade:
         self._say(line)
 
     def run(self, to_tag: str, settings: UpgradeSettings, dry_run: bool = False) -> Outcome:
-        from_tag = installed_tag(self.manifest)
-        self.times = settings.times
-        if to_tag == from_tag:
+        with self.signals:
+            try:
+                return self._run(to_tag, settings, dry_run)
+            except Interrupted as exc:  # before the move began: nothing to roll back
+                self.say(f"{exc} before anything was changed")
+                return Outcome("rolled back", installed_tag(self.manifest), to_tag, False,
+                               self.lines, "", str(exc))
+
+    def _run(self, to_tag: str, settings: UpgradeSettings, dry_run: bool) -> Outcome:
+        self.settings = settings
+        record = self.manifest.in_flight
+        from_tag = record.from_tag if record else installed_tag(self.manifest)
+        if to_tag == from_tag and record is None:
             self.say(f"the workers are already installed with image tag {to_tag}: "
                      "nothing to do")
             return Outcome("unchanged", from_tag, to_tag, False, self.lines)
         new, old = self._prepare(to_tag), self._prepare(from_tag)
-        stopped = self._stopped(new)
-        units = [u for u in new.instances if is_worker_unit(u) and u not in stopped]
         if dry_run:
-            self._show_plan(new, from_tag, to_tag, units, stopped, settings)
+            self._show_plan(new, from_tag, to_tag, self._running(new), settings, record)
             return Outcome("planned", from_tag, to_tag, True, self.lines)
-        self._say_stopped(stopped)
         self._require_engine(from_tag)
-        with upgrade_lock(self.installer.root):
-            self._pull(new, to_tag, from_tag, settings.pull)
-            record_before = (self.manifest.previous_image_tag,
-                             self.manifest.upgraded_image_tag)
-            self._send(UpgradeEvent.STARTED, Priority.NOTICE,
-                       f"upgrade of {len(units)} Tracardi worker unit(s) from image tag "
-                       f"{from_tag} to {to_tag} started", from_tag, to_tag)
+        with self.installer.hold():
+            self.manifest = self.installer.previous() or self.manifest
+            record = self.manifest.in_flight
+            if record is not None:
+                with self.signals.shielded():
+                    recovered = self._recover(record, old if record.from_tag == from_tag
+                                              else self._prepare(record.from_tag))
+                if recovered.result != "done" or to_tag == record.from_tag or \
+                        self.signals.received:
+                    return recovered
+                from_tag, old = record.from_tag, self._prepare(record.from_tag)
+            move = Move(from_tag, to_tag, new, old, (self.manifest.previous_image_tag,
+                                                     self.manifest.upgraded_image_tag))
             try:
-                self._install(new, (from_tag, to_tag))
-            except InstallError as exc:
-                raise UpgradeError(f"{exc}\nno worker was restarted") from None
-            upgraded: list[str] = []
-            for unit in units:
-                upgraded.append(unit)
-                self.say(f"restarting {unit} on {to_tag}")
-                verdict = self._restart_gated([unit], new)[0]
-                if not verdict.passed:
-                    return self._roll_back(verdict, upgraded, old, record_before, from_tag,
-                                           to_tag)
-                self.say(f"{unit} passed the gate")
+                return self._move(move)
+            except Interrupted as exc:
+                return self._roll_back(move, "", str(exc))
+
+    def _move(self, move: Move) -> Outcome:
+        running = self._running(move.new)
+        self._say_stopped(move.new, running)
+        self._pull(move.new, move.to_tag, move.from_tag, self.settings.pull)
+        move.images, per_unit = self._images_before(move.old)
+        with self.signals.deferred():  # the record is there before any unit file changes
+            self._save(upgrade=UpgradeInFlight.here(move.from_tag, move.to_tag,
+                                                    move.images).to_dict(), images=per_unit)
+        self._send(UpgradeEvent.STARTED, Priority.NOTICE,
+                   f"upgrade of {len(running)} Tracardi worker unit(s) from image tag "
+                   f"{move.from_tag} to {move.to_tag} started", move.from_tag, move.to_tag)
+        try:
+            with self.signals.deferred():
+                self._install(move.new, (move.from_tag, move.to_tag))
+        except InstallError as exc:
+            self._save(upgrade={})
+            raise UpgradeError(f"{exc}\nno worker was restarted") from None
+        init = self._run_init(move.new, move.to_tag)
+        if init is not None:
+            move.init_moved = True
+            if not init.passed:
+                return self._roll_back(move, init.unit, init.reason)
+            self.say(f"{INIT_UNIT} ran to its end on {move.to_tag}")
+        for unit in running:
+            self.say(f"restarting {unit} on {move.to_tag}")
+            verdict = self._restart_gated([unit], move.new)[0]
+            if not verdict.passed:
+                return self._roll_back(move, verdict.unit, verdict.reason)
+            self.say(f"{unit} passed the gate")
+        workers = self._now_running(move.new)
+        with self.signals.deferred():
+            self._save(upgrade={}, images=self._images_record(workers, move.to_tag))
         self._send(UpgradeEvent.DONE, Priority.NOTICE,
-                   f"upgrade from image tag {from_tag} to {to_tag} done: {len(units)} "
-                   "worker unit(s) passed the gate", from_tag, to_tag)
-        self.say(f"upgraded from {from_tag} to {to_tag}")
-        return Outcome("done", from_tag, to_tag, True, self.lines)
+                   f"upgrade from image tag {move.from_tag} to {move.to_tag} done: "
+                   f"{len(running)} worker unit(s) passed the gate", move.from_tag, move.to_tag)
+        self.say(f"upgraded from {move.from_tag} to {move.to_tag}")
+        return Outcome("done", move.from_tag, move.to_tag, True, self.lines,
+                       workers=_shown(workers))
 
     def _require_engine(self, from_tag: str) -> None:
         """The gate asks Docker's Engine API: a dockerd this tool cannot speak to (one that
@@ -220,22 +278,29 @@ class Upgrade:
         return params | {"tracardi_version": self.manifest.tracardi_version,
                          "image_tag": tag}
 
-    def _stopped(self, new: Prepared) -> list[str]:
-        """The worker units an operator stopped: they stay stopped."""
-        workers = [u for u in new.instances if is_worker_unit(u)]
+    def _running(self, prepared: Prepared) -> list[str]:
+        """The worker units to restart: all but those an operator stopped."""
+        workers = _workers(prepared)
         states = read_units(self.installer.systemctl, workers)
-        return [u for u in workers if states[u].active_state == "inactive"]
+        return [u for u in workers if states[u].active_state != "inactive"]
 
-    def _say_stopped(self, stopped: list[str]) -> None:
+    def _say_stopped(self, prepared: Prepared, running: list[str]) -> None:
+        stopped = [u for u in _workers(prepared) if u not in running]
         if stopped:
             self.say(f"not running, so not restarted (they run the new tag when started): "
                      f"{', '.join(stopped)}")
 
     def _show_plan(self, new: Prepared, from_tag: str, to_tag: str, units: list[str],
-                   stopped: list[str], settings: UpgradeSettings) -> None:
+                   settings: UpgradeSettings, record: UpgradeInFlight | None) -> None:
+        if record is not None and record.running:
+            self.say(f"{record.describe()} is running (pid {record.pid}): this one will be "
+                     "refused until it ends")
+        elif record is not None:
+            self.say(f"{record.describe()} was interrupted: first every worker goes back "
+                     f"to {record.from_tag}, on the image it ran before")
         self.say(f"upgrade from image tag {from_tag} to {to_tag} "
                  f"(Tracardi {self.manifest.tracardi_version})")
-        self._say_stopped(stopped)
+        self._say_stopped(new, units)
         how = {"always": "pull", "missing": "pull unless on this host",
                "never": "require on this host"}[settings.pull]
         for image in new.images:
@@ -243,13 +308,16 @@ class Upgrade:
         self.say("install:")
         for line in self._install(new, (from_tag, to_tag), dry_run=True).lines:
             self.say(line)
+        if INIT_UNIT in new.instances:
+            self.say(f"run {INIT_UNIT} on {to_tag} (no worker restarts with it), then wait "
+                     f"up to {settings.init_timeout:g} s for it to succeed")
         gate = f"running {settings.window:g} s on its new image without a restart"
         for unit in units:
             target = _target(unit, new)
             check = " and its liveness check passing" if target.liveness else ""
             self.say(f"restart {unit}, then wait for it: {gate}{check}")
-        self.say(f"if one fails: install tag {from_tag} again, restart every worker "
-                 "restarted so far, exit 3")
+        self.say(f"if one fails: install tag {from_tag} again, restart every worker not "
+                 "on the image it ran before, exit 3")
 
     def _pull(self, new: Prepared, to_tag: str, from_tag: str, policy: str) -> None:
         docker = self.installer.docker
@@ -262,7 +330,7 @@ class Upgrade:
             else:
                 self.say(f"pulling {image}")
                 try:
-                    docker("pull", "--quiet", image)
+                    docker.pull(image, self.settings.pull_timeout, self._pull_progress(image))
                 except CommandError as exc:
                     problems.append(str(exc))
         if problems:
@@ -279,6 +347,56 @@ class Upgrade:
                                f"could be had: no worker was restarted, they all still run "
                                f"{from_tag}; {hint}")
 
+    def _pull_progress(self, image: str) -> Callable[[str], None]:
+        def progress(line: str) -> None:
+            if any(mark in line for mark in PULL_MILESTONES):
+                self._say(f"  {image}: {line}")
+        return progress
+
+    def _images_before(self, old: Prepared) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+        """What the workers run now: per reference of the old tag its image id (the one a
+        running worker has, else the one the tag names), and per unit the manifest's
+        record of it."""
+        running = self._now_running(old)
+        ids: dict[str, str] = {}
+        for container in running.values():
+            if container.image_id:
+                ids.setdefault(container.image, container.image_id)
+        for image in old.images:
+            if image not in ids:
+                found = _inspect(self.installer.docker, image)
+                if found:
+                    ids[image] = found[0]
+        return ids, self._images_record(running, old.settings.tag)
+
+    def _images_record(self, running: dict[str, ContainerState],
+                       tag: str) -> dict[str, dict[str, str]]:
+        digests: dict[str, str] = {}
+        record = {}
+        for unit, container in running.items():
+            if not container.image_id:
+                continue
+            if container.image_id not in digests:
+                found = _inspect(self.installer.docker, container.image_id)
+                digests[container.image_id] = found[1] if found else ""
+            record[unit] = {"tag": tag, "id": container.image_id,
+                            "digest": digests[container.image_id]}
+        return record
+
+    def _now_running(self, prepared: Prepared) -> dict[str, ContainerState]:
+        """The running containers of the worker units, by unit."""
+        try:
+            found = by_unit(ContainerReader(self.engine).read())
+        except EngineError:
+            return {}
+        return {u: c for u, c in found.items() if u in _workers(prepared) and c.running}
+
+    def _save(self, **changes: object) -> None:
+        manifest = self.installer.previous()
+        assert manifest is not None
+        self.manifest = replace(manifest, **changes)  # type: ignore[arg-type]
+        save_manifest(self.installer.root, self.manifest)
+
     def _install(self, prepared: Prepared, record: tuple[str, str],
                  dry_run: bool = False) -> Result:
         env_target = Path(self.manifest.env_file)
@@ -289,7 +407,39 @@ class Upgrade:
             tracardi_version=self.manifest.tracardi_version, enable=True, start=False,
             dry_run=dry_run, upgrade=record)
 
-    def _restart_gated(self, units: list[str], prepared: Prepared) -> list[Verdict]:
+    def _run_init(self, prepared: Prepared, tag: str) -> Verdict | None:
+        """Run the release's init (0.9+) on `tag` before any worker moves, and wait for it
+        to succeed; None when there is no init, or it is stopped (then so are the workers
+        that need it, and it runs the new tag when they start)."""
+        if INIT_UNIT not in prepared.instances:
+            return None
+        systemctl = self.installer.systemctl
+        before = read_units(systemctl, [INIT_UNIT])[INIT_UNIT]
+        if before.active_state == "inactive":
+            return None
+        self.say(f"running {INIT_UNIT} on {tag}")
+        try:
+            if before.active_state == "failed":
+                systemctl("reset-failed", INIT_UNIT)
+            systemctl(*INIT_RESTART)
+            deadline = self.clock() + self.settings.init_timeout
+            while True:
+                now = read_units(systemctl, [INIT_UNIT])[INIT_UNIT]
+                if now.active_state == "failed":
+                    return Verdict(INIT_UNIT, False, f"it failed on {tag} ({now.result})")
+                if now.active_state == "active" and now.active_since_usec > \
+                        before.active_since_usec:
+                    return Verdict(INIT_UNIT, True)
+                if self.clock() > deadline:
+                    return Verdict(INIT_UNIT, False, f"it did not finish within "
+                                   f"{self.settings.init_timeout:g} s on {tag}")
+                self.sleep(POLL_SECONDS)
+        except CommandError as exc:
+            return Verdict(INIT_UNIT, False, f"systemd could not run it: {exc}")
+
+    def _restart_gated(self, units: list[str], prepared: Prepared,
+                       images: dict[str, str] | None = None) -> list[Verdict]:
+        """Restart `units` and gate them; `images`: the image id each reference must run."""
         systemctl = self.installer.systemctl
         try:
             systemctl("reset-failed", *units)  # a unit past its start limit refuses restart
@@ -299,41 +449,105 @@ class Upgrade:
         started = self.clock()
         try:
             shown = read_units(systemctl, units)
-            gates = [Gate(_target(unit, prepared), self.times, started,
+            gates = [Gate(_target(unit, prepared, images), self.settings.times, started,
                           shown[unit].restarts) for unit in units]
             return watch(gates, systemctl, self.engine, self.probe, self.clock, self.sleep)
         except (CommandError, EngineError) as exc:
             return [Verdict(unit, False, f"systemd or Docker could not be asked: {exc}")
                     for unit in units]
 
-    def _roll_back(self, failed: Verdict, upgraded: list[str], old: Prepared,
-                   record: tuple[str, str], from_tag: str, to_tag: str) -> Outcome:
-        self.say(f"{failed.unit} failed the gate on {to_tag}: {failed.reason}")
-        self.say(f"rolling back: {', '.join(upgraded)} back to {from_tag}")
+    def _off_image(self, old: Prepared, images: dict[str, str]) -> list[str]:
+        """The worker units that run, or try to run, anything but the image they ran
+        before the upgrade: those the upgrade restarted, and any that crashed, or that the
+        agent or a timer restarted, onto the new tag meanwhile."""
+        running = self._running(old)
+        containers = self._now_running(old)
+        off = []
+        for unit in running:
+            target = _target(unit, old, images)
+            container = containers.get(unit)
+            if container is None or container.image != target.image or \
+                    target.image_id not in ("", container.image_id):
+                off.append(unit)
+        return off
+
+    def _roll_back(self, move: Move, failed_unit: str, reason: str) -> Outcome:
+        """Every worker back on the image it ran before; the manifest as before."""
+        with self.signals.shielded():
+            if failed_unit:
+                self.say(f"{failed_unit} failed the gate on {move.to_tag}: {reason}")
+            else:
+                self.say(f"{reason}: rolling back")
+            verdicts = self._converge(move.old, move.from_tag, move.images, move.init_moved)
+            self._save(upgrade={}, previous_image_tag=move.record_before[0],
+                       upgraded_image_tag=move.record_before[1])
+            workers = self._now_running(move.old)
+            self._save(images=self._images_record(workers, move.from_tag))
+        what = f"{failed_unit} {reason}" if failed_unit else reason
+        return self._end(
+            verdicts, move.from_tag, move.to_tag, workers, failed_unit, reason,
+            ok=("rolled back", UpgradeEvent.ROLLED_BACK, Priority.ERROR,
+                f"upgrade from image tag {move.from_tag} to {move.to_tag} rolled back: "
+                f"{what}; every running worker on {move.from_tag} "
+                f"({len(workers)} worker unit(s))"),
+            failed=f"upgrade from image tag {move.from_tag} to {move.to_tag} failed "
+                   f"({what}) and so did its rollback")
+
+    def _converge(self, old: Prepared, tag: str, images: dict[str, str],
+                  init_moved: bool) -> list[Verdict]:
+        """Point the old references at their images again, install `tag`, run the old init
+        again when the new one ran, restart every worker not on its old image, gated."""
+        for line in restore_images(self.installer.docker, images):
+            self.say(line)
         try:
-            self._install(old, record)
-            verdicts = self._restart_gated(upgraded, old)
+            self._install(old, (self.manifest.previous_image_tag,
+                                self.manifest.upgraded_image_tag))
         except InstallError as exc:
-            verdicts = [Verdict(unit, False, f"install of {from_tag} failed: {exc}")
-                        for unit in upgraded]
+            return [Verdict("install", False, f"install of {tag} failed: {exc}")]
+        verdicts = []
+        if init_moved:
+            init = self._run_init(old, tag)
+            if init is not None:
+                verdicts.append(init)
+        off = self._off_image(old, images)
+        if off:
+            self.say(f"back to {tag}: {', '.join(off)}")
+            verdicts += self._restart_gated(off, old, images)
+        for unit, container in sorted(self._now_running(old).items()):
+            self.say(f"{unit} runs {container.image} ({container.image_id[:19]})")
+        return verdicts
+
+    def _recover(self, record: UpgradeInFlight, old: Prepared) -> Outcome:
+        """A killed upgrade left its record: roll it back before anything else."""
+        self.say(f"{record.describe()} was interrupted (pid {record.pid} is gone): every "
+                 f"worker goes back to {record.from_tag}, on the image it ran before")
+        verdicts = self._converge(old, record.from_tag, record.images, init_moved=True)
+        workers = self._now_running(old)
+        self._save(upgrade={}, previous_image_tag="", upgraded_image_tag="",
+                   images=self._images_record(workers, record.from_tag))
+        return self._end(
+            verdicts, record.from_tag, record.to_tag, workers, reason="interrupted",
+            ok=("done", UpgradeEvent.RECOVERED, Priority.WARNING,
+                f"{record.describe()} was interrupted (pid {record.pid} gone); rolled "
+                f"back: every running worker on {record.from_tag}"),
+            failed=f"{record.describe()} was interrupted and its rollback failed")
+
+    def _end(self, verdicts: list[Verdict], from_tag: str, to_tag: str,
+             workers: dict[str, ContainerState], failed_unit: str = "", reason: str = "", *,
+             ok: tuple[str, UpgradeEvent, Priority, str], failed: str) -> Outcome:
+        """The outcome of a rollback, told to the journal and on stderr: `ok` (result,
+        event, priority, message) when every verdict passed, else `failed` with them."""
+        fields = {"TRACARDI_UNIT": failed_unit, "TRACARDI_REASON": reason}
         broken = [v for v in verdicts if not v.passed]
-        fields = {"TRACARDI_UNIT": failed.unit, "TRACARDI_REASON": failed.reason}
+        result, event, priority, message = ok
         if broken:
-            detail = "; ".join(f"{v.unit}: {v.reason}" for v in broken)
-            message = (f"upgrade from image tag {from_tag} to {to_tag} failed ({failed.unit} "
-                       f"{failed.reason}) and so did its rollback: {detail}")
-            self._send(UpgradeEvent.ROLLBACK_FAILED, Priority.ERROR, message, from_tag,
-                       to_tag, **fields)
-            self.say(f"error: {message}")
-            return Outcome("rollback failed", from_tag, to_tag, True, self.lines,
-                       failed.unit, failed.reason)
-        message = (f"upgrade from image tag {from_tag} to {to_tag} rolled back: {failed.unit} "
-                   f"{failed.reason}; {len(upgraded)} worker unit(s) back on {from_tag}")
-        self._send(UpgradeEvent.ROLLED_BACK, Priority.ERROR, message, from_tag, to_tag,
-                   **fields)
-        self.say(f"error: {message}")
-        return Outcome("rolled back", from_tag, to_tag, True, self.lines, failed.unit,
-                       failed.reason)
+            result, event, priority = "rollback failed", UpgradeEvent.ROLLBACK_FAILED, \
+                Priority.ERROR
+            message = f"{failed}: " + "; ".join(f"{v.unit}: {v.reason}" for v in broken)
+        self._send(event, priority, message, from_tag, to_tag, **fields)
+        self.say(f"error: {message}" if priority is Priority.ERROR else message)
+        return Outcome(result, from_tag, to_tag, True, self.lines, failed_unit, reason,
+                       _shown(workers))
 
     def _send(self, event: UpgradeEvent, priority: Priority, message: str, from_tag: str,
               to_tag: str, **fields: str) -> None:
@@ -341,10 +555,31 @@ class Upgrade:
                           TRACARDI_FROM_TAG=from_tag, TRACARDI_TO_TAG=to_tag, **fields)
 
 
-def _target(unit: str, prepared: Prepared) -> Target:
+def _workers(prepared: Prepared) -> list[str]:
+    return [u for u in prepared.instances if is_worker_unit(u)]
+
+
+def _target(unit: str, prepared: Prepared, images: dict[str, str] | None = None) -> Target:
     worker = next(w for w in prepared.settings.workers if w.name == worker_of_unit(unit))
     liveness = worker.liveness if prepared.settings.liveness else None
-    return Target(unit, f"{worker.image}:{prepared.settings.tag}", liveness)
+    image = f"{worker.image}:{prepared.settings.tag}"
+    return Target(unit, image, liveness, (images or {}).get(image, ""))
+
+
+def _shown(workers: dict[str, ContainerState]) -> dict[str, dict[str, str]]:
+    return {unit: {"image": c.image, "image_id": c.image_id}
+            for unit, c in sorted(workers.items())}
+
+
+def _inspect(docker: Callable[..., str], image: str) -> tuple[str, str] | None:
+    """An image's id and its first repo digest ("" when it has none); None if absent."""
+    try:
+        out = docker("image", "inspect", "--format",
+                     "{{.Id}} {{range .RepoDigests}}{{.}} {{end}}", image)
+    except CommandError:
+        return None
+    words = out.split()
+    return (words[0], words[1] if len(words) > 1 else "") if words else None
 
 
 def _present(docker: Callable[..., str], image: str) -> bool:

@@ -57,3 +57,16 @@ def systemd_verify(files: dict[str, str], directory: Path) -> None:
 @pytest.fixture(scope="session")
 def verify() -> Callable[[dict[str, str], Path], None]:
     return systemd_verify
+
+
+@pytest.fixture
+def installed(tmp_path: Path, write_env: WriteEnv) -> tuple[Path, Path]:
+    """An offline root with everything installed from CLEAN_ENV: (root, env file)."""
+    from offline import invoke
+    from samples import CLEAN_ENV
+
+    root = tmp_path / "root"
+    env = write_env(CLEAN_ENV)
+    result = invoke("install", "--root", str(root), "--env-file", str(env))
+    assert result.exit_code == 0, result.output
+    return root, env

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import tracardi_systemd
-from tracardi_systemd.install.trust import agent_program_problem, package_files
+from tracardi_systemd.install.trust import agent_program_problem, package_files, untrusted
 from tracardi_systemd.render.units import templates_dir
 
 
@@ -38,3 +38,34 @@ def test_a_writable_module_deep_in_a_subpackage_is_refused(tmp_path, monkeypatch
 
     assert agent_program_problem(program) == (
         f"{deep} is writable by users other than root (mode 0666)")
+
+
+def test_a_program_another_user_can_edit_is_untrusted(tmp_path):
+    folder = tmp_path / "home-of-someone"
+    folder.mkdir()
+    program = folder / "tracardi-systemd"
+    program.write_text("#!/usr/bin/python3\n")
+    program.chmod(0o755)
+    assert untrusted(program) is None
+    os.chown(folder, 1000, 1000)
+    assert untrusted(program) == f"{folder} is owned by uid 1000, not root"
+    os.chown(folder, 0, 0)
+    program.chmod(0o777)
+    assert "writable by users other than root" in untrusted(program)
+    program.chmod(0o755)
+    link = tmp_path / "link"
+    link.symlink_to(program)
+    os.chown(program, 1000, 1000)
+    assert untrusted(link) == f"{program} is owned by uid 1000, not root"
+
+
+def test_a_script_whose_interpreter_another_user_owns_is_refused(tmp_path):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    python = venv / "python"
+    python.write_text("")
+    os.chown(python, 1000, 1000)
+    program = tmp_path / "tracardi-systemd"
+    program.write_text(f"#!{python}\n")
+    problem = agent_program_problem(program)
+    assert problem == f"{python} is owned by uid 1000, not root"

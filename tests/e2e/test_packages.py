@@ -144,8 +144,10 @@ def test_deb_installs_runs_the_workers_and_leaves_nothing_after_removal(deb_host
     assert "9c2e7344316c42fcbd4d6f148245cdd9 tracardi-systemd: systemd gave up" in listed
     host.run(f"test -f /usr/share/{PACKAGE}/tracardi.rules.yml")
     # its man page, found by man's own lookup, and the completions where each shell looks
-    assert host.run(f"man -w {PACKAGE}").stdout.strip() == \
-        f"/usr/share/man/man1/{PACKAGE}.1.gz"
+    page = f"/usr/share/man/man1/{PACKAGE}.1.gz"
+    host.run(f"test -s {page}")
+    if host.run("command -v man", check=False).returncode == 0:  # the Debian 13 root has no man-db
+        assert host.run(f"man -w {PACKAGE}").stdout.strip() == page
     assert "uninstall" in host.run(f"zcat /usr/share/man/man1/{PACKAGE}.1.gz").stdout
     host.run(f"test -s /usr/share/bash-completion/completions/{PACKAGE} && "
              f"test -s /usr/share/zsh/vendor-completions/_{PACKAGE} && "

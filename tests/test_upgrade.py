@@ -20,7 +20,7 @@ from fakes import FakeClock, inspected, listed, unit_props
 from samples import CLEAN_ENV
 
 from tracardi_systemd.cli.main import main
-from tracardi_systemd.host.commands import CommandError, stream
+from tracardi_systemd.host.commands import CommandError, Docker, stream
 from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.install import transaction
 from tracardi_systemd.install.lock import host_lock
@@ -108,6 +108,8 @@ class Host:
         state = self.state[unit]
         image = self.image_of(unit)
         state.update(active="active", image=image, id=self.id_of(image), n=state["n"] + 1)
+
+    has_image = Docker.has_image  # the real one, on this fake's `docker image inspect`
 
     def pull(self, image: str, timeout: float | None = None, on_line=None) -> None:
         self.calls.append(("pull", image))

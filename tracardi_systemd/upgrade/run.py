@@ -323,7 +323,7 @@ class Upgrade:
         docker = self.installer.docker
         problems = []
         for image in new.images:
-            if policy != "always" and _present(docker, image):
+            if policy != "always" and docker.has_image(image):
                 self.say(f"{image} is on this host: not pulled")
             elif policy == "never":
                 problems.append(f"{image} is not on this host (--pull never)")
@@ -581,10 +581,3 @@ def _inspect(docker: Callable[..., str], image: str) -> tuple[str, str] | None:
     words = out.split()
     return (words[0], words[1] if len(words) > 1 else "") if words else None
 
-
-def _present(docker: Callable[..., str], image: str) -> bool:
-    try:
-        docker("image", "inspect", "--format", "{{.Id}}", image)
-    except CommandError:
-        return False
-    return True

@@ -20,6 +20,7 @@ from tracardi_systemd.host.commands import Systemctl
 from tracardi_systemd.install.manifest import load_manifest
 from tracardi_systemd.install.plan import InstallRequest
 from tracardi_systemd.install.transaction import Installer
+from tracardi_systemd.install.uninstall import Uninstaller
 from tracardi_systemd.render.prepare import prepare
 
 UNITS = "etc/systemd/system"
@@ -164,9 +165,9 @@ def test_on_a_live_host_the_old_units_stop_before_their_files_go_and_kept_ones_r
 
 def test_uninstall_on_a_live_host_stops_the_jobs_services_too(host_081):
     systemctl = RecordingSystemctl()
-    installer = Installer(host_081, systemctl, docker=None)  # type: ignore[arg-type]
-    installer.live = True
-    installer.uninstall(purge=False, force=False, say=lambda line: None)
+    uninstaller = Uninstaller(host_081, systemctl, docker=None)  # type: ignore[arg-type]
+    uninstaller.live = True
+    uninstaller.run(purge=False, force=False, say=lambda line: None)
     assert systemctl.calls[0][:3] == ("disable", "--quiet", "--now")
     assert systemctl.calls[1] == ("stop", "tracardi-heartbeat-profile-segmentation.service",
                                   "tracardi-heartbeat-visit-end.service")

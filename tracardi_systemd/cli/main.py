@@ -35,6 +35,7 @@ from tracardi_systemd.install.manifest import Manifest, ManifestError, load_mani
 from tracardi_systemd.install.plan import InstallRequest
 from tracardi_systemd.install.reuse import Reuse, recorded, reuse_previous
 from tracardi_systemd.install.transaction import Installer, InstallError
+from tracardi_systemd.install.uninstall import Uninstaller
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
     DEFAULT_METRICS_DIR,
@@ -269,14 +270,14 @@ def uninstall(purge: bool, force: bool, dry_run: bool, root: Path | None) -> Non
     """
     if root is None and os.geteuid() != 0 and not dry_run:
         fail("uninstall changes the system and needs root: run it with sudo")
-    installer = Installer(root, Systemctl(root), Docker())
-    previous = _or_fail(installer.previous)
-    _or_fail(lambda: installer.uninstall(purge, force, click.echo, dry_run=dry_run))
+    uninstaller = Uninstaller(root, Systemctl(root), Docker())
+    previous = _or_fail(uninstaller.previous)
+    _or_fail(lambda: uninstaller.run(purge, force, click.echo, dry_run=dry_run))
     if dry_run:
         return
     if previous is not None:
-        _remove_metrics(installer.root, previous)
-    catalog = _or_fail(lambda: remove_catalog(installer.root))
+        _remove_metrics(uninstaller.root, previous)
+    catalog = _or_fail(lambda: remove_catalog(uninstaller.root))
     if catalog:
         click.echo(catalog)
 

@@ -1,4 +1,5 @@
-"""The install and uninstall transactions, in the order docs/design.md gives them.
+"""The install transaction, in the order docs/design.md gives them, and what uninstall
+(install/uninstall.py) shares with it: the root, its host adapters and its lock.
 
 install: lock, clean what a killed install left, plan (refusing anything not the tool's),
 pull, disable units no longer wanted, write files, save the manifest, daemon-reload, enable,
@@ -11,21 +12,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tracardi_systemd.host.commands import CommandError, Docker, Systemctl, systemd_is_running
-from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.inflight import UpgradeInFlight, restore_images
 from tracardi_systemd.install.lock import LockBusy, host_lock
 from tracardi_systemd.install.manifest import (
     Manifest,
     ManifestError,
     digest,
-    kept_path,
     load_manifest,
-    load_manifest_file,
     manifest_path,
     save_manifest,
 )
@@ -41,7 +39,6 @@ from tracardi_systemd.install.plan import (
     units_no_longer_wanted,
 )
 from tracardi_systemd.names import (
-    AGENT_STATE_FILE,
     AGENT_UNIT,
     DEFAULT_AGENT_PROGRAM,
     TARGET,
@@ -103,8 +100,8 @@ def require_quadlet(podman: Docker) -> None:
             "for Podman")
 
 
-class Installer:
-    """Carries out install and uninstall against one root with the given host adapters."""
+class Transaction:
+    """What install and uninstall share: one root, its host adapters, its lock."""
 
     def __init__(self, root: Path | None, systemctl: Systemctl, docker: Docker):
         self.root = root or Path("/")
@@ -133,6 +130,75 @@ class Installer:
             raise InstallError(f"the docker client {self.docker.program} is missing: install "
                                "Docker (apt-get install docker.io) or pass --docker PATH")
 
+    def previous(self) -> Manifest | None:
+        try:
+            return load_manifest(self.root)
+        except ManifestError as exc:
+            raise InstallError(str(exc)) from None
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """The root's lock for everything inside (an upgrade: its installs, restarts and
+        rollback); InstallError when another install, uninstall or upgrade holds it."""
+        with self._lock():
+            self.holding = True
+            try:
+                yield
+            finally:
+                self.holding = False
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        try:
+            with host_lock(self.root):
+                yield
+        except LockBusy:
+            raise InstallError(self._busy()) from None
+        except OSError as exc:
+            raise InstallError(os_message(exc)) from None
+
+    def _busy(self) -> str:
+        with contextlib.suppress(InstallError, ValueError):
+            manifest = self.previous()
+            record = manifest.in_flight if manifest else None
+            if record is not None and record.running:
+                return (f"{record.describe()} is running on {self.root} (pid {record.pid}): "
+                        "wait for it to finish, then run again; nothing was changed")
+        return (f"another tracardi-systemd install, uninstall or upgrade is running on "
+                f"{self.root}: wait for it to finish, then run again; nothing was changed")
+
+    @contextlib.contextmanager
+    def _locked(self, writing: bool) -> Iterator[None]:
+        if not writing or self.holding:
+            yield
+            return
+        with self._lock():
+            yield
+
+    def _stop_jobs(self, files: Iterable[str], listed: list[str], reset: list[str]) -> None:
+        """Stop the services among `files` that are not in `listed` (a scheduled job's,
+        started by its timer and never enabled, so `disable --now` misses it), then forget
+        the failures of those and of `reset`: a unit whose file is gone would stay loaded
+        as `not-found`, and a failed one listed as failed."""
+        if not self.live:
+            return
+        jobs = _never_enabled(files, listed)
+        if jobs:
+            self.systemctl("stop", *jobs)
+        if reset or jobs:
+            self._reset_failed([*reset, *jobs])
+
+    def _reset_failed(self, units: list[str]) -> None:
+        """Forget the failures of units that failed; only of those: systemd 257 unloads a
+        stopped unit at once and refuses reset-failed of a unit it has not loaded."""
+        shown = self.systemctl.show(units, ["ActiveState"])
+        failed = [unit for unit in units if shown.get(unit, {}).get("ActiveState") == "failed"]
+        if failed:
+            self.systemctl("reset-failed", *failed)
+
+class Installer(Transaction):
+    """Carries out install against one root with the given host adapters."""
+
     def agent_program(self, running: str) -> str:
         """The packaged program when installed, else `running`."""
         packaged = self.on_disk(Path(DEFAULT_AGENT_PROGRAM))
@@ -156,12 +222,6 @@ class Installer:
                     "its package or into a root-owned folder (tracardi-systemd: its deb or "
                     "rpm, or a root-owned venv such as /opt/tracardi-systemd), or name a "
                     "root-owned one with --agent-program or --docker; nothing was changed")
-
-    def previous(self) -> Manifest | None:
-        try:
-            return load_manifest(self.root)
-        except ManifestError as exc:
-            raise InstallError(str(exc)) from None
 
     def plan(self, request: InstallRequest, previous: Manifest | None) -> Plan:
         try:
@@ -189,45 +249,6 @@ class Installer:
             return self._apply(request, previous, plan, images=images, options=options,
                                tracardi_version=tracardi_version, enable=enable, start=start,
                                upgrade=upgrade)
-
-    @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
-        """The root's lock for everything inside (an upgrade: its installs, restarts and
-        rollback); InstallError when another install, uninstall or upgrade holds it."""
-        with self._lock():
-            self.holding = True
-            try:
-                yield
-            finally:
-                self.holding = False
-
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        try:
-            with host_lock(self.root):
-                yield
-        except LockBusy:
-            raise InstallError(self._busy()) from None
-        except OSError as exc:
-            raise InstallError(_os_message(exc)) from None
-
-    def _busy(self) -> str:
-        with contextlib.suppress(InstallError, ValueError):
-            manifest = self.previous()
-            record = manifest.in_flight if manifest else None
-            if record is not None and record.running:
-                return (f"{record.describe()} is running on {self.root} (pid {record.pid}): "
-                        "wait for it to finish, then run again; nothing was changed")
-        return (f"another tracardi-systemd install, uninstall or upgrade is running on "
-                f"{self.root}: wait for it to finish, then run again; nothing was changed")
-
-    @contextlib.contextmanager
-    def _locked(self, writing: bool) -> Iterator[None]:
-        if not writing or self.holding:
-            yield
-            return
-        with self._lock():
-            yield
 
     def _apply(self, request: InstallRequest, previous: Manifest | None, plan: Plan, *,
                images: list[str], options: dict, tracardi_version: str, enable: bool,
@@ -289,7 +310,7 @@ class Installer:
         except CommandError as exc:
             raise InstallError(str(exc)) from None
         except OSError as exc:
-            raise InstallError(_os_message(exc)) from None
+            raise InstallError(os_message(exc)) from None
         changed = bool(lines)
         restart = to_restart(plan, request) if previous is not None and not moving else []
         return Result(lines or ["nothing to change"], changed, restart)
@@ -321,19 +342,6 @@ class Installer:
         for name, value in sorted(request.secrets.items()):
             self.docker("secret", "create", "--replace", name, "-", input=value)
 
-    def _stop_jobs(self, files: Iterable[str], listed: list[str], reset: list[str]) -> None:
-        """Stop the services among `files` that are not in `listed` (a scheduled job's,
-        started by its timer and never enabled, so `disable --now` misses it), then forget
-        the failures of those and of `reset`: a unit whose file is gone would stay loaded
-        as `not-found`, and a failed one listed as failed."""
-        if not self.live:
-            return
-        jobs = _never_enabled(files, listed)
-        if jobs:
-            self.systemctl("stop", *jobs)
-        if reset or jobs:
-            self._reset_failed([*reset, *jobs])
-
     def _restart_kept(self, previous: Manifest | None, request: InstallRequest) -> None:
         """Another Tracardi release: a unit both releases have must not go on running the
         old release's image, so those running are restarted (init first, by its order)."""
@@ -341,109 +349,6 @@ class Installer:
         kept = [u for u in request.units if u in before and u not in (TARGET, AGENT_UNIT)]
         if kept:
             self.systemctl("try-restart", *kept)
-
-    def uninstall(self, purge: bool, force: bool, say: Callable[[str], None],
-                  dry_run: bool = False) -> None:
-        """Stop, disable and remove what install wrote, and what an earlier uninstall kept
-        when now told to remove it. What is kept again is recorded for the next one."""
-        with self._locked(not dry_run):
-            manifest, kept = self.previous(), self._kept()
-            if manifest is None and kept is None:
-                say("nothing to uninstall: tracardi-systemd has installed nothing here")
-                return
-            whole = _with_kept(manifest, kept)
-            if dry_run:
-                if whole.units:
-                    say(f"would stop and disable {', '.join(whole.units)}")
-                self._remove_files(whole, purge, force, say, dry_run=True)
-                return
-            try:
-                if whole.units:
-                    self.systemctl.disable(whole.units, now=True)
-                    self._stop_jobs(whole.known_files(), whole.units, reset=whole.units)
-            except CommandError as exc:
-                say(f"warning: {exc}")
-            try:
-                left = self._remove_files(whole, purge, force, say)
-                self._remove_own_state(whole, left)
-                self.systemctl.daemon_reload()
-            except CommandError as exc:
-                say(f"warning: {exc}")
-            except OSError as exc:
-                raise InstallError(_os_message(exc)) from None
-
-    def _kept(self) -> Manifest | None:
-        try:
-            return load_manifest_file(kept_path(self.root))
-        except ManifestError as exc:
-            raise InstallError(str(exc)) from None
-
-    def _reset_failed(self, units: list[str]) -> None:
-        """Forget the failures of units that failed; only of those: systemd 257 unloads a
-        stopped unit at once and refuses reset-failed of a unit it has not loaded."""
-        shown = self.systemctl.show(units, ["ActiveState"])
-        failed = [unit for unit in units if shown.get(unit, {}).get("ActiveState") == "failed"]
-        if failed:
-            self.systemctl("reset-failed", *failed)
-
-    def _remove_files(self, manifest: Manifest, purge: bool, force: bool,
-                      say: Callable[[str], None], dry_run: bool = False) -> Manifest:
-        """Remove the files; the record of those kept (units empty), each named with the
-        command that removes it."""
-        keep, remove = ("would keep", "would remove") if dry_run else ("kept", "removed")
-        left = replace(manifest, units=[], files={}, pending={}, options={}, env_digest="",
-                       pending_env_digest="")
-        for name in sorted(manifest.known_files()):
-            path = self.on_disk(Path(manifest.dir_of(name))) / name
-            if not os.path.lexists(path):
-                continue
-            data = _contents(path)
-            if not force and (data is None or not manifest.owns(name, data)):
-                say(f"{keep} {path}: it was edited since tracardi-systemd wrote it "
-                    "(uninstall --force removes it)")
-                left.files[name] = manifest.files.get(name) or manifest.pending.get(name, "")
-                continue
-            if not dry_run:
-                path.unlink()
-            say(f"{remove} {path}")
-        env_file = self.on_disk(Path(manifest.env_file))
-        if not os.path.lexists(env_file):
-            return left
-        data = _contents(env_file)
-        owned = not manifest.env_digest or (data is not None and manifest.owns_env(data))
-        if purge and (force or owned):
-            if not dry_run:
-                env_file.unlink()
-            say(f"{remove} {env_file}")
-            return left
-        left.env_digest = manifest.env_digest
-        left.pending_env_digest = manifest.pending_env_digest
-        if not purge:
-            say(f"{keep} {env_file} (uninstall --purge removes it)")
-        else:
-            say(f"{keep} {env_file}: it changed since tracardi-systemd wrote it "
-                "(uninstall --purge --force removes it)")
-        return left
-
-    def _remove_own_state(self, manifest: Manifest, left: Manifest) -> None:
-        """The manifest and the agent's state; the record of what was kept, or none; the
-        folders they were in when nothing else is left there."""
-        with contextlib.suppress(FileNotFoundError):
-            manifest_path(self.root).unlink()
-        kept = kept_path(self.root)
-        if left.files or left.env_digest or os.path.lexists(self.on_disk(Path(left.env_file))):
-            write_atomic(kept, left.to_json().encode(), mode=0o600)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                kept.unlink()
-        dirs = [manifest_path(self.root).parent, self.on_disk(Path(manifest.env_file)).parent]
-        if self.live:
-            with contextlib.suppress(FileNotFoundError):
-                AGENT_STATE_FILE.unlink()
-            dirs.append(AGENT_STATE_FILE.parent)
-        for directory in dirs:
-            with contextlib.suppress(OSError):  # rmdir refuses a folder that is not empty
-                directory.rmdir()
 
 
 def to_restart(plan: Plan, request: InstallRequest) -> list[str]:
@@ -457,17 +362,6 @@ def to_restart(plan: Plan, request: InstallRequest) -> list[str]:
             or (settings and is_worker_unit(unit))]
 
 
-def _with_kept(manifest: Manifest | None, kept: Manifest | None) -> Manifest:
-    """The installed manifest with what an earlier uninstall kept in the same folders."""
-    if manifest is None:
-        assert kept is not None
-        return kept
-    if kept is None or (kept.unit_dir, kept.quadlet_dir) != (manifest.unit_dir,
-                                                              manifest.quadlet_dir):
-        return manifest
-    return replace(manifest, files=kept.files | manifest.files)
-
-
 def _with_pending(previous: Manifest | None, request: InstallRequest, plan: Plan) -> Manifest:
     """The previous manifest plus what this install is about to write."""
     base = previous or Manifest(unit_dir=str(request.unit_dir), env_file=str(request.env_target),
@@ -475,14 +369,6 @@ def _with_pending(previous: Manifest | None, request: InstallRequest, plan: Plan
     pending = {c.name: digest(c.new.encode()) for c in plan.file_changes if c.new is not None}
     return replace(base, pending=pending, pending_env_digest=digest(request.env_data),
                    quadlet_dir=base.quadlet_dir or str(request.quadlet_dir or ""))
-
-
-def _contents(path: Path) -> bytes | None:
-    """A plain file's bytes; None for anything else."""
-    try:
-        return path.read_bytes() if path.is_file() and not path.is_symlink() else None
-    except OSError:
-        return None
 
 
 def _unit_set_change(previous: Manifest | None, request: InstallRequest) -> list[str]:
@@ -514,7 +400,7 @@ def _version_move(previous: Manifest | None, request: InstallRequest,
             f"releases that are running restart on {version}'s images"]
 
 
-def _os_message(exc: OSError) -> str:
+def os_message(exc: OSError) -> str:
     where = f" {exc.filename}" if exc.filename else ""
     return (f"cannot write{where}: {exc.strerror or exc}; a file being written was left "
             "as it was, and the next install completes what this one did not")

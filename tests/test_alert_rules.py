@@ -21,7 +21,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess:
 def test_the_rules_are_valid():
     checked = promtool("check", "rules", str(RULES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 6 rules found" in checked.stdout
+    assert "SUCCESS: 7 rules found" in checked.stdout
 
 
 def test_each_alert_fires_on_its_failure_and_clears_after_the_repair():
@@ -35,7 +35,8 @@ def test_every_alert_has_a_for_and_a_runbook_naming_journalctl():
     rules = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
     assert {r["alert"] for r in rules} == {
         "TracardiWorkerDown", "TracardiWorkerNotLive", "TracardiCrashLoopGivenUp",
-        "TracardiDependencyUnreachable", "TracardiAgentStale", "TracardiWorkerMemoryNearLimit"}
+        "TracardiDependencyUnreachable", "TracardiAgentStale", "TracardiWorkerMemoryNearLimit",
+        "TracardiQueueStuck"}
     for rule in rules:
         assert rule["for"], rule["alert"]
         assert "journalctl" in rule["annotations"]["runbook"], rule["alert"]

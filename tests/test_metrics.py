@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fakes import FakeSystemctl, inspected, unit_props
-from test_agent_loop import FIVE, REDIS, SCHEDULER, Rig, quiet_host  # noqa: F401
+from test_agent_loop import FIVE, REDIS, SCHEDULER, UPDATE, Rig, quiet_host  # noqa: F401
 
 from tracardi_systemd.agent.metrics import (
     DOCKER_LABELS,
@@ -19,8 +19,10 @@ from tracardi_systemd.agent.metrics import (
     label_text,
 )
 from tracardi_systemd.agent.on_failure import FailureHook
+from tracardi_systemd.agent.policy import Config
 from tracardi_systemd.host.commands import CommandError
 from tracardi_systemd.names import METRICS_FILE
+from tracardi_systemd.observe.model import QueueReading, WorkReading
 
 MIB = 2**20
 
@@ -90,10 +92,13 @@ def test_promtool_accepts_the_file_as_prometheus_conventions_want_it(tmp_path):
     rig = Rig(tmp_path, FIVE, unit_state=states,
               containers=[inspected(u, pid=10) for u in FIVE if u != SCHEDULER])
     metrics = with_metrics(rig, tmp_path)
+    rig.work[UPDATE] = WorkReading("127.0.0.1:6379", {"celery": QueueReading(3, "m1")},
+                                   0, True, 4)
     rig.agent.cycle()
     rig.clock.advance(13)
     rig.agent.cycle()  # the re-arm: a counter with a reason label
     text = metrics.path.read_bytes()
+    assert b"tracardi_queue_oldest_wait_seconds{" in text
     checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                              timeout=60)
     assert checked.returncode == 0 and checked.stdout == checked.stderr == b"", checked
@@ -151,6 +156,37 @@ def replace_container(rig: Rig, unit: str, cid: str | None) -> None:
                           if e["Config"]["Labels"]["tracardi.unit"] != unit]
     if cid:
         rig.engine.entries.append(inspected(unit, pid=12, cid=cid))
+
+
+def test_a_queue_whose_work_waits_on_live_consumers_is_stuck_until_it_moves(tmp_path):
+    rig = Rig(tmp_path, FIVE, config=Config(work_wait=30))
+    metrics = with_metrics(rig, tmp_path)
+    celery = label_text(redis="127.0.0.1:6379", queue="celery")
+
+    def tick(seconds: float, waiting: int, oldest: str) -> dict[str, float]:
+        # A busy consumer: blocked in BRPOP, so live however long the work waits.
+        rig.work[UPDATE] = WorkReading("127.0.0.1:6379", {"celery": QueueReading(waiting, oldest)},
+                                       0, True, 4)
+        rig.clock.advance(seconds)
+        rig.agent.cycle()
+        return samples(metrics.path)
+
+    found = tick(0, 0, "")
+    assert (found["tracardi_queue_messages" + celery],
+            found["tracardi_queue_oldest_wait_seconds" + celery],
+            found["tracardi_queue_stuck" + celery]) == (0, 0, 0)
+    tick(10, 7, "m1")
+    found = tick(20, 7, "m1")
+    assert found["tracardi_queue_messages" + celery] == 7
+    assert found["tracardi_queue_oldest_wait_seconds" + celery] == 20
+    assert found["tracardi_queue_stuck" + celery] == 0
+    found = tick(10, 7, "m1")
+    assert found["tracardi_queue_oldest_wait_seconds" + celery] == 30
+    assert found["tracardi_queue_stuck" + celery] == 1
+    found = tick(5, 6, "m2")  # one was taken: its next message waits from now
+    assert found["tracardi_queue_oldest_wait_seconds" + celery] == 0
+    assert found["tracardi_queue_stuck" + celery] == 0
+    assert re.search(r"^tracardi_queue_\w+\{.*unit=", metrics.path.read_text(), re.M) is None
 
 
 def test_a_liveness_verdict_is_1_or_0(tmp_path):

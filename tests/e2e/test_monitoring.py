@@ -160,6 +160,16 @@ def test_metrics_alerts_catalog_and_events_follow_a_killed_worker_and_a_redis_ou
     scheduler = {"unit": SCHEDULER, "worker": "scheduler", "release": "0.8.1"}
     assert m.values(restarts, **scheduler) == [0]
 
+    # The update worker's queue as the agent reads it from Redis (the stand-in takes nothing:
+    # emptied again before the agent's work wait could judge it).
+    celery = {"redis": "127.0.0.1:6379", "queue": "celery"}
+    m.wait_for_metric("tracardi_queue_messages", 0, **celery)
+    host.run("redis-cli LPUSH celery task-1 task-2 >/dev/null")
+    m.wait_for_metric("tracardi_queue_messages", 2, **celery)
+    host.run("redis-cli DEL celery >/dev/null")
+    m.wait_for_metric("tracardi_queue_messages", 0, **celery)
+    assert m.values("tracardi_queue_stuck", **celery) == [0]
+
     # A killed worker: systemd restarts it, and the series say so.
     host.run("docker kill tracardi-scheduler >/dev/null")
     m.wait_for_metric(restarts, 1, **scheduler)

@@ -6,7 +6,9 @@ and at least every `heartbeat` seconds, so that `tracardi_agent_last_cycle_times
 proves it is alive. Unknown values (memory of a stopped container, a liveness check without
 a verdict yet) are left out rather than written as 0, as Prometheus' conventions ask.
 
-Queue depth is not among them: the agent does not know it (it reads no broker).
+The queues are those of the workers whose work the agent reads from Redis (work-based
+liveness): their depth, how long their oldest message has waited as far as the agent has
+seen, and whether that wait is reported stuck.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tracardi_systemd.agent.policy import ActionKind, Decision, History, Observa
 from tracardi_systemd.host.journal import Priority
 from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.names import METRICS_FILE
+from tracardi_systemd.observe.model import QueueReading, queue_key
 from tracardi_systemd.spec.addresses import Dependency
 
 if TYPE_CHECKING:
@@ -59,6 +62,14 @@ SERIES = {
     "tracardi_dependency_reachable": (
         "gauge", "1 when the dependency accepts a TCP connection on one of its addresses "
         "(docker: when docker.service is active)."),
+    "tracardi_queue_messages": (
+        "gauge", "Messages waiting in a queue the workers take work from (LLEN)."),
+    "tracardi_queue_oldest_wait_seconds": (
+        "gauge", "How long the queue's oldest message has waited, as far as the agent has "
+        "seen it (from the tick it first saw it oldest); 0 when the queue is empty."),
+    "tracardi_queue_stuck": (
+        "gauge", "1 while work has waited past the agent's --work-wait although every "
+        "consumer looks live (the agent reported the queue stuck), else 0."),
     "tracardi_upgrade_in_flight": (
         "gauge", "1 while `tracardi-systemd upgrade` holds its lock on this host."),
     "tracardi_agent_heartbeat_seconds": (
@@ -168,6 +179,27 @@ def worker_samples(agent: Agent, observation: Observation, history: History,
     return samples
 
 
+def queue_samples(observation: Observation, history: History,
+                  work_wait: float) -> list[Sample]:
+    """One set per queue, however many workers take from it."""
+    readings: dict[str, QueueReading] = {}
+    for view in observation.workers.values():
+        if view.work is not None:
+            for queue, reading in view.work.queues.items():
+                readings[queue_key(view.work.redis, queue)] = reading
+    samples: list[Sample] = []
+    for key, reading in sorted(readings.items()):
+        redis, queue = key.split(" ", 1)
+        labels = label_text(redis=redis, queue=queue)
+        wait = history.queues.get(key)
+        waited = round(observation.now - wait.since) if wait else 0
+        samples += [("tracardi_queue_messages", labels, reading.waiting),
+                    ("tracardi_queue_oldest_wait_seconds", labels, waited),
+                    ("tracardi_queue_stuck", labels,
+                     bool(wait and wait.stuck_reported and waited >= work_wait))]
+    return samples
+
+
 def dependency_samples(needs: Iterable[Dependency],
                        reachable: dict[str, bool]) -> list[Sample]:
     """One series per dependency, labelled with its kind and the addresses it is probed at."""
@@ -201,6 +233,7 @@ class MetricsFile:
             *dependency_samples((d for n in agent.needs.values() for d in n),
                                 observation.dependencies),
             ("tracardi_dependency_reachable", DOCKER_LABELS, observation.docker_active),
+            *queue_samples(observation, decision.history, agent.config.work_wait),
             ("tracardi_upgrade_in_flight", "",
              agent.upgrade is not None and agent.upgrade.running),
             ("tracardi_agent_heartbeat_seconds", "", self.heartbeat),

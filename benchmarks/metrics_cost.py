@@ -4,7 +4,7 @@
 
 In-process, no sandbox: the agent's own MetricsFile renders and writes tracardi.prom (write
 and rename, into a directory on disk as /var/lib/prometheus/node-exporter is) after a cycle
-of 200 running worker units with memory readings and two dependencies. Each case runs
+of 200 running worker units with memory readings, two dependencies and one queue. Each case runs
 CYCLES cycles and takes the CPU time of this process (user + system: the write and rename
 are system time) per cycle:
 - changed: every cycle brings new memory readings, so every cycle renders and writes;
@@ -27,7 +27,7 @@ from common import CHECKOUT, table  # noqa: F401  (CHECKOUT puts the project on 
 from tracardi_systemd.agent.metrics import MetricsFile
 from tracardi_systemd.agent.policy import Config, Decision, History, Observation, WorkerView
 from tracardi_systemd.host.journal import Journal
-from tracardi_systemd.observe.model import ContainerState, UnitState
+from tracardi_systemd.observe.model import ContainerState, QueueReading, UnitState, WorkReading
 from tracardi_systemd.spec.addresses import Dependency
 
 UNITS = 200
@@ -38,6 +38,8 @@ BUDGET_PERCENT = 0.02
 
 def observation(cycle: int) -> Observation:
     views = {}
+    work = WorkReading("10.0.0.7:6379", {"celery": QueueReading(cycle % 7, f"m{cycle}")},
+                       0, True, 0)
     for i in range(UNITS):
         unit = f"tracardi-scheduler@{i}.service"
         state = UnitState(unit, "active", "running", "success", 0, 123456)
@@ -45,7 +47,8 @@ def observation(cycle: int) -> Observation:
                                    "running", 1000 + i, "2024-05-01T10:00:00Z", "img:0.8.1")
         views[unit] = WorkerView(unit=state, worker="scheduler", container=container,
                                  memory=64 * 2**20 + cycle * 4096 + i,
-                                 needs=frozenset({"redis 10.0.0.7:6379", "elasticsearch"}))
+                                 needs=frozenset({"redis 10.0.0.7:6379", "elasticsearch"}),
+                                 recovers_after_outage=True, work=work)
     return Observation(now=float(cycle), workers=views, containers=[],
                        dependencies={"redis 10.0.0.7:6379": True, "elasticsearch": True})
 
@@ -54,7 +57,7 @@ def agent_stub(directory: Path) -> SimpleNamespace:
     needs = [Dependency("redis 10.0.0.7:6379", (("10.0.0.7", 6379),)),
              Dependency("elasticsearch", (("10.0.0.5", 9200),))]
     return SimpleNamespace(
-        tracardi_version="0.8.1", config=Config(),
+        tracardi_version="0.8.1", config=Config(), upgrade=None,
         needs={f"tracardi-scheduler@{i}.service": needs for i in range(UNITS)},
         journal=Journal(socket_path=str(directory / "no-journal")))
 
@@ -65,16 +68,15 @@ def per_cycle(changed: bool) -> tuple[float, int]:
         directory = Path(tmp)
         agent = agent_stub(directory)
         clock = iter(range(10**9)).__next__  # a tick apart: never the heartbeat
-        metrics = MetricsFile(directory, heartbeat=10**9, state_dir=directory,
-                              clock=lambda: float(clock()))
+        metrics = MetricsFile(directory, heartbeat=10**9, clock=lambda: float(clock()))
         decision = Decision([], [], History())
         fixed = observation(0)
         observations = [observation(c) if changed else fixed for c in range(CYCLES)]
-        metrics.after_cycle(agent, fixed, decision, 0.01)  # type: ignore[arg-type]
+        metrics.after_cycle(agent, fixed, decision, 0.01)
         written = (directory / "tracardi.prom").stat().st_mtime_ns
         started = time.process_time()
         for seen in observations:
-            metrics.after_cycle(agent, seen, decision, 0.01)  # type: ignore[arg-type]
+            metrics.after_cycle(agent, seen, decision, 0.01)
         spent = time.process_time() - started
         rewritten = (directory / "tracardi.prom").stat().st_mtime_ns != written
         assert rewritten == changed, "the case did not do what it claims"

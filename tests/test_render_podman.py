@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tracardi_systemd.render.escape import UnsafeValue
-from tracardi_systemd.render.units import RenderSettings, render
+from tracardi_systemd.render.units import RenderSettings, fully_qualified, render
 from tracardi_systemd.spec.catalog import select_workers
 
 GOLDEN = Path(__file__).parent / "golden" / "podman"
@@ -51,6 +51,25 @@ def test_a_podman_install_has_no_agent_and_no_docker():
     assert not any("docker run" in t or "docker.service" in t for t in containers)
     assert "tracardi-update.container" in files
     assert "tracardi-scheduler@.container" in files
+
+
+@pytest.mark.parametrize("version", sorted(CASES))
+def test_every_image_is_fully_qualified_for_podman(version):
+    named = {line.removeprefix("Image=") for text in render(settings(version)).values()
+             for line in text.splitlines() if line.startswith("Image=")}
+    assert named == {settings(version).image_of(w) for w in settings(version).workers}
+    assert all(image.startswith("docker.io/tracardi/") for image in named), named
+
+
+@pytest.mark.parametrize(("image", "qualified"), [
+    ("tracardi/update-worker:1.2.x", "docker.io/tracardi/update-worker:1.2.x"),
+    ("redis:7", "docker.io/library/redis:7"),
+    ("registry.example.com/tracardi/apm:1.2.x", "registry.example.com/tracardi/apm:1.2.x"),
+    ("localhost:5000/apm:1", "localhost:5000/apm:1"),
+    ("localhost/apm:1", "localhost/apm:1"),
+])
+def test_short_names_get_docker_hub_as_docker_reads_them(image, qualified):
+    assert fully_qualified(image) == qualified
 
 
 def test_the_license_is_a_secret_never_a_value():
@@ -160,3 +179,51 @@ def test_a_manifest_with_container_files_needs_their_folder():
     with pytest.raises(ValueError, match="quadlet_dir"):
         Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
                  tracardi_version="0.8.1", units=[], quadlet_dir="/etc/../x").check()
+
+
+class FakePodman:
+    """`podman secret rm` of a host whose secret store holds `secrets`."""
+
+    program = "/usr/bin/podman"
+
+    def __init__(self, *secrets: str):
+        self.secrets = set(secrets)
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, *args: str, **_: object) -> str:
+        from tracardi_systemd.host.commands import CommandError
+
+        self.calls.append(args)
+        if args[:2] == ("secret", "rm"):
+            if args[2] not in self.secrets:
+                raise CommandError(f'podman secret rm failed: Error: no secret with name or id '
+                                   f'"{args[2]}": no such secret')
+            self.secrets.remove(args[2])
+        return ""
+
+
+@pytest.mark.parametrize(("purge", "held", "left"), [
+    (True, ("tracardi-license",), set()),
+    (True, (), set()),  # already gone: nothing to say, no failure
+    (False, ("tracardi-license",), {"tracardi-license"}),
+])
+def test_uninstall_purge_removes_the_license_secret_on_a_podman_host(
+        write_env, tmp_path, purge, held, left):
+    from click.testing import CliRunner
+    from samples import CLEAN_ENV
+    from test_version_move import RecordingSystemctl
+
+    from tracardi_systemd.cli.main import main
+    from tracardi_systemd.install.uninstall import Uninstaller
+
+    root = tmp_path / "root"
+    done = CliRunner().invoke(main, ["install", "--root", str(root), "--env-file",
+                                     str(write_env(CLEAN_ENV)), "--runtime", "podman"])
+    assert done.exit_code == 0, done.output
+    podman, said = FakePodman(*held), []
+    uninstaller = Uninstaller(root, RecordingSystemctl(), podman)  # type: ignore[arg-type]
+    uninstaller.live = True
+    uninstaller.run(purge=purge, force=False, say=said.append)
+    assert podman.secrets == left
+    assert ("removed the Podman secret tracardi-license" in said) == (purge and bool(held))
+    assert [c for c in podman.calls if c[0] != "secret"] == []

@@ -272,6 +272,8 @@ def uninstall(purge: bool, force: bool, dry_run: bool, root: Path | None) -> Non
         fail("uninstall changes the system and needs root: run it with sudo")
     uninstaller = Uninstaller(root, Systemctl(root), Docker())
     previous = _or_fail(uninstaller.previous)
+    if previous is not None and previous.quadlet_dir:
+        uninstaller.docker = Docker(DEFAULT_PODMAN)  # for its license secret
     _or_fail(lambda: uninstaller.run(purge, force, click.echo, dry_run=dry_run))
     if dry_run:
         return

@@ -20,12 +20,14 @@ from tracardi_systemd.install.manifest import (
     manifest_path,
 )
 from tracardi_systemd.install.transaction import InstallError, Transaction, os_message
-from tracardi_systemd.names import AGENT_STATE_FILE
+from tracardi_systemd.names import AGENT_STATE_FILE, LICENSE_SECRET
 
 
 class Uninstaller(Transaction):
+    """Carries out uninstall against one root; on a Podman install `docker` is podman."""
+
     def run(self, purge: bool, force: bool, say: Callable[[str], None],
-                  dry_run: bool = False) -> None:
+            dry_run: bool = False) -> None:
         """Stop, disable and remove what install wrote, and what an earlier uninstall kept
         when now told to remove it. What is kept again is recorded for the next one."""
         with self._locked(not dry_run):
@@ -38,6 +40,7 @@ class Uninstaller(Transaction):
                 if whole.units:
                     say(f"would stop and disable {', '.join(whole.units)}")
                 self._remove_files(whole, purge, force, say, dry_run=True)
+                self._remove_secrets(whole, purge, say, dry_run=True)
                 return
             try:
                 if whole.units:
@@ -49,10 +52,27 @@ class Uninstaller(Transaction):
                 left = self._remove_files(whole, purge, force, say)
                 self._remove_own_state(whole, left)
                 self.systemctl.daemon_reload()
+                self._remove_secrets(whole, purge, say)
             except CommandError as exc:
                 say(f"warning: {exc}")
             except OSError as exc:
                 raise InstallError(os_message(exc)) from None
+
+    def _remove_secrets(self, manifest: Manifest, purge: bool, say: Callable[[str], None],
+                        dry_run: bool = False) -> None:
+        """Podman's license secret goes with --purge, as the env file it came from does."""
+        if not (purge and manifest.quadlet_dir and self.live):
+            return
+        if dry_run:
+            say(f"would remove the Podman secret {LICENSE_SECRET}, if it exists")
+            return
+        try:
+            self.docker("secret", "rm", LICENSE_SECRET)
+        except CommandError as exc:
+            if "no such secret" not in str(exc):
+                raise
+            return
+        say(f"removed the Podman secret {LICENSE_SECRET}")
 
     def _kept(self) -> Manifest | None:
         try:

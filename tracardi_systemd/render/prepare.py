@@ -44,8 +44,7 @@ class Prepared:
     @property
     def images(self) -> list[str]:
         """Every image the selection runs, once (one image serves several roles)."""
-        return list(dict.fromkeys(f"{w.image}:{self.settings.tag}"
-                                  for w in self.settings.workers))
+        return list(dict.fromkeys(self.settings.image_of(w) for w in self.settings.workers))
 
     @property
     def infrastructure_units(self) -> list[str]:

@@ -64,6 +64,15 @@ _IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _NETWORK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+def fully_qualified(image: str) -> str:
+    """`docker.io/NAME` unless NAME's first component already names a registry (a dot or a
+    port in it, or localhost), as Docker's own reference rules read it."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+
+
 @dataclass(frozen=True)
 class RenderSettings:
     version: str
@@ -91,6 +100,13 @@ class RenderSettings:
     @property
     def tag(self) -> str:
         return self.image_tag or image_tag_for(self.version)
+
+    def image_of(self, worker: Worker) -> str:
+        """The worker's image at the tag; on Podman fully qualified (docker.io/...): a short
+        name needs a search registry, which Debian's registries.conf does not list, and
+        RHEL's enforcing short-name mode asks a TTY to choose one, which a unit has not."""
+        image = f"{worker.image}:{self.tag}"
+        return fully_qualified(image) if self.runtime == "podman" else image
 
     @property
     def metrics_directory(self) -> str:
@@ -237,7 +253,7 @@ def _quadlet_context(unit: WorkerUnit, settings: RenderSettings) -> dict[str, ob
     worker = unit.worker
     managed = [f"{LABEL_MANAGED}=true"] if worker.kind == "service" else []
     return {
-        "image": f"{worker.image}:{settings.tag}",
+        "image": settings.image_of(worker),
         "unit_label": Specified(f"{LABEL_UNIT}=%n"),
         "labels": [*managed, f"{LABEL_WORKER}={worker.name}"],
         "liveness": _liveness(worker, settings),
@@ -302,7 +318,7 @@ def _docker_run_args(worker: Worker, settings: RenderSettings) -> Command:
                     "--health-start-period", check.start_period]]
     groups += [["-e", name] for name in container_env_names(worker, settings)]
     groups += [["-e", f"{name}={value}"] for name, value in sorted(worker.environment.items())]
-    groups.append([f"{worker.image}:{settings.tag}"])
+    groups.append([settings.image_of(worker)])
     return groups
 
 

@@ -64,7 +64,7 @@ BEFORE = [
 def shipped_hardening() -> list[str]:
     """The worker unit's sandbox directives as this checkout renders them."""
     out = Path("/tmp/hardening-cost-units")
-    sh(f"{TOOL} render --env-file {ENV_SOURCE} --worker scheduler --out {out}")
+    sh(f"{TOOL} render --env-file {ENV_SOURCE} --network host --worker scheduler --out {out}")
     text = (out / "tracardi-scheduler.service").read_text()
     service = text.split("[Service]", 1)[1].split("\n[", 1)[0]
     known = {line.split("=", 1)[0] for line in BEFORE} | {"IPAddressDeny", "DevicePolicy",

@@ -25,6 +25,7 @@ class FakeSystemctl:
         self.shows: list[tuple[list[str], list[str]]] = []
         self.state_lists: list[list[str]] = []
         self.calls: list[tuple[str, ...]] = []
+        self.queued: dict[str, str] = {}  # unit -> the type of the job queued for it
 
     def show(self, units: Sequence[str], properties: Sequence[str]) -> dict[str, dict[str, str]]:
         self.shows.append((list(units), list(properties)))
@@ -34,6 +35,9 @@ class FakeSystemctl:
         self.state_lists.append(list(units))
         return {u: (p["LoadState"], p["ActiveState"], p["SubState"])
                 for u, p in self.units.items() if u in units}
+
+    def jobs(self) -> dict[str, str]:
+        return dict(self.queued)
 
     def __call__(self, *args: str) -> str:
         self.calls.append(args)

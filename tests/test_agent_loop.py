@@ -292,6 +292,30 @@ def test_dependency_down_holds_and_is_reported_once(tmp_path):
     assert rig.stderr.getvalue().count(f"{REDIS} is reachable again") == 1
 
 
+def test_a_stop_queued_for_docker_means_docker_is_going_down_and_the_engine_is_not_asked(
+        tmp_path):
+    """`systemctl stop docker` first stops the workers that require it: docker.service stays
+    `active` for seconds, and a connection in that time would start it again through
+    docker.socket once it is down."""
+    rig = Rig(tmp_path, FIVE)
+    rig.agent.cycle()
+    assert len(rig.engine.listings) == 1
+    rig.systemctl.queued[DOCKER_UNIT] = "stop"
+    rig.agent.systemd_view_stale = True  # as after a container's death
+    rig.clock.advance(2)
+    observation, _ = rig.agent.cycle(refresh_systemd=False)
+    assert not observation.docker_active and rig.engine.listings == [f"{LABEL_MANAGED}=true"]
+    assert "<3>docker.service is not running" in rig.stderr.getvalue()
+    rig.clock.advance(2)
+    rig.agent.cycle(refresh_systemd=False)  # a tick asks systemd again while docker is not up
+    assert len(rig.engine.listings) == 1 and len(rig.systemctl.state_lists) == 2
+
+    rig.systemctl.queued[DOCKER_UNIT] = "reload"  # dockerd stays: not going down
+    rig.clock.advance(2)
+    observation, _ = rig.agent.cycle(refresh_systemd=False)
+    assert observation.docker_active and len(rig.engine.listings) == 2
+
+
 def test_describe_cycle_of_a_healthy_host(tmp_path):
     rig = Rig(tmp_path, FIVE)
     observation, decision = rig.agent.cycle()

@@ -139,3 +139,17 @@ def test_unit_states_come_from_one_list_units_call(tmp_path):
                       "docker.service": ("loaded", "inactive", "dead")}
     assert (tmp_path / "argv").read_text().split() == [
         "list-units", "--all", "--plain", "--no-legend", "--full", "--", *units]
+
+
+def test_queued_jobs_come_from_one_list_jobs_call(tmp_path):
+    program = tmp_path / "systemctl"
+    program.write_text(  # systemd 252's list-jobs --no-legend
+        "#!/bin/sh\necho \"$@\" > " + str(tmp_path / "argv") + "\n"
+        "echo '1203 tracardi-scheduler.service stop running'\n"
+        "echo '1204 docker.service             stop waiting'\n")
+    program.chmod(0o755)
+
+    jobs = Systemctl(program=str(program)).jobs()
+
+    assert jobs == {"tracardi-scheduler.service": "stop", "docker.service": "stop"}
+    assert (tmp_path / "argv").read_text().split() == ["list-jobs", "--no-legend", "--full"]

@@ -212,8 +212,10 @@ class Agent:
         again only when told to, when something happened, or while docker is down (the
         Engine API must not be asked then: docker.socket would start docker again)."""
         if refresh_systemd or self.systemd_view_stale or not self._docker_active():
-            self.systemd_view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET],
-                                           self.systemd_view)
+            view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET],
+                              self.systemd_view)
+            docker_job = self.systemctl.jobs().get(DOCKER_UNIT, "")
+            self.systemd_view = view | {DOCKER_UNIT: replace(view[DOCKER_UNIT], job=docker_job)}
             self.systemd_view_stale = False
         shown = self.systemd_view
         containers = self.reader.read() if self._docker_active() else []
@@ -271,7 +273,7 @@ class Agent:
 
     def _docker_active(self) -> bool:
         docker = self.systemd_view.get(DOCKER_UNIT)
-        return docker is not None and docker.active_state == "active"
+        return docker is not None and docker.up
 
     def _other_units(self, containers: list) -> dict[str, str]:
         """The state of units that containers name but the manifest does not (one call)."""

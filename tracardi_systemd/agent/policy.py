@@ -144,7 +144,7 @@ class Observation:
 
     @property
     def docker_active(self) -> bool:
-        return self.docker is None or self.docker.active_state == "active"
+        return self.docker is None or self.docker.up
 
 
 @dataclass

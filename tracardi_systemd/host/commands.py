@@ -32,6 +32,8 @@ class SystemctlClient(Protocol):
 
     def states(self, units: Sequence[str]) -> dict[str, tuple[str, str, str]]: ...
 
+    def jobs(self) -> dict[str, str]: ...
+
 
 class ContainerSource(Protocol):
     """What the agent and `status` ask of Docker: its Engine API (engine.Engine)."""
@@ -154,6 +156,13 @@ class Systemctl:
         output = self("list-units", "--all", "--plain", "--no-legend", "--full", "--", *units)
         return {fields[0]: (fields[1], fields[2], fields[3]) for line in output.splitlines()
                 if len(fields := line.split(None, 4)) >= 4}
+
+    def jobs(self) -> dict[str, str]:
+        """{unit: type} of the jobs systemd has queued or running (`list-jobs`: usually
+        none, one cheap call)."""
+        output = self("list-jobs", "--no-legend", "--full")
+        return {fields[1]: fields[2] for line in output.splitlines()
+                if len(fields := line.split()) >= 4 and fields[0].isdigit()}
 
 
 def parse_show(output: str) -> dict[str, dict[str, str]]:

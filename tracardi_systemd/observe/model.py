@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from tracardi_systemd.names import container_name
 
+GOING_DOWN = ("stop", "restart", "try-restart", "reload-or-restart")  # systemd's job types
+
 
 @dataclass(frozen=True)
 class UnitState:
@@ -20,6 +22,15 @@ class UnitState:
     active_since_usec: int  # CLOCK_MONOTONIC, microseconds; 0 when never active
     inactive_since_usec: int = 0  # when it last became inactive (CLOCK_MONOTONIC, µs)
     deactivated_usec: int = 0  # when it last left the active state (CLOCK_MONOTONIC, µs)
+    job: str = ""  # the job queued for it (stop, restart, reload, ...); "" when none
+
+    @property
+    def up(self) -> bool:
+        """Active and staying so: no stop or restart queued. (A stop of docker.service
+        waits for the workers that require it, so it stays `active` for seconds after
+        `systemctl stop docker`; a connection then would start it again through
+        docker.socket.)"""
+        return self.active_state == "active" and self.job not in GOING_DOWN
 
     @property
     def start_limit_hit(self) -> bool:

@@ -265,8 +265,8 @@ def uninstall(purge: bool, force: bool, dry_run: bool, root: Path | None) -> Non
     """Stop, disable and remove what install wrote (never operator drop-ins).
 
     Unit files edited since install are kept (and named) unless --force; the installed
-    env file is kept unless --purge. What is kept is recorded, so that a later
-    `uninstall --force` or `uninstall --purge` removes it.
+    env file (and on Podman the license secret) is kept unless --purge. What is kept is
+    recorded, so that a later `uninstall --force` or `uninstall --purge` removes it.
     """
     if root is None and os.geteuid() != 0 and not dry_run:
         fail("uninstall changes the system and needs root: run it with sudo")

@@ -556,8 +556,25 @@ def test_the_upgrade_is_recorded_before_the_first_unit_file_changes(root, monkey
     assert load_manifest(root).in_flight is None
 
 
+@pytest.fixture
+def disposition():
+    """Set a signal's disposition for one test (pytest may run under nohup, with SIGHUP
+    ignored), and put back what it was."""
+    kept: dict[int, object] = {}
+
+    def set_to(signum: int, handler) -> None:
+        kept.setdefault(signum, signal.signal(signum, handler))
+
+    yield set_to
+    for signum, handler in kept.items():
+        signal.signal(signum, handler)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_signal_during_the_upgrade_rolls_back_what_moved(root, signum):
+def test_a_signal_during_the_upgrade_rolls_back_what_moved(root, signum, disposition):
+    if signal.getsignal(signum) == signal.SIG_IGN:
+        disposition(signum, signal.SIG_DFL)  # as in a terminal; nohup is the next test's
+    handler = signal.getsignal(signum)
     host, journal = Host(root), Journal()
     before = host.runs()
 
@@ -575,7 +592,17 @@ def test_a_signal_during_the_upgrade_rolls_back_what_moved(root, signum):
     assert host.restarted()[-1] == tuple(WORKERS[:3])
     assert load_manifest(root).in_flight is None
     assert journal.ids()[-1] == UpgradeEvent.ROLLED_BACK.value
-    assert signal.getsignal(signum) is not None and signal.getsignal(signum) != signal.SIG_IGN
+    assert signal.getsignal(signum) == handler  # put back as it was
+
+
+def test_an_upgrade_started_under_nohup_goes_on_through_a_hangup(root, disposition):
+    disposition(signal.SIGHUP, signal.SIG_IGN)
+    host = Host(root)
+    host.after_restart = lambda unit: (os.kill(os.getpid(), signal.SIGHUP)
+                                       if unit == WORKERS[2] else None)
+    outcome = upgrade(root, host, Journal()).run("0.8.2", FAST)
+    assert outcome.result == "done" and tags(root) == {"0.8.2"}
+    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
 
 
 class Killed(BaseException):
@@ -756,8 +783,11 @@ def test_the_agent_leaves_the_workers_to_a_running_upgrade_and_reports_a_killed_
         rig.stderr.getvalue()
 
 
-def test_a_signal_before_the_upgrade_began_changes_nothing_and_exits_3(root, monkeypatch):
+def test_a_signal_before_the_upgrade_began_changes_nothing_and_exits_3(root, monkeypatch,
+                                                                      disposition):
     from tracardi_systemd.upgrade import run as run_module
+
+    disposition(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal, also under nohup
 
     before = sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file())
     prepare_for_real = run_module.prepare

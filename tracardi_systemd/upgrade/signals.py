@@ -4,7 +4,9 @@ session that drops): the upgrade stops where it is and rolls back what moved.
 The first signal raises `Interrupted` in the upgrade, except inside `deferred()` (an
 install transaction, a manifest save), where it is raised when that ends, so no
 transaction is cut in half. Later signals are ignored: the rollback must finish. A SIGKILL
-cannot be caught; the record in the manifest covers that (docs/design.md).
+cannot be caught; the record in the manifest covers that (docs/design.md). A signal that
+was ignored when the upgrade began stays ignored: under `nohup` (or an Ansible task that
+ignores SIGHUP) the operator asked the upgrade to outlive a hangup, not to roll back.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class Signals:
 
     def __enter__(self) -> Signals:
         if threading.current_thread() is threading.main_thread():
-            self._before = {s: signal.signal(s, self._handle) for s in CAUGHT}
+            self._before = {s: signal.signal(s, self._handle) for s in CAUGHT
+                            if signal.getsignal(s) != signal.SIG_IGN}
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,

@@ -214,8 +214,10 @@ class Agent:
         if refresh_systemd or self.systemd_view_stale or not self._docker_active():
             view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET],
                               self.systemd_view)
-            docker_job = self.systemctl.jobs().get(DOCKER_UNIT, "")
-            self.systemd_view = view | {DOCKER_UNIT: replace(view[DOCKER_UNIT], job=docker_job)}
+            docker = view[DOCKER_UNIT]
+            if docker.active_state == "active":  # a queued stop matters only then
+                docker = replace(docker, job=self.systemctl.jobs().get(DOCKER_UNIT, ""))
+            self.systemd_view = view | {DOCKER_UNIT: docker}
             self.systemd_view_stale = False
         shown = self.systemd_view
         containers = self.reader.read() if self._docker_active() else []

@@ -196,6 +196,7 @@ class Transaction:
         if failed:
             self.systemctl("reset-failed", *failed)
 
+
 class Installer(Transaction):
     """Carries out install against one root with the given host adapters."""
 

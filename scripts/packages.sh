@@ -1,6 +1,9 @@
 # Sourced by scripts/test and scripts/demo: the Debian packages the end-to-end sandbox needs
 # (tests/e2e/sandbox.py boots a real systemd and dockerd), and how to install what is missing.
 SANDBOX_PACKAGES="systemd docker.io busybox-static redis-server util-linux iproute2"
+# What the VM tier needs (tests/e2e/guest.py, scripts/vm-image): qemu with its software
+# emulation, qemu-img, ssh, mkfs.ext4 -d, and the tools that pack the initramfs.
+VM_PACKAGES="qemu-system-x86 qemu-utils openssh-client e2fsprogs cpio xz-utils zstd"
 
 # install_missing PACKAGE...: as root, apt-get install those not installed; else nothing.
 install_missing() {

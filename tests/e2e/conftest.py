@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from .host import Host
 from .operator import uninstall_everything
 from .releases import VARIABLE as RELEASE_VARIABLE
 from .releases import Release, ReleaseError, prepare, selected
 from .sandbox import Sandbox, missing_programs
 from .standin import build_standin_images, start_fake_elasticsearch, start_redis
+from .vm import REPORT as VM_REPORT
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -32,6 +34,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "unhealed_hang: the update worker's hang after a Redis outage, not healed"
     )
+    config.addinivalue_line("markers", "vm: boots Debian VMs under qemu (test_vm.py); "
+                            "run only when -m names it")
 
 
 def pytest_report_header() -> str:
@@ -42,18 +46,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(pytest.mark.e2e)
-    # Deselected, not skipped: the tier of their release runs them.
-    left_out = [item for item in items if not _runs_on(item, selected())]
+    # Deselected, not skipped: the tier of their release runs them. The VM tier is a run of
+    # its own, when -m names it (scripts/test): not part of a sandbox tier's.
+    vm_tier = "vm" in config.getoption("markexpr", "")
+    left_out = [item for item in items if not _runs_on(item, selected(), vm_tier)]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = [item for item in items if item not in left_out]
 
 
-def _runs_on(item: pytest.Item, release: Release) -> bool:
+def _runs_on(item: pytest.Item, release: Release, vm_tier: bool) -> bool:
+    if item.get_closest_marker("vm") and not vm_tier:
+        return False
     only = item.get_closest_marker("releases")
     if only is not None and release.name not in only.args:
         return False
     return release.is_machine or not item.get_closest_marker("machine_release_only")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if VM_REPORT:
+        terminalreporter.section("what the VMs printed, and how long each step took")
+        for line in VM_REPORT:
+            terminalreporter.write_line(line)
 
 
 def _cannot_run(message: str) -> None:
@@ -125,7 +140,7 @@ def boot_host(lower_root: Path) -> Iterator[Callable[..., Sandbox]]:
 
 @dataclass
 class AgentHost:
-    host: Sandbox
+    host: Host  # the session's sandbox, or the VM tier's guest
     since: str  # the session's journal is shared: read only what this test caused
 
     def entries(self, *matches: str) -> list[dict]:

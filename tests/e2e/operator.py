@@ -1,13 +1,15 @@
-"""What an operator does on a sandbox host: write an env file, run the tool, look around."""
+"""What an operator does on a host (a sandbox or a VM, host.py): write an env file, run the
+tool, look around."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shlex
+from collections.abc import Iterable
 
+from .host import Host
 from .releases import selected
-from .sandbox import Sandbox
 
 TOOL = selected().tool  # the checkout's, in a venv of the booted release's Python
 ENV_SOURCE = "/root/env-docker"
@@ -21,6 +23,7 @@ WORKER_UNITS = [
     "tracardi-post-collection.service",
     "tracardi-trigger.service",
 ]
+WORKER_NAMES = sorted(unit.removesuffix(".service") for unit in WORKER_UNITS)  # containers'
 BASE_SETTINGS = {
     "ELASTIC_HOST": "http://127.0.0.1:9200",
     "ELASTIC_HTTP_AUTH_USERNAME": "elastic",
@@ -35,21 +38,21 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def write_env(host: Sandbox, path: str = ENV_SOURCE, **settings: str) -> None:
+def write_env(host: Host, path: str = ENV_SOURCE, **settings: str) -> None:
     values = BASE_SETTINGS | settings
     text = "".join(f"{k}={v}\n" for k, v in values.items() if v is not None)
     host.run(f"install -m 600 /dev/null {path} && cat > {path}", input=text)
 
 
-def tool(host: Sandbox, args: str, check: bool = True, timeout: float = 120):
-    return host.run(f"{TOOL} {args}", check=check, timeout=timeout)
+def tool(host: Host, args: str, check: bool = True, timeout: float = 120):
+    return host.run(f"{host.tool} {args}", check=check, timeout=timeout)
 
 
-def install(host: Sandbox, extra: str = "", check: bool = True):
+def install(host: Host, extra: str = "", check: bool = True):
     return tool(host, f"install --env-file {ENV_SOURCE} --network host {extra}", check=check)
 
 
-def uninstall_everything(host: Sandbox) -> None:
+def uninstall_everything(host: Host) -> None:
     """Leave the host as the session found it, whatever a test did."""
     tool(host, "uninstall --purge", check=False)
     host.run(
@@ -60,12 +63,12 @@ def uninstall_everything(host: Sandbox) -> None:
     )
 
 
-def container(host: Sandbox, name: str) -> dict | None:
+def container(host: Host, name: str) -> dict | None:
     result = host.run(f"docker inspect --type container {shlex.quote(name)}", check=False)
     return json.loads(result.stdout)[0] if result.returncode == 0 else None
 
 
-def wait_running(host: Sandbox, name: str, timeout: float = 30, other_than: str = "") -> str:
+def wait_running(host: Host, name: str, timeout: float = 30, other_than: str = "") -> str:
     """Wait until container `name` keeps running (a new one when `other_than` is its old id).
 
     Running means the same container is up in two looks half a second apart: a stand-in
@@ -79,7 +82,7 @@ def wait_running(host: Sandbox, name: str, timeout: float = 30, other_than: str 
     ).strip()
 
 
-def journal(host: Sandbox, *args: str) -> str:
+def journal(host: Host, *args: str) -> str:
     return host.run("journalctl --no-pager -o cat " + " ".join(args)).stdout
 
 
@@ -87,7 +90,7 @@ def journal(host: Sandbox, *args: str) -> str:
 # with a deadline): journald writes an entry, systemd settles a unit, dockerd removes a
 # container a moment after the step that caused it, later on a busy machine.
 
-def wait_journal(host: Sandbox, text: str, *args: str, timeout: float = 30) -> str:
+def wait_journal(host: Host, text: str, *args: str, timeout: float = 30) -> str:
     """`journalctl -o cat ARGS` once it holds `text`."""
     return host.wait_until(
         f"out=$(journalctl --no-pager -o cat {' '.join(args)}) && "
@@ -96,21 +99,21 @@ def wait_journal(host: Sandbox, text: str, *args: str, timeout: float = 30) -> s
     )
 
 
-def wait_entries(host: Sandbox, *matches: str, timeout: float = 30) -> list[dict]:
+def wait_entries(host: Host, *matches: str, timeout: float = 30) -> list[dict]:
     """The journal's entries that `matches` select (FIELD=value, --since @T, ...), once
     there is one."""
     out = host.wait_until(f"journalctl -q -o json {' '.join(matches)} | grep .", timeout=timeout)
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def wait_unit(host: Sandbox, unit: str, timeout: float = 30, **state: str) -> None:
+def wait_unit(host: Host, unit: str, timeout: float = 30, **state: str) -> None:
     """Until `systemctl show` gives each property its value: wait_unit(h, u, Result="success")."""
     host.wait_until(" && ".join(
         f"[ \"$(systemctl show -p {name} --value {unit})\" = {shlex.quote(value)} ]"
         for name, value in state.items()), timeout=timeout)
 
 
-def wait_running_tag(host: Sandbox, tag: str, timeout: float = 30) -> None:
+def wait_running_tag(host: Host, tag: str, timeout: float = 30) -> None:
     """Until every worker unit is active with a running container of image tag `tag`."""
     for unit in WORKER_UNITS:
         host.wait_until(f"systemctl is-active -q {unit} && docker inspect -f "
@@ -119,19 +122,26 @@ def wait_running_tag(host: Sandbox, tag: str, timeout: float = 30) -> None:
                         timeout=timeout)
 
 
-def wait_no_labelled_container(host: Sandbox, timeout: float = 30) -> None:
+def wait_no_labelled_container(host: Host, timeout: float = 30) -> None:
     """Until no container carries the tool's label."""
     host.wait_until("[ -z \"$(docker ps -aq --filter label=tracardi.managed=true)\" ]",
                     timeout=timeout)
 
 
-def wait_gone(host: Sandbox, name: str, timeout: float = 30) -> None:
+def wait_labelled_containers(host: Host, names: Iterable[str], timeout: float = 30) -> None:
+    """Until the containers that carry the tool's label are `names`, and no other."""
+    host.wait_until("[ \"$(docker ps -a --filter label=tracardi.managed=true --format "
+                    "'{{.Names}}' | LC_ALL=C sort | xargs)\" = "
+                    f"'{' '.join(sorted(names))}' ]", timeout=timeout)
+
+
+def wait_gone(host: Host, name: str, timeout: float = 30) -> None:
     """Until there is no container `name`."""
     host.wait_until(f"! docker inspect --type container {shlex.quote(name)} >/dev/null 2>&1",
                     timeout=timeout)
 
 
-def start_all(host: Sandbox) -> dict[str, str]:
+def start_all(host: Host) -> dict[str, str]:
     """Start tracardi.target; the running container id of each worker unit."""
     host.run("systemctl start tracardi.target")
     return {unit: wait_running(host, unit.removesuffix(".service")) for unit in WORKER_UNITS}

@@ -37,6 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from .host import Host, HostError
+from .releases import selected
+
 DOCKER = "/usr/bin/docker"
 CHECKOUT = Path(__file__).resolve().parents[2]
 # What booting needs of the machine; scripts/packages.sh names the Debian packages.
@@ -83,7 +86,7 @@ exec env -i container=other /lib/systemd/systemd --system
 """
 
 
-class SandboxError(RuntimeError):
+class SandboxError(HostError):
     pass
 
 
@@ -143,8 +146,12 @@ def _reaped(pid: int) -> bool:
         return True
 
 
-class Sandbox:
+class Sandbox(Host):
+    Error = SandboxError
+    env = INSIDE_ENV
+
     def __init__(self, directory: Path, owns_dir: bool, lower: Path = Path("/")) -> None:
+        self.tool = selected().tool  # the checkout's, in a venv of the booted release's Python
         self.dir = directory
         self.lower = lower
         self._owns_dir = owns_dir
@@ -249,55 +256,10 @@ class Sandbox:
     def boot_log(self) -> str:
         return (self.dir / "boot.log").read_text(errors="replace")[-5000:]
 
-    def run(
-        self,
-        cmd: str,
-        check: bool = True,
-        input: str | None = None,
-        timeout: float = 120,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run `bash -c cmd` inside the sandbox (as root, cwd /)."""
-        argv = ["nsenter", "-t", str(self.pid), "-m", "-p", "-r", "-w", "-n", "-C"]
-        argv += ["bash", "-c", cmd]
-        with subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=INSIDE_ENV,
-            start_new_session=True,  # so a timeout kills nsenter's child too
-        ) as proc:
-            try:
-                stdout, stderr = proc.communicate(input, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                stdout, stderr = proc.communicate(timeout=10)
-                raise SandboxError(
-                    f"timed out after {timeout:.0f} s: {cmd}\n"
-                    f"--- stdout:\n{stdout}--- stderr:\n{stderr}"
-                ) from None
-        result = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
-        if check and result.returncode != 0:
-            raise SandboxError(
-                f"exit status {result.returncode}: {cmd}\n"
-                f"--- stdout:\n{stdout}--- stderr:\n{stderr}"
-            )
-        return result
-
-    def wait_until(self, cmd: str, timeout: float = 30) -> str:
-        """Run cmd inside until it succeeds; its stdout, or an error with its last output."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = self.run(cmd, check=False, timeout=timeout)
-            if result.returncode == 0:
-                return result.stdout
-            if time.monotonic() > deadline:
-                raise SandboxError(
-                    f"still failing after {timeout:.0f} s: {cmd}\n"
-                    f"--- stdout:\n{result.stdout}--- stderr:\n{result.stderr}"
-                )
-            time.sleep(0.2)
+    def command(self, cmd: str) -> list[str]:
+        """`bash -c cmd` inside the sandbox (as root, cwd /)."""
+        return ["nsenter", "-t", str(self.pid), "-m", "-p", "-r", "-w", "-n", "-C",
+                "bash", "-c", cmd]
 
     def shutdown(self, timeout: float = 60) -> None:
         """Power off (kill after timeout), then remove what the sandbox left on the machine."""

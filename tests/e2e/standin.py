@@ -12,7 +12,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 
-from .sandbox import DOCKER, Sandbox
+from .host import Host
+from .sandbox import DOCKER
 
 TRACARDI_TAG = "0.8.1"
 TRACARDI_081_IMAGES = [
@@ -133,7 +134,7 @@ def worker_of(image: str) -> str:
 
 
 def build_standin_images(
-    sandbox: Sandbox,
+    sandbox: Host,
     images: Iterable[str] = TRACARDI_081_IMAGES,
     tag: str = TRACARDI_TAG,
     crash: bool = False,
@@ -165,13 +166,13 @@ def build_standin_images(
         )
 
 
-def start_redis(sandbox: Sandbox) -> None:
+def start_redis(sandbox: Host) -> None:
     """Debian's redis-server unit, answering on 127.0.0.1:6379 (the sandbox's loopback)."""
     sandbox.run("systemctl start redis-server.service")
     sandbox.wait_until("redis-cli -h 127.0.0.1 -p 6379 ping | grep -qx PONG", timeout=15)
 
 
-def start_fake_elasticsearch(sandbox: Sandbox) -> None:
+def start_fake_elasticsearch(sandbox: Host) -> None:
     """A TCP listener on 127.0.0.1:9200, enough for the agent's reachability probe."""
     sandbox.run(
         "systemctl is-active -q fake-elasticsearch || systemd-run -q "

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from .host import Host
 from .operator import (
     TOOL,
     WORKER_UNITS,
@@ -41,7 +44,7 @@ CONTAINER_DIED = "86111eadd1bf45f4ac7bbe451ae331c4"
 ORPHAN_REMOVED = "f772a3e336d344dabbbc0ed6f1d5b38b"
 
 
-def restart_docker(host: Sandbox) -> None:
+def restart_docker(host: Host) -> None:
     # docker.service allows 3 starts a minute: the session's other restarts (test_agent's,
     # test_engine's) must not make this one, or this one them, hit the limit.
     reset = "systemctl reset-failed docker.service"
@@ -51,20 +54,28 @@ def restart_docker(host: Sandbox) -> None:
     host.run(reset)
 
 
+@contextmanager
+def api_floor(host: Host) -> Iterator[None]:
+    """dockerd restarted under the floor; at the end, whatever was installed is removed and
+    dockerd restarted without it. The VM tier uses it too."""
+    host.run(f"mkdir -p $(dirname {DROP_IN}) && printf '[Service]\\nEnvironment="
+             f"DOCKER_MIN_API_VERSION={FLOOR}\\n' > {DROP_IN}")
+    restart_docker(host)
+    try:
+        yield
+    finally:
+        uninstall_everything(host)
+        host.run(f"rm -f {DROP_IN}")
+        restart_docker(host)
+
+
 @pytest.fixture(scope="module")
 def floor_host(sandbox: Sandbox):
     """The session's host with dockerd restarted under the floor; restored afterwards."""
     build_standin_images(sandbox, tag=NEXT)
     start_fake_elasticsearch(sandbox)
-    sandbox.run(f"mkdir -p $(dirname {DROP_IN}) && printf '[Service]\\nEnvironment="
-                f"DOCKER_MIN_API_VERSION={FLOOR}\\n' > {DROP_IN}")
-    restart_docker(sandbox)
-    try:
+    with api_floor(sandbox):
         yield sandbox
-    finally:
-        uninstall_everything(sandbox)
-        sandbox.run(f"rm -f {DROP_IN}")
-        restart_docker(sandbox)
 
 
 @pytest.fixture
@@ -80,7 +91,7 @@ def since_now(host: Sandbox) -> str:
     return since
 
 
-def test_the_daemon_refuses_api_141_as_docker_29_does(floor_host: Sandbox) -> None:
+def test_the_daemon_refuses_api_141_as_docker_29_does(floor_host: Host) -> None:
     versions = floor_host.run("docker version --format "
                               "'{{.Server.Version}} {{.Server.APIVersion}} "
                               "{{.Server.MinAPIVersion}}'").stdout.split()

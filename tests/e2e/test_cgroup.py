@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
+from .host import Host
 from .releases import selected
 from .sandbox import DOCKER, Sandbox
 
@@ -27,11 +28,15 @@ def read_inside(sandbox: Sandbox, *pids: int) -> dict:
     return json.loads(out)
 
 
-def stats_bytes(sandbox: Sandbox, name: str) -> float:
+UNITS = {"KiB": 2**10, "MiB": MIB, "GiB": 2**30}
+
+
+def stats_bytes(sandbox: Host, name: str) -> float:
     usage = sandbox.run(f"{DOCKER} stats --no-stream --format '{{{{.MemUsage}}}}' {name}")
     figure = usage.stdout.split(" / ")[0]
-    assert figure.endswith("MiB"), usage.stdout
-    return float(figure.removesuffix("MiB")) * MIB
+    unit = figure[-3:]
+    assert unit in UNITS, usage.stdout
+    return float(figure[:-3]) * UNITS[unit]
 
 
 def test_a_container_s_memory_is_what_docker_stats_shows(sandbox: Sandbox) -> None:

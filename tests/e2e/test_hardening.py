@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from .host import Host
 from .operator import TOOL, WORKER_UNITS, install, start_all, uninstall_everything, write_env
 from .releases import selected
 from .sandbox import Sandbox
@@ -21,20 +22,20 @@ WORKER_MAX = 2.5  # docs/design.md: 2.3; no file-system protection on the restar
 
 
 @pytest.fixture
-def host(sandbox: Sandbox):
+def host(sandbox: Host):
     write_env(sandbox)
     yield sandbox
     uninstall_everything(sandbox)
 
 
-def exposure(host: Sandbox, unit: str) -> float:
+def exposure(host: Host, unit: str) -> float:
     out = host.run(f"systemd-analyze security --no-pager {unit}").stdout
     found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", out)
     assert found, out
     return float(found[1])
 
 
-def status_of(host: Sandbox, pid: str) -> dict[str, str]:
+def status_of(host: Host, pid: str) -> dict[str, str]:
     lines = host.run(f"cat /proc/{pid}/status").stdout.splitlines()
     return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
 
@@ -58,7 +59,7 @@ def test_installed_units_are_rated_as_shipped(host: Sandbox) -> None:
         assert scores[unit] <= WORKER_MAX, unit
 
 
-def test_the_agent_and_the_docker_clients_run_without_privileges(host: Sandbox) -> None:
+def test_the_agent_and_the_docker_clients_run_without_privileges(host: Host) -> None:
     install(host)
     start_all(host)
     host.wait_until(f"systemctl is-active -q {AGENT}", timeout=30)

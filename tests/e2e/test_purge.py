@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .host import Host
 from .operator import (
     install,
     start_all,
@@ -19,12 +20,24 @@ CHURN = ("/var/lib/docker", "/var/lib/containerd", "/var/log", "/var/lib/systemd
          "/run/containerd", "/run/log", "/run/udev", "/run/credentials")
 
 
-def files(host: Sandbox) -> set[str]:
+def files(host: Host) -> set[str]:
     prune = " -o ".join(f"-path {path}" for path in CHURN)
     # Only those that exist: removing a deb may take /opt with it (Debian 13 ships none).
     existing = f"$(for d in {WATCHED}; do [ -e $d ] && echo $d; done)"
     out = host.run(f"find {existing} -xdev \\( {prune} \\) -prune -o -print").stdout
     return set(out.split("\n"))
+
+
+def purge_leaves_nothing(host: Host, before: set[str], also_churn: tuple[str, ...] = ()) -> None:
+    """`uninstall --purge` warns of nothing and leaves no file that was not there `before`
+    (but under `also_churn`), no unit and no labelled container. The VM tier runs it too."""
+    result = tool(host, "uninstall --purge")
+
+    assert "warning" not in result.stdout + result.stderr
+    left = sorted(path for path in files(host) - before if not path.startswith(also_churn))
+    assert left == [], f"left behind: {left}"
+    host.wait_until("[ -z \"$(systemctl list-units --all --no-legend 'tracardi*')\" ]")
+    wait_no_labelled_container(host)
 
 
 def test_uninstall_purge_after_a_run_leaves_nothing(sandbox: Sandbox) -> None:
@@ -37,13 +50,7 @@ def test_uninstall_purge_after_a_run_leaves_nothing(sandbox: Sandbox) -> None:
         host.wait_until("systemctl is-failed -q tracardi-scheduler", timeout=60)
         host.wait_until("test -s /run/tracardi-systemd/agent-state.json", timeout=30)
 
-        result = tool(host, "uninstall --purge")
-
-        assert "warning" not in result.stdout + result.stderr
-        left = sorted(files(host) - before)
-        assert left == [], f"left behind: {left}"
-        host.wait_until("[ -z \"$(systemctl list-units --all --no-legend 'tracardi*')\" ]")
-        wait_no_labelled_container(host)
+        purge_leaves_nothing(host, before)
     finally:
         uninstall_everything(host)
 

@@ -6,16 +6,16 @@ import os
 import signal
 
 from .operator import (
+    WORKER_NAMES,
     WORKER_UNITS,
     install,
     journal,
     start_all,
+    wait_labelled_containers,
     wait_running,
     wait_unit,
     write_env,
 )
-
-NAMES = sorted(unit.removesuffix(".service") for unit in WORKER_UNITS)
 
 
 def test_enabled_workers_come_up_after_a_reboot(boot_host):
@@ -46,6 +46,5 @@ def test_after_a_power_loss_the_workers_come_up_with_no_name_conflict_and_no_orp
     for unit in WORKER_UNITS:
         name = unit.removesuffix(".service")
         wait_running(host, name, timeout=60, other_than=before[unit])
-    host.wait_until("[ \"$(docker ps -a --filter label=tracardi.managed=true --format "
-                    f"'{{{{.Names}}}}' | LC_ALL=C sort | xargs)\" = '{' '.join(NAMES)}' ]")
+    wait_labelled_containers(host, WORKER_NAMES)
     assert "already in use" not in journal(host, "-b", "-u", "'tracardi-*'")

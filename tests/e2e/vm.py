@@ -1,0 +1,138 @@
+"""The VM tier: which Debian releases boot as VMs (guest.py), and how one is made ready for
+the tests: its disk (scripts/vm-image, cached), the checkout's deb for that release
+(packaging/build), the deb installed, the stand-in images built and Redis up.
+
+TRACARDI_VM_RELEASES picks the releases (default: all three, in this order). Every step is
+timed; what each guest printed (versions) and the times go into REPORT, which the e2e
+conftest prints at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .guest import Guest
+from .sandbox import CHECKOUT
+from .standin import build_standin_images, start_fake_elasticsearch, start_redis
+
+VARIABLE = "TRACARDI_VM_RELEASES"
+
+
+@dataclass(frozen=True)
+class VmRelease:
+    name: str
+    codename: str  # VERSION_CODENAME of /etc/os-release (sid names the next release)
+    systemd: range  # the major versions of systemd accepted
+    docker: str  # the start of docker.io's version
+    python: str
+
+
+VM_RELEASES = {
+    "bookworm": VmRelease("bookworm", "bookworm", range(252, 253), "20.10", "3.11"),
+    "trixie": VmRelease("trixie", "trixie", range(257, 258), "26.1", "3.13"),
+    # Unstable moves: any systemd from 258 (which no longer boots on cgroup v1).
+    "sid": VmRelease("sid", "forky", range(258, 300), "2", "3.14"),
+}
+REPORT: list[str] = []
+
+
+def selected_vm_releases() -> list[str]:
+    names = os.environ.get(VARIABLE, " ".join(VM_RELEASES)).split()
+    unknown = [name for name in names if name not in VM_RELEASES]
+    if unknown:
+        raise ValueError(f"{VARIABLE}: {' '.join(unknown)} not among {' '.join(VM_RELEASES)}")
+    return names
+
+
+def report(release: str, line: str) -> None:
+    REPORT.append(f"[{release}] {line}")
+
+
+@contextmanager
+def timed(release: str, step: str) -> Iterator[None]:
+    started = time.monotonic()
+    yield
+    report(release, f"{step}: {time.monotonic() - started:.1f} s")
+
+
+class PreparationError(RuntimeError):
+    """What a release needs could not be built from Debian's archive (e.g. mid-transition)."""
+
+
+def _script(*argv: str, timeout: float = 1800) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise PreparationError(f"{' '.join(argv)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def vm_image(release: str) -> Path:
+    with timed(release, "disk image (scripts/vm-image; cached after the first run)"):
+        return Path(_script(str(CHECKOUT / "scripts" / "vm-image"), release).strip())
+
+
+def build_deb(release: str, out: Path) -> Path:
+    with timed(release, "deb (packaging/build)"):
+        made = _script(str(CHECKOUT / "packaging" / "build"), "--release", release,
+                       "--out", str(out)).split()
+    return Path(next(path for path in made if path.endswith(".deb")))
+
+
+VERSIONS = """
+. /etc/os-release; echo "os: $PRETTY_NAME"
+echo "kernel: $(uname -r)"
+echo "systemd: $(systemctl --version | head -n 1)"
+server='{{.Server.Version}} (API {{.Server.APIVersion}}, min {{.Server.MinAPIVersion}})'
+echo "docker: client $(docker version --format '{{.Client.Version}}'), server \
+$(docker version --format "$server")"
+echo "python: $(/opt/tracardi-systemd/bin/python --version)"
+echo "tool: $(tracardi-systemd --version)"
+echo "cgroup: $(stat -f -c %T /sys/fs/cgroup): $(cat /sys/fs/cgroup/cgroup.controllers)"
+echo "apparmor: $(cat /sys/module/apparmor/parameters/enabled)"
+"""
+
+
+def prepare(release: str) -> tuple[Path, Path]:
+    """The disk image of `release` and the checkout's deb for it (in a folder of its own
+    under dist/, which provisioned_guest removes)."""
+    image = vm_image(release)
+    (CHECKOUT / "dist").mkdir(exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f"vm-{release}-", dir=CHECKOUT / "dist"))
+    try:
+        return image, build_deb(release, out)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+@contextmanager
+def provisioned_guest(release: str, image: Path, deb: Path) -> Iterator[Guest]:
+    """A booted guest of `release` with the deb installed, the stand-in worker images built,
+    Redis and a stand-in Elasticsearch up; powered off at the end."""
+    try:
+        with timed(release, "boot to multi-user, dockerd up"):
+            guest = Guest.boot(image, release)
+        try:
+            with timed(release, "deb installed (dpkg -i)"):
+                guest.put(deb, f"/root/{deb.name}")
+                guest.run(f"dpkg -i /root/{deb.name}", timeout=300)
+            with timed(release, "stand-in images built, Redis up"):
+                build_standin_images(guest)
+                start_redis(guest)
+                start_fake_elasticsearch(guest)
+            for line in guest.run(VERSIONS).stdout.splitlines():
+                report(release, line)
+            yield guest
+        finally:
+            with timed(release, "power off"):
+                guest.shutdown()
+    finally:
+        shutil.rmtree(deb.parent, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "vm: boots Debian VMs under qemu (test_vm.py); "
                             "run only when -m names it")
+    # SIGTERM ends the run as Ctrl-C does: the fixtures' teardown still shuts the sandboxes
+    # and guests down (scripts/test stops a VM tier this way when a sandbox tier failed).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def pytest_report_header() -> str:

@@ -178,3 +178,25 @@ def start_fake_elasticsearch(sandbox: Host) -> None:
         "systemctl is-active -q fake-elasticsearch || systemd-run -q "
         "--unit=fake-elasticsearch /usr/bin/python3 -m http.server 9200 --bind 127.0.0.1"
     )
+
+
+FAKE_ELASTICSEARCH_UNIT = """[Unit]
+Description=a stand-in Elasticsearch for the tests: a TCP listener on 127.0.0.1:9200
+Before=docker.service tracardi-agent.service
+
+[Service]
+ExecStart=/usr/bin/python3 -m http.server 9200 --bind 127.0.0.1
+ExecStartPost=/bin/bash -c 'until echo 2>/dev/null >/dev/tcp/127.0.0.1/9200; do sleep 0.2; done'
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def enable_fake_elasticsearch(host: Host) -> None:
+    """start_fake_elasticsearch's listener as a unit started at boot, listening before
+    docker and the agent start: a host that reboots finds it there, where a late one would
+    be an outage the agent heals by restarting the workers that need it."""
+    host.run("cat > /etc/systemd/system/fake-elasticsearch.service && "
+             "systemctl daemon-reload && systemctl enable -q --now fake-elasticsearch",
+             input=FAKE_ELASTICSEARCH_UNIT)

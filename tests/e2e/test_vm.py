@@ -18,6 +18,7 @@ import shlex
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +26,16 @@ from . import test_agent as agent_tests
 from . import test_api_floor as api_floor_tests
 from . import test_hardening as hardening_tests
 from . import test_purge as purge_tests
+from .celery_image import import_image, rootfs_tar
+from .celery_ops import (
+    CONTAINER,
+    REDIS_CLI,
+    consumed_within,
+    entries_since,
+    queue_touch,
+    redis_outage,
+    wait_ready,
+)
 from .guest import Guest
 from .operator import (
     WORKER_NAMES,
@@ -38,7 +49,7 @@ from .operator import (
     wait_unit,
     write_env,
 )
-from .standin import start_fake_elasticsearch
+from .test_celery_worker import HEAL_BOUND, RESTART
 from .test_cgroup import stats_bytes
 from .test_hardening import AGENT, AGENT_MAX, WORKER_MAX, exposure
 from .vm import (
@@ -56,6 +67,10 @@ MIB = 2**20
 # dockerd's outage: two minutes in the sandbox tier, shorter here (the agent's behaviour is
 # the same after its first look).
 DOCKER_OUTAGE = 20
+# Redis' outage under the real Celery worker: the sandbox tier's 60 s outages are what it
+# takes to hang the unhealed worker; the agent's healing (a restart once Redis is back)
+# follows any outage it saw.
+REDIS_OUTAGE = 20
 
 
 # The sandbox tier's fixtures, over this module's `sandbox`: the guest (conftest's
@@ -101,12 +116,17 @@ def test_the_guest_runs_its_release_on_cgroup_v2_with_apparmor(sandbox: Guest) -
 
 
 def healthy(host: Guest, timeout: float = 90) -> dict:
-    """`status --json` once it says healthy: every worker, the agent and its view."""
-    host.wait_until(f"{host.tool} status --json | grep -q '^  \"healthy\": true'",
-                    timeout=timeout)
-    status = json.loads(host.run(f"{host.tool} status --json").stdout)
-    assert [w["agent_state"] for w in status["workers"]] == ["running"] * len(WORKER_UNITS)
-    return status
+    """`status --json` once one look says healthy (exit 0) with the agent's view of every
+    worker `running` (no restart of its own under way); what that look said."""
+    deadline = time.monotonic() + timeout * host.slowness
+    while True:
+        look = host.run(f"{host.tool} status --json", check=False)
+        status = json.loads(look.stdout)
+        states = [worker["agent_state"] for worker in status["workers"]]
+        if look.returncode == 0 and states == ["running"] * len(WORKER_UNITS):
+            return status
+        assert time.monotonic() < deadline, f"not healthy after {timeout} s:\n{look.stdout}"
+        time.sleep(1)
 
 
 READ = """
@@ -268,7 +288,6 @@ def test_every_worker_is_back_after_a_reboot_or_a_power_loss(installed, outage: 
     booted = time.monotonic()
     installed.running(fresh=WORKER_UNITS)
     workers = time.monotonic() - booted
-    start_fake_elasticsearch(host)  # a transient unit: gone with the boot
     healthy(host, timeout=120)
     report(host.release, f"{outage}: guest up in {took:.1f} s, every worker running "
            f"{workers:.1f} s later, status healthy {time.monotonic() - booted:.1f} s later")
@@ -299,3 +318,40 @@ def test_the_tool_works_with_a_dockerd_that_refuses_api_1_41(sandbox: Guest) -> 
         host.run("docker rm -f tracardi-scheduler")
         wait_running(host, "tracardi-scheduler", timeout=60,
                      other_than=ids["tracardi-scheduler.service"])
+
+
+# --- last: the real Celery update worker, whose image then bears the stand-in's name ------
+
+def test_the_real_celery_worker_is_healed_after_a_redis_outage(sandbox: Guest) -> None:
+    """The image the Celery tier builds (Tracardi 0.8.1's update worker), loaded into the
+    guest: through a Redis outage, then restarted by the agent and taking a task."""
+    host = sandbox
+    tar, _ = rootfs_tar()
+    started = time.monotonic()
+    host.put(tar, "/root/celery-rootfs.tar")
+    import_image(host, Path("/root/celery-rootfs.tar"))
+    host.run("rm /root/celery-rootfs.tar")
+    report(host.release, f"real Celery image loaded: {time.monotonic() - started:.1f} s")
+    uninstall_everything(host)  # whatever the tests before left (sid's API floor test's)
+    host.run(f"{REDIS_CLI} flushall")
+    write_env(host)
+    install(host, "--worker update --agent-interval 2")
+    try:
+        host.run("systemctl start tracardi.target")
+        wait_running(host, CONTAINER, timeout=60)
+        wait_ready(host, timeout=60 * host.slowness)
+        since = host.run("date +%s").stdout.strip()
+        redis_outage(host, REDIS_OUTAGE)
+        back = time.monotonic()
+        queue_touch(host, "after-the-outage")
+        took = consumed_within(host, "after-the-outage", HEAL_BOUND * host.slowness)
+        assert took is not None, "the task queued after the outage was never consumed"
+        report(host.release, f"Celery: Redis down {REDIS_OUTAGE} s, a task queued then "
+               f"consumed {time.monotonic() - back:.1f} s after Redis was back")
+        host.wait_until(f"journalctl -q --since @{since} MESSAGE_ID={RESTART} -o cat "
+                        "| grep -q .", timeout=30)
+        restarts = entries_since(host, since, RESTART, "tracardi-update.service")
+        assert restarts and all("redis 127.0.0.1:6379 is back after an outage" in line
+                                for line in restarts), restarts
+    finally:
+        uninstall_everything(host)

@@ -1,6 +1,7 @@
 """The VM tier: which Debian releases boot as VMs (guest.py), and how one is made ready for
 the tests: its disk (scripts/vm-image, cached), the checkout's deb for that release
-(packaging/build), the deb installed, the stand-in images built and Redis up.
+(packaging/build), the deb installed, the stand-in images built, Redis and a stand-in
+Elasticsearch up.
 
 TRACARDI_VM_RELEASES picks the releases (default: all three, in this order). Every step is
 timed; what each guest printed (versions) and the times go into REPORT, which the e2e
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from .guest import Guest
 from .sandbox import CHECKOUT
-from .standin import build_standin_images, start_fake_elasticsearch, start_redis
+from .standin import build_standin_images, enable_fake_elasticsearch, start_redis
 
 VARIABLE = "TRACARDI_VM_RELEASES"
 
@@ -124,10 +125,10 @@ def provisioned_guest(release: str, image: Path, deb: Path) -> Iterator[Guest]:
             with timed(release, "deb installed (dpkg -i)"):
                 guest.put(deb, f"/root/{deb.name}")
                 guest.run(f"dpkg -i /root/{deb.name}", timeout=300)
-            with timed(release, "stand-in images built, Redis up"):
+            with timed(release, "stand-in images built, Redis and Elasticsearch up"):
                 build_standin_images(guest)
                 start_redis(guest)
-                start_fake_elasticsearch(guest)
+                enable_fake_elasticsearch(guest)
             for line in guest.run(VERSIONS).stdout.splitlines():
                 report(release, line)
             yield guest

@@ -180,16 +180,22 @@ def start_fake_elasticsearch(sandbox: Host) -> None:
     )
 
 
+# Started before basic.target, so before every ordinary service (the agent and dockerd
+# among them) without naming one: a unit named in Before= stays loaded, and purge's check
+# that no tracardi unit is left would see the agent's.
 FAKE_ELASTICSEARCH_UNIT = """[Unit]
 Description=a stand-in Elasticsearch for the tests: a TCP listener on 127.0.0.1:9200
-Before=docker.service tracardi-agent.service
+DefaultDependencies=no
+After=local-fs.target
+Before=basic.target shutdown.target
+Conflicts=shutdown.target
 
 [Service]
 ExecStart=/usr/bin/python3 -m http.server 9200 --bind 127.0.0.1
 ExecStartPost=/bin/bash -c 'until echo 2>/dev/null >/dev/tcp/127.0.0.1/9200; do sleep 0.2; done'
 
 [Install]
-WantedBy=multi-user.target
+WantedBy=basic.target
 """
 
 

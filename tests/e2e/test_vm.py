@@ -6,8 +6,9 @@ A guest runs the emulated CPU 6-10x slower than native, so the tests share what 
 one guest per release; the sandbox tier's tests that need an install of their own first
 (re-arm, memory limit, privileges); then one install (`installed`) that the tests of
 recovery run against one after the other (each leaves every worker running), and that the
-last one purges. Run it with `-m vm` (scripts/test does, after the sandbox tiers, when
-TRACARDI_VM_RELEASES names the releases); other runs leave it out.
+last one purges; last of all, the real Celery worker. Run it with `-m vm` (scripts/test
+does, beside the sandbox tiers, on the releases TRACARDI_VM_RELEASES names, all three by
+default); other runs leave it out.
 """
 
 from __future__ import annotations

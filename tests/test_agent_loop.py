@@ -89,14 +89,15 @@ def test_a_reconcile_asks_the_properties_only_of_units_whose_state_changed(tmp_p
     rig.systemctl.units[SCHEDULER] = unit_props("activating", "auto-restart", "exit-code")
     rig.clock.advance(5)
     observation, _ = rig.agent.cycle()
-    assert rig.systemctl.shows[-1][0] == [SCHEDULER]
+    # docker's with it: its timestamps judge a worker that is not active
+    assert rig.systemctl.shows[-1][0] == [SCHEDULER, DOCKER_UNIT]
     assert observation.workers[SCHEDULER].unit.result == "exit-code"
     rig.systemctl.units[SCHEDULER] = unit_props()
     rig.clock.advance(5)
     rig.agent.cycle()  # back to active: its properties are asked once more, then kept
     rig.clock.advance(5)
     rig.agent.cycle()
-    assert [units for units, _ in rig.systemctl.shows[1:]] == [[SCHEDULER], [SCHEDULER]]
+    assert [units for units, _ in rig.systemctl.shows[1:]] == [[SCHEDULER, DOCKER_UNIT]] * 2
 
 
 @pytest.mark.parametrize("count", [5, 200])
@@ -314,6 +315,31 @@ def test_a_stop_queued_for_docker_means_docker_is_going_down_and_the_engine_is_n
     rig.clock.advance(2)
     observation, _ = rig.agent.cycle(refresh_systemd=False)
     assert observation.docker_active and len(rig.engine.listings) == 2
+
+
+def test_a_worker_docker_stopped_is_started_even_when_docker_came_back_between_two_looks(
+        tmp_path):
+    """Seen in a Debian 12 VM: `systemctl stop docker` stopped the update worker, docker.socket
+    started docker again within a second, and the agent's next look found docker `active`
+    as in the look before. Only docker's timestamps tell that it went down in between; a
+    view of it kept from that earlier look hid them, and the worker stayed down."""
+    update = "tracardi-update.service"
+    rig = Rig(tmp_path, FIVE)
+    rig.agent.cycle()
+    rig.systemctl.units[update] = unit_props("deactivating", "stop")
+    rig.engine.entries = [c for c in rig.engine.entries if c["Config"]["Labels"][
+        "tracardi.unit"] != update]
+    rig.agent.systemd_view_stale = True  # as after its container's death
+    rig.clock.advance(2)
+    rig.agent.cycle(refresh_systemd=False)  # docker still active, no job queued (any more)
+    rig.systemctl.units[update] = dict(unit_props("inactive", "dead"),
+                                       InactiveEnterTimestampMonotonic="44650000")
+    rig.systemctl.units[DOCKER_UNIT] = dict(unit_props(),
+                                            ActiveExitTimestampMonotonic="44690000")
+    rig.clock.advance(2)
+    rig.agent.cycle()  # a worker in flux: systemd is asked every tick
+    assert ("start", "--no-block", update) in rig.systemctl.calls
+    assert rig.agent.history.workers[update].state is State.RESTARTING
 
 
 def test_describe_cycle_of_a_healthy_host(tmp_path):

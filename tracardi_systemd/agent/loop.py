@@ -212,11 +212,15 @@ class Agent:
         again only when told to, when something happened, or while docker is down (the
         Engine API must not be asked then: docker.socket would start docker again)."""
         if refresh_systemd or self.systemd_view_stale or not self._docker_active():
+            # The jobs before the states: a stop of docker that ends between the two reads
+            # then leaves it inactive, not `active` with no job queued, when the workers
+            # it took down are already deactivating.
+            docker_job = self.systemctl.jobs().get(DOCKER_UNIT, "")
             view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET],
-                              self.systemd_view)
+                              self.systemd_view, judged_by=[DOCKER_UNIT])
             docker = view[DOCKER_UNIT]
             if docker.active_state == "active":  # a queued stop matters only then
-                docker = replace(docker, job=self.systemctl.jobs().get(DOCKER_UNIT, ""))
+                docker = replace(docker, job=docker_job)
             self.systemd_view = view | {DOCKER_UNIT: docker}
             self.systemd_view_stale = False
         shown = self.systemd_view

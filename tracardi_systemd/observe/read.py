@@ -7,7 +7,7 @@ inspect for each container not seen before: its main pid and start time never ch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 
 from tracardi_systemd.host.cgroup import CgroupUnavailable, containers_memory
@@ -27,12 +27,15 @@ def by_unit(containers: list[ContainerState]) -> dict[str, ContainerState]:
 
 
 def read_units(systemctl: SystemctlClient, units: list[str],
-               previous: dict[str, UnitState] | None = None) -> dict[str, UnitState]:
+               previous: dict[str, UnitState] | None = None,
+               judged_by: Collection[str] = ()) -> dict[str, UnitState]:
     """systemd's view of `units`. `systemctl show` costs 0.1 s of CPU at 200 units (and
     70 ms of systemd's), so with a `previous` view `systemctl list-units` is asked first
     (4 ms) and `show` only for the units whose state changed since, or that are not
     active: what the policy reads besides the state (Result, timestamps) matters only
-    for those."""
+    for those. The units `judged_by` are asked with them whenever any is: the policy
+    reads their timestamps to judge those units (docker.service's tell whether it went
+    down between two looks that both found it active)."""
     kept: dict[str, UnitState] = {}
     if previous:
         listed = systemctl.states(units)
@@ -40,8 +43,11 @@ def read_units(systemctl: SystemctlClient, units: list[str],
                 and state.active_state == "active"
                 and listed.get(name, ("",))[1:] == (state.active_state, state.sub_state)}
     asked = [name for name in units if name not in kept]
+    if asked:
+        asked = [name for name in units if name in asked or name in judged_by]
     shown = systemctl.show(asked, UNIT_PROPERTIES) if asked else {}
-    return {name: kept.get(name) or _unit_state(name, shown.get(name, {})) for name in units}
+    return {name: _unit_state(name, shown.get(name, {})) if name in asked else kept[name]
+            for name in units}
 
 
 def _unit_state(name: str, props: dict[str, str]) -> UnitState:

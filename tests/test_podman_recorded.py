@@ -71,8 +71,8 @@ def fake(tmp_path: Path) -> Iterator[FakeDockerd]:
     server.close()
 
 
-def test_podman_5_4_2_of_debian_13_is_recorded() -> None:
-    assert "podman-5.4.2" in PODMANS
+def test_debian_13s_and_unstables_podman_are_recorded() -> None:
+    assert PODMANS == ["podman-5.4.2", "podman-5.8.6"]
 
 
 def test_no_recording_holds_the_license(podman: str) -> None:
@@ -256,16 +256,36 @@ def test_a_container_killed_by_its_health_check_has_no_die_event(podman: str) ->
     assert restarted and restarted[0]["id"] != unhealthy["id"]
 
 
-def test_since_is_exclusive_and_the_replay_ends(podman: str) -> None:
-    target = recorded_target("events-since.http", podman)
-    since = re.search(r"since=(\d+)\.(\d{9})", target)
+def since_as_podman_reads_it(text: str) -> int:
+    """`since` in nanoseconds as Podman takes it: a float64, so to about 0.2 microseconds."""
+    seconds = float(text)
+    return int(seconds) * 10**9 + int((seconds - int(seconds)) * 10**9)
+
+
+def test_since_is_read_as_a_float_so_the_event_at_it_may_come_again(podman: str) -> None:
+    """Replayed: the events after `since` rounded to a float. The `die` whose timeNano was
+    sent as `since` is left out when the rounding goes up (5.4.2's recording) and replayed
+    when it goes down (5.8.6's): neither inclusive nor exclusive to the nanosecond."""
+    since = re.search(r"since=(\d+\.\d{9})", recorded_target("events-since.http", podman))
     assert since
-    since_ns = int(since.group(1)) * 10**9 + int(since.group(2))
+    sent = int(since.group(1).replace(".", ""))
+    podmans_since = since_as_podman_reads_it(since.group(1))
+    assert abs(podmans_since - sent) < 1000
     replayed = events(podman, "events-since.http")
-    assert replayed and all(event["timeNano"] > since_ns for event in replayed)
-    assert since_ns in {event["timeNano"] for event in events(podman)}  # the die itself
+    assert replayed and all(event["timeNano"] > podmans_since for event in replayed)
+    at_since = next(event for event in events(podman) if event["timeNano"] == sent)
+    assert (at_since in replayed) == (sent > podmans_since)
     data = split_response(recorded("events-since.http", podman))[1]
-    assert data.endswith(b"0\r\n\r\n")
+    assert data.endswith(b"0\r\n\r\n")  # `until` given: the replay ends
+
+
+def test_both_sides_of_the_rounding_are_recorded() -> None:
+    sides = set()
+    for podman in PODMANS:
+        text = re.search(r"since=(\d+\.\d{9})", recorded_target("events-since.http", podman))
+        assert text
+        sides.add(int(text.group(1).replace(".", "")) > since_as_podman_reads_it(text.group(1)))
+    assert sides == {True, False}
 
 
 def test_the_engine_of_today_reads_podmans_event_stream(fake: FakeDockerd,

@@ -421,6 +421,23 @@ def test_a_reconnect_keeps_the_dialect_and_the_die_it_saw(fake: FakeDockerd,
     assert actions_of(after, died) == [("destroy", None)]
 
 
+def test_a_reconnect_hands_over_the_rest_of_a_translated_event(fake: FakeDockerd,
+                                                                podman: str) -> None:
+    """The health kill's remove is a die and a destroy; a reconnect after the die resumes
+    past the remove (the cursor), so the destroy comes from what the old stream kept."""
+    head, data = split_response(recorded("events.http", podman))
+    _, health_killed = died_and_health_killed(podman)
+    removed = next(i for i, event in enumerate(events(podman)) if event["Action"] == "remove"
+                   and event["Actor"]["ID"] == health_killed) + 1
+    engine = serve_events(fake, podman, Feed(head, *chunks(data)[:removed]), Feed(head))
+    stream = engine.events(label=LABEL, actions=["die", "destroy"])
+    while (event := stream.poll(5)) is not None and event["Actor"]["ID"] != health_killed:
+        pass
+    assert event is not None and event["Action"] == "die"
+
+    assert actions_of(drain(stream.reconnect()), health_killed) == [("destroy", None)]
+
+
 def test_health_status_asked_for_carries_the_verdict_as_dockers_does(fake: FakeDockerd,
                                                                     podman: str) -> None:
     engine = serve_events(fake, podman, recorded_feed(podman))

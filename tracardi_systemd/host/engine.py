@@ -1,4 +1,5 @@
-"""The Docker Engine API over dockerd's UNIX socket, with the standard library only.
+"""The Docker Engine API over dockerd's (or Podman's) UNIX socket, with the standard
+library only.
 
 One HTTP request over `/var/run/docker.sock` answers what `docker ps` plus `docker inspect`
 answer with two Go client processes. Every call opens its own connection (connect(2) on a
@@ -57,6 +58,29 @@ against, so that a newer dockerd answers in the shapes the parsers know. A docke
 accepts nothing that old (its `MinAPIVersion` above ours, as Docker 29 refuses everything
 below 1.44), or that speaks nothing as new as `OLDEST_API_VERSION`, is refused with an
 `EngineError` naming both versions and what to do.
+
+Podman
+------
+`Engine(PODMAN_SOCKET)` speaks to Podman's Docker-compatible API on podman.socket (which
+starts podman.service at the first connect; an open event stream keeps it running), and
+its errors name podman.socket instead of dockerd. `Engine.podman` tells Podman by the
+"Podman Engine" component of its GET /version (ApiVersion 1.41 on 5.4, 1.44 on 5.8: the
+negotiation is the same), and on Podman three calls speak its dialect, handing callers
+Docker's shapes (docs/podman-agent-notes.md has the measurements):
+
+- `containers()` lists through libpod (`/v<libpod version>/libpod/containers/json`; libpod
+  routes need a version in the path), because the compat list's Status has no health:
+  the entries get the compat list's names, `/` and `sha256:` prefixes, and the health at
+  the end of Status as Docker writes it ("Up (healthy)").
+- `remove()` deletes through libpod with timeout=0: the compat DELETE stops a running
+  container with its StopTimeout first (12.9 s measured), beyond the Engine's timeout.
+- `events()` asks for die, start and remove by default: Podman sends no oom, and a
+  health_status on every check run, not on a change. Its `remove` is handed over as
+  Docker's `destroy`. A container its health check kills gets no `die` (that process's
+  events never reach the journal Podman reads events from), only a `remove` with
+  containerExitCode: a `remove` with no `die` of its container before it in the stream
+  (reconnects included) is handed over as a `die` with that exit status, then the
+  `destroy`. `since=` is read by Podman as a float64, so the dedupe at the cursor holds.
 """
 
 from __future__ import annotations
@@ -121,7 +145,7 @@ DOCKERD = Daemon("dockerd", "is Docker installed and dockerd running? (systemctl
                  "docker)", "usually docker")
 # podman.socket starts podman.service at the first connect; Debian leaves it disabled.
 PODMAN_SERVICE = Daemon("podman.service", "is Podman installed and podman.socket enabled? "
-                        "(systemctl enable --now podman.socket)", "root, with podman.socket")
+                        "(systemctl enable --now podman.socket)", "root, as podman.socket makes it")
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -365,8 +389,10 @@ class EventStream(Iterator[dict]):
         """A new stream with the same filters from `cursor`, without the events at exactly
         `cursor` that this one handed over. EngineError while dockerd does not answer."""
         self.close()
-        return EventStream(self.engine, self.filters, self._cursor_ns, self.until_ns,
-                           frozenset(self._at_cursor), dialect=self._dialect)
+        stream = EventStream(self.engine, self.filters, self._cursor_ns, self.until_ns,
+                             frozenset(self._at_cursor), dialect=self._dialect)
+        stream._ready = self._ready  # the rest of a translated event the cursor is past
+        return stream
 
     def close(self) -> None:
         if self._sock is not None:
@@ -548,7 +574,7 @@ def _podman_actions(actions: Sequence[str]) -> list[str]:
     asked = [action for action in actions if action != "destroy"]
     if "die" in actions or "destroy" in actions:
         asked.append("remove")
-    return asked
+    return list(dict.fromkeys(asked))
 
 
 HEALTH_SUFFIXES = {"healthy": " (healthy)", "unhealthy": " (unhealthy)",

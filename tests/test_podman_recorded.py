@@ -411,8 +411,8 @@ def test_a_reconnect_keeps_the_dialect_and_the_die_it_saw(fake: FakeDockerd,
     stream = engine.events(label=LABEL, since=events(podman)[0]["time"] - 1)
     before = []
     with pytest.raises(StreamClosed):
-        while True:
-            before.append(stream.poll(5))
+        while (event := stream.poll(5)) is not None:
+            before.append(event)
 
     after = drain(stream.reconnect())
 

@@ -260,6 +260,15 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
+def print_result(result: dict, report: Callable[[dict], str], json_path: str | None) -> None:
+    """The outside half's answer: the machine and the tables on stdout (benchmarks/run keeps
+    all but the Machine line), the raw figures also in json_path if given."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(result))
+    print(f"Machine: {machine()}\n")
+    print(report(result))
+
+
 def emit(result: dict) -> None:
     """The inside half's answer: one JSON line on stdout."""
     print(json.dumps(result), flush=True)

@@ -56,6 +56,7 @@ from common import (
     ms,
     percentile,
     podman_events,
+    print_result,
     sh,
     table,
     wait_for,
@@ -169,10 +170,11 @@ def run_inside(argv: list[str]) -> None:
 
 def load_into_podman(guest: Guest, image: str) -> None:
     """The stand-in image of the guest's dockerd in Podman's store under its fully
-    qualified name (`podman load` of a `docker save` names it localhost/...)."""
-    guest.run(f"docker save {image} | podman load -q >/dev/null && "
-              f"podman tag localhost/{image} docker.io/{image} && "
-              f"podman untag localhost/{image} localhost/{image}", timeout=300)
+    qualified name (`podman load` of a `docker save` may name it localhost/...)."""
+    out = guest.run(f"docker save {image} | podman load", timeout=300).stdout
+    loaded = out.strip().splitlines()[-1].removeprefix("Loaded image: ").strip()
+    if loaded != f"docker.io/{image}":
+        guest.run(f"podman tag {loaded} docker.io/{image} && podman untag {loaded} {loaded}")
 
 
 def copy_benchmarks(guest: Guest) -> None:
@@ -330,21 +332,16 @@ def report(result: dict) -> str:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--inside":
+    if sys.argv[1:2] == ["--inside"]:
         run_inside(sys.argv[2:])
-        return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kills", type=int, default=KILLS, help="per setup")
-    parser.add_argument("--per-setup", type=int, default=PER_SETUP,
-                        help="containers per setup")
-    parser.add_argument("--json", help="also write the raw figures here")
-    args = parser.parse_args()
-    result = measure(args.kills, args.per_setup)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f)
-    print(f"Machine: {machine()}\n")
-    print(report(result))
+    else:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument("--kills", type=int, default=KILLS, help="kills per setup")
+        parser.add_argument("--per-setup", type=int, default=PER_SETUP,
+                            help="containers per setup")
+        parser.add_argument("--json", help="also write the raw figures here")
+        args = parser.parse_args()
+        print_result(measure(args.kills, args.per_setup), report, args.json)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ units beside Podman's own restart policy and this project's Docker units, in one
 There is no Podman with Quadlet on Debian 12 (its podman 4.3 has none), so this runs in a
 Debian 13 guest of the e2e VM tier (tests/e2e/vm.py: podman 5.4.2, conmon, catatonit and
 dockerd 26.1 side by side, qemu under TCG: absolute times are 6-10x a native host's, the
-ratios of one run are what count). Three setups on the one guest, `--per-setup` containers
+ratios of one run are what count). Four setups on the one guest, `--per-setup` containers
 each, all of the same stand-in worker image:
   a. this project's Quadlet units: `tracardi-systemd install --runtime podman`, the image
      loaded into Podman's store under its fully qualified docker.io/tracardi/... name;
@@ -15,11 +15,14 @@ each, all of the same stand-in worker image:
   c. this project's Docker units (`install --runtime docker`, on the guest's dockerd). One
      host holds one install (one manifest, one tracardi.target), so these are rendered with
      `install --root` for another worker (trigger) and their unit file copied beside the
-     Quadlet install; their instances are started by name.
+     Quadlet install; their instances are started by name;
+  d. `docker run -d --restart=always`, a reference: c/d here against the sandbox's
+     recovery.py (the same units against the same restart policy, natively) shows how far
+     emulation moves a restart path made of process starts.
 No agent takes part: none is installed with the Quadlet units at this commit (one that is
 active is stopped first), and c's units run without it. A single crash is systemd's
-`Restart=always` (a, c) or Podman's restart policy (b) alone.
-Kills rotate a, b, c, a, ... so that the setups share the noise; each container is killed at
+`Restart=always` (a, c) or the engine's restart policy (b, d) alone.
+Kills rotate a, b, c, d, a, ... so that the setups share the noise; each container is killed at
 most once per 15 s (the units' start limit is 5 in 60 s). A kill is SIGKILL of the
 container's init (State.Pid: catatonit, docker-init) from the host, timed from just before
 kill(2) to the replacement's `start` event, stamped by Podman (podman events) or dockerd
@@ -81,6 +84,8 @@ SETUPS = {  # key: (engine, container name prefix, label)
     "b": ("podman", "podman-rs", "b. `podman run -d --restart=always`"),
     "c": ("docker", f"tracardi-{DOCKER_WORKER}", "c. this project's Docker units "
                                                  "(`install --runtime docker`)"),
+    # A reference: how far emulation moves c against the sandbox's recovery.py (c/d there).
+    "d": ("docker", "docker-rs", "d. `docker run -d --restart=always`"),
 }
 VERSIONS = """
 echo "kernel: $(uname -r)"
@@ -107,7 +112,8 @@ def parent(pid: int) -> int:
 def kills(total: int, setups: dict[str, tuple[str, list[str]]]) -> dict:
     """SIGKILL each setup's containers in turn: seconds from just before the kill to the
     replacement's `start` event ("total"; None when not back within BOUND) and to the
-    old container's exit event ("exited": podman's `died`, docker's `die`)."""
+    first event of each action of that name in between ("marks": podman's `died`,
+    `remove`, `create`, `init`; docker's `die`, `destroy`, `create`; ...)."""
     streams = {"docker": Events(), "podman": Events(podman_events())}
     last_kill: dict[str, float] = {}
     results: dict[str, list[dict | None]] = {key: [] for key in setups}
@@ -132,11 +138,9 @@ def kills(total: int, setups: dict[str, tuple[str, list[str]]]) -> dict:
             return event.action == "start" and event.name == n
 
         started = events.wait(replaced, BOUND)
-        exited = next((e.time for e in seen if e.name == name and e.action in ("die", "died")),
-                      None)
-        results[key].append(None if started is None else {
-            "total": started.time - killed_at,
-            "exited": None if exited is None else exited - killed_at})
+        marks = {e.action: e.time - killed_at for e in reversed(seen) if e.name == name}
+        results[key].append(None if started is None else {"total": started.time - killed_at,
+                                                           "marks": marks})
         time.sleep(0.3)  # let the replacement settle before the next kill
     for events in streams.values():
         events.close()
@@ -203,9 +207,11 @@ def set_up(guest: Guest, per_setup: int) -> dict[str, list[str]]:
               "systemctl daemon-reload && systemctl start "
               + " ".join(f"tracardi-{DOCKER_WORKER}@{i}.service" for i in numbers),
               timeout=300)
-    for i in numbers:
-        guest.run(f"podman run -d --restart=always --init --network host "
-                  f"--name {SETUPS['b'][1]}-{i} {PODMAN_IMAGE} >/dev/null", timeout=120)
+    for key, image in (("b", PODMAN_IMAGE), ("d", IMAGE)):
+        engine, prefix, _ = SETUPS[key]
+        for i in numbers:
+            guest.run(f"{engine} run -d --restart=always --init --network host "
+                      f"--name {prefix}-{i} {image} >/dev/null", timeout=120)
     containers = {key: [f"{prefix}-{i}" for i in numbers]
                   for key, (_, prefix, _) in SETUPS.items()}
     for key, names in containers.items():
@@ -269,6 +275,14 @@ def host_memory() -> str:
     return f"{kib / 2**20:.1f} GiB memory"
 
 
+def steps(kills: list[dict | None]) -> str:
+    done = [k["marks"] for k in kills if k]
+    actions = {action for marks in done for action in marks}
+    times = {action: median([m[action] for m in done if action in m]) for action in actions}
+    return ", ".join(f"{action} {ms(at)}" for action, at in sorted(times.items(),
+                                                                  key=lambda item: item[1]))
+
+
 def report(result: dict) -> str:
     medians = {key: median(totals(kills)) for key, kills in result["kills"].items()
                if totals(kills)}
@@ -279,19 +293,19 @@ def report(result: dict) -> str:
         lost = len(kills) - len(values)
         count = f"{len(values)}" + (f" + {lost} never back" if lost else "")
         if not values:
-            rows.append([label, count, "never", "-", "-", "-", "-"])
+            rows.append([label, count, "never", "-", "-", "-"])
             continue
-        exits = [k["exited"] for k in kills if k and k["exited"] is not None]
         mid = medians[key]
         rows.append([label, count, ms(mid), ms(percentile(values, 90)),
-                     ms(median(exits)) if exits else "-",
                      f"{mid / medians['b']:.2f}" if "b" in medians else "-",
                      f"{mid / medians['c']:.2f}" if "c" in medians else "-"])
     guest = "; ".join(result["guest"])
     agent = ("none installed with the Quadlet units" if result["agent"] != "active"
              else "one was active and was stopped first")
-    ratios = (f"a/b {medians['a'] / medians['b']:.2f}, a/c {medians['a'] / medians['c']:.2f}"
-              if {"a", "b", "c"} <= set(medians) else "not all setups recovered")
+    ratios = (f"a/b {medians['a'] / medians['b']:.2f}, a/c {medians['a'] / medians['c']:.2f}; "
+              f"c/d {medians['c'] / medians['d']:.2f} (on the sandbox's native dockerd, "
+              "recovery.py's a/b above, the same units against the same restart policy)"
+              if set(SETUPS) <= set(medians) else "not every setup recovered")
     out = ["### SIGKILL recovery on one Podman host (kill of the container's init to the "
            "replacement's `start` event)", "",
            f"- Host: {machine()}, {host_memory()}; load average (1, 5, 15 min) "
@@ -299,11 +313,15 @@ def report(result: dict) -> str:
            "after.",
            f"- Guest: Debian 13 under qemu TCG, {result['guest_size']}; {guest}. Absolute "
            "times are 6-10x a native host's: compare the ratios.",
-           f"- {result['per_setup']} containers per setup, kills rotating a, b, c; no agent "
-           f"({agent}).", "",
-           table(["setup", "kills", "median", "p90", "kill -> exit event (median)",
-                  "median / b's", "median / c's"], rows), "",
-           f"Median ratios: {ratios}.", ""]
+           f"- {result['per_setup']} containers per setup, kills rotating "
+           f"{', '.join(SETUPS)}; no agent ({agent}).", "",
+           table(["setup", "kills", "median", "p90", "median / b's", "median / c's"], rows),
+           "", f"Median ratios: {ratios}.", "",
+           "### Where the time goes (median time from the kill to the first event of each "
+           "kind, in order)", "",
+           table(["setup", "events of the container's name, kill to replacement started"],
+                 [[label, steps(result["kills"][key])] for key, (_, _, label) in SETUPS.items()]),
+           ""]
 
     memory = result["memory"]
     what = [("main-a", "a. Quadlet unit's MainPID"),

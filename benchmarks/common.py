@@ -28,6 +28,7 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(CHECKOUT))
 
+from tests.e2e.host import Host  # noqa: E402
 from tests.e2e.operator import ENV_SOURCE, INSTALLED_ENV, TOOL, install, write_env  # noqa: E402
 from tests.e2e.sandbox import Sandbox  # noqa: E402
 from tests.e2e.standin import (  # noqa: E402
@@ -70,9 +71,11 @@ def log(message: str) -> None:
     print(f"[{time.monotonic() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
-def inside(host: Sandbox, script: str, *args: object, timeout: float = 900) -> dict:
-    """Run `script --inside args...` in the sandbox with the venv; its last line, as JSON."""
-    argv = [VENV_PYTHON, str(Path(script).resolve()), "--inside", *map(str, args)]
+def inside(host: Host, script: str, *args: object, timeout: float = 900,
+           python: str = VENV_PYTHON) -> dict:
+    """Run `script --inside args...` in the sandbox with the venv (or on a VM guest with
+    the deb's python, the script copied to the same path); its last line, as JSON."""
+    argv = [python, str(Path(script).resolve()), "--inside", *map(str, args)]
     out = host.run(shlex.join(argv), timeout=timeout).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -103,18 +106,29 @@ class Event:
     time: float  # seconds since the epoch, from the daemon's timeNano
 
 
+def podman_events() -> list[str]:
+    """`podman events` from now on: it replays from the journal what came after --since,
+    so nothing is missed while the (slow to start) podman process subscribes."""
+    return ["podman", "events", "--filter", "type=container", "--format", "json",
+            "--since", f"{time.time():.6f}"]
+
+
 class Events:
-    """`docker events` for containers, read by a thread into a queue.
+    """`docker events` (or `podman events`, command=podman_events()) for containers, read
+    by a thread into a queue.
 
     Why events and not polling `docker inspect`: each event carries the daemon's own
     nanosecond timestamp of the moment it happened, so a kill and the replacement's start
     are timed on one clock with no polling interval, and watching costs no extra docker
-    client processes competing for the 2 CPUs while the recovery runs.
+    client processes competing for the 2 CPUs while the recovery runs. Podman has no
+    daemon: each podman process stamps its events (timeNano) as it writes them to the
+    journal, on the same clock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, command: list[str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            ["docker", "events", "--filter", "type=container", "--format", "{{json .}}"],
+            command or ["docker", "events", "--filter", "type=container",
+                        "--format", "{{json .}}"],
             stdout=subprocess.PIPE, text=True)
         self.queue: queue.Queue[Event] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -122,10 +136,7 @@ class Events:
 
     def _read(self) -> None:
         for line in self.proc.stdout:
-            data = json.loads(line)
-            name = data["Actor"]["Attributes"].get("name", "")
-            self.queue.put(Event(data.get("Action", ""), name, data.get("id", ""),
-                                 int(data["timeNano"]) / 1e9))
+            self.queue.put(parse_event(json.loads(line)))
 
     def wait(self, match: Callable[[Event], bool], timeout: float) -> Event | None:
         deadline = time.monotonic() + timeout
@@ -148,6 +159,16 @@ class Events:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+def parse_event(data: dict) -> Event:
+    """An event of `docker events`, or of `podman events --format json` (its own shape:
+    Status, Name and ID at the top; `died` where docker says `die`)."""
+    if "Actor" in data:
+        return Event(data.get("Action", ""), data["Actor"]["Attributes"].get("name", ""),
+                     data.get("id", ""), int(data["timeNano"]) / 1e9)
+    return Event(data.get("Status", ""), data.get("Name", ""), data.get("ID", ""),
+                 int(data["timeNano"]) / 1e9)
 
 
 def main_pid(unit: str) -> int:
@@ -211,10 +232,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def p95(values: list[float]) -> float:
-    """Nearest-rank 95th percentile."""
+def percentile(values: list[float], rank: int) -> float:
+    """Nearest-rank percentile."""
     ordered = sorted(values)
-    return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
+    return ordered[max(0, -(-rank * len(ordered) // 100) - 1)]
+
+
+def p95(values: list[float]) -> float:
+    return percentile(values, 95)
 
 
 def ms(seconds: float | None) -> str:
@@ -233,6 +258,15 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def print_result(result: dict, report: Callable[[dict], str], json_path: str | None) -> None:
+    """The outside half's answer: the machine and the tables on stdout (benchmarks/run keeps
+    all but the Machine line), the raw figures also in json_path if given."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(result))
+    print(f"Machine: {machine()}\n")
+    print(report(result))
 
 
 def emit(result: dict) -> None:

@@ -242,3 +242,25 @@ def test_a_podman_install_enables_podman_socket_unless_it_already_runs(
     assert bool(lines) == enabled
     docker_request = InstallRequest(**{**request.__dict__, "quadlet_dir": None})
     assert installer._enable_podman_socket(docker_request) == []
+
+
+def test_a_podman_install_records_its_workers_and_enables_only_what_systemctl_can(
+        tmp_path, write_env):
+    """The manifest's units are what status, the agent and upgrade watch: on Podman they
+    must hold the workers too, though Quadlet generates those units (systemctl could not
+    enable them; here, offline, it would not even find them)."""
+    root = tmp_path / "root"
+    result = invoke("install", "--root", str(root), "--runtime", "podman",
+                    "--env-file", str(write_env(CLEAN_ENV)))
+    assert result.exit_code == 0, result.output
+    units = load_manifest(root).units
+    assert {SCHEDULER, "tracardi-update.service", "tracardi-agent.service"} <= set(units)
+    wants = root / "etc/systemd/system/tracardi.target.wants"
+    assert sorted(p.name for p in wants.iterdir()) == [
+        "tracardi-agent.service", "tracardi-heartbeat-profile-segmentation.timer",
+        "tracardi-heartbeat-visit-end.timer"]
+    assert (root / "etc/containers/systemd/tracardi-scheduler.container").is_file()
+    result = invoke("uninstall", "--root", str(root), "--purge")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    assert not (root / "etc/containers/systemd/tracardi-scheduler.container").exists()

@@ -78,6 +78,13 @@ def generated_unit(name: str) -> str:
     return name.removesuffix(".container") + ".service" if is_quadlet_file(name) else name
 
 
+def is_quadlet_generated(unit: str) -> bool:
+    """On a Podman install, a unit Quadlet generates from a .container file (each worker,
+    its replicas, the run-once init): every tracardi service but the agent's. systemctl
+    can neither enable nor disable those; Quadlet wires their [Install] itself."""
+    return unit.endswith(".service") and unit != AGENT_UNIT and is_unit_file_name(unit)
+
+
 def timer_file(worker: str) -> str:
     """The timer that starts a scheduled job's tracardi-<job>.service."""
     return f"{unit_base(worker)}.timer"

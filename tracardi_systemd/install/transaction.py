@@ -44,6 +44,7 @@ from tracardi_systemd.names import (
     PODMAN_SOCKET_UNIT,
     TARGET,
     generated_unit,
+    is_quadlet_generated,
     is_unit_file_name,
     is_worker_unit,
 )
@@ -199,6 +200,17 @@ class Transaction:
         with self._lock():
             yield
 
+    def disable(self, units: list[str], quadlet: bool) -> None:
+        """Disable `units` and, on a live host, stop them; on a Podman install (`quadlet`)
+        the units Quadlet generates are only stopped: they cannot be disabled, and lose
+        their [Install] with their .container file."""
+        generated = [u for u in units if quadlet and is_quadlet_generated(u)]
+        files = [u for u in units if u not in generated]
+        if files:
+            self.systemctl.disable(files, now=self.live)
+        if generated and self.live:
+            self.systemctl("stop", *generated)
+
     def _stop_jobs(self, files: Iterable[str], listed: list[str], reset: list[str]) -> None:
         """Stop the services among `files` that are not in `listed` (a scheduled job's,
         started by its timer and never enabled, so `disable --now` misses it), then forget
@@ -288,7 +300,7 @@ class Installer(Transaction):
                 self.docker.pull(image)
             stale = units_no_longer_wanted(previous, request.units)
             if stale:
-                self.systemctl.disable(stale, now=self.live)
+                self.disable(stale, quadlet=bool(previous and previous.quadlet_dir))
             self._stop_jobs(plan.removed, stale, reset=stale)
             if not plan.nothing_to_change:
                 save_manifest(self.root, _with_pending(previous, request, plan))
@@ -328,7 +340,8 @@ class Installer(Transaction):
                 save_manifest(self.root, manifest)
             if enable:
                 lines += self._enable_podman_socket(request)
-                self.systemctl.enable(request.units)
+                self.systemctl.enable([u for u in request.units
+                                       if not (request.quadlet_dir and is_quadlet_generated(u))])
             if start:
                 self.systemctl.start(request.units)
         except CommandError as exc:

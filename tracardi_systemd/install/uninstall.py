@@ -44,7 +44,7 @@ class Uninstaller(Transaction):
                 return
             try:
                 if whole.units:
-                    self.systemctl.disable(whole.units, now=True)
+                    self.disable(whole.units, quadlet=bool(whole.quadlet_dir))
                     self._stop_jobs(whole.known_files(), whole.units, reset=whole.units)
             except CommandError as exc:
                 say(f"warning: {exc}")

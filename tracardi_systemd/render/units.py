@@ -177,10 +177,6 @@ class WorkerUnit:
         """The unit names to enable and start: a job's timer (which starts the job)."""
         if self.timer:
             return (self.timer,)
-        if self.runtime == "podman":
-            # Generated units cannot be enabled: Quadlet wires [Install] itself, and
-            # tracardi.target wants the instances of a template.
-            return ()
         return names.instance_units(self.worker.name, self.replicas)
 
 

@@ -11,7 +11,7 @@ import pytest
 from fakes import FakeClock, FakeEngine, FakeSystemctl, inspected, unit_props
 
 from tracardi_systemd.agent import loop as agent_module
-from tracardi_systemd.agent.loop import Agent, InputFiles, needs_of, worker_of
+from tracardi_systemd.agent.loop import RUNTIME_HOSTS, Agent, InputFiles, needs_of, worker_of
 from tracardi_systemd.agent.policy import Config, EntryKind, History, State
 from tracardi_systemd.cli.table import describe_cycle
 from tracardi_systemd.host.commands import CommandError
@@ -42,7 +42,7 @@ def quiet_host(monkeypatch):
 class Rig:
     def __init__(self, tmp_path: Path, units: list[str], config: Config | None = None,
                  unit_state: dict[str, dict[str, str]] | None = None,
-                 containers: list[dict] | None = None):
+                 containers: list[dict] | None = None, runtime: str = "docker"):
         self.manifest = Manifest(
             unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
             tracardi_version="0.8.1", units=[TARGET, AGENT_UNIT, *units],
@@ -65,8 +65,8 @@ class Rig:
         self.state_file = tmp_path / "run" / "agent-state.json"
         self.agent = Agent(InputFiles(self.manifest_file, self.env_file), self.systemctl,
                            self.engine, self.probe, self.journal, config or Config(),
-                           state_file=self.state_file, clock=self.clock,
-                           read_work=self.read_work)
+                           runtime=RUNTIME_HOSTS[runtime], state_file=self.state_file,
+                           clock=self.clock, read_work=self.read_work)
         self.work: dict[str, WorkReading] = {}
         self.consumers: list[list[Consumer]] = []
 
@@ -340,6 +340,34 @@ def test_a_worker_docker_stopped_is_started_even_when_docker_came_back_between_t
     rig.agent.cycle()  # a worker in flux: systemd is asked every tick
     assert ("start", "--no-block", update) in rig.systemctl.calls
     assert rig.agent.history.workers[update].state is State.RESTARTING
+
+
+def test_on_podman_docker_service_is_never_asked_and_the_engine_always_is(tmp_path, monkeypatch):
+    """Podman has no daemon whose stop takes the workers down: docker.service, stopped or
+    not, says nothing about them, and podman.socket answers whenever it is asked."""
+    disks: list[str] = []
+    monkeypatch.setattr(agent_module, "_disk_percent", lambda path: disks.append(path) or 40.0)
+    rig = Rig(tmp_path, FIVE, runtime="podman")
+    rig.systemctl.units[DOCKER_UNIT] = unit_props("deactivating", "stop")
+    rig.systemctl.queued[DOCKER_UNIT] = "stop"
+    observation, decision = rig.agent.cycle()
+    assert rig.systemctl.shows[0][0] == [*FIVE, TARGET]
+    assert observation.docker is None and observation.docker_active
+    assert decision.actions == [] and decision.entries == []
+    assert disks == ["/var/lib/containers/storage"]
+
+    update = "tracardi-update.service"
+    rig.systemctl.units[update] = unit_props("active", "running")
+    rig.engine.entries = [c for c in rig.engine.entries
+                          if c["Config"]["Labels"]["tracardi.unit"] != update]
+    for _ in range(3):  # the grace of a missing container, asking the engine each tick
+        rig.clock.advance(10)
+        rig.agent.cycle(refresh_systemd=False)
+    rig.clock.advance(10)
+    rig.agent.cycle(refresh_systemd=False)
+    assert len(rig.engine.listings) == 5
+    assert ("restart", "--no-block", update) in rig.systemctl.calls
+    assert DOCKER_UNIT not in {unit for units, _ in rig.systemctl.shows for unit in units}
 
 
 def test_describe_cycle_of_a_healthy_host(tmp_path):

@@ -201,3 +201,44 @@ def live_install_stops_before_writing(monkeypatch):
 
     monkeypatch.setattr(Installer, "require_live_host", lambda self, *a, **k: None)
     monkeypatch.setattr(Installer, "install", reached)
+
+
+def test_a_podman_host_without_catatonit_is_refused_naming_the_package(tmp_path):
+    from tracardi_systemd.install.transaction import InstallError, require_podman_init
+
+    helpers, bin_dir = tmp_path / "libexec-podman", tmp_path / "bin"
+    helpers.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "catatonit").write_text("not executable\n")
+    with pytest.raises(InstallError) as refused:
+        require_podman_init([str(helpers), str(bin_dir)])
+    assert "init binary catatonit is not on this host" in str(refused.value)
+    assert "apt-get install catatonit" in str(refused.value)
+    (helpers / "catatonit").write_text("#!/bin/sh\n")
+    os.chmod(helpers / "catatonit", 0o755)
+    require_podman_init([str(helpers), str(bin_dir)])  # found: no error
+
+
+@pytest.mark.parametrize(("file_state", "active", "enabled"), [
+    ("disabled", "inactive", True), ("enabled", "inactive", True), ("enabled", "active", False)])
+def test_a_podman_install_enables_podman_socket_unless_it_already_runs(
+        tmp_path, file_state, active, enabled):
+    """Debian 13's podman leaves podman.socket disabled; the agent reaches Podman through it."""
+    from fakes import FakeSystemctl, unit_props
+
+    from tracardi_systemd.host.commands import Docker
+    from tracardi_systemd.install.plan import InstallRequest
+    from tracardi_systemd.install.transaction import Installer
+
+    systemctl = FakeSystemctl({"podman.socket": dict(unit_props(active),
+                                                     UnitFileState=file_state)})
+    installer = Installer(None, systemctl, Docker("/usr/bin/podman"))  # type: ignore[arg-type]
+    request = InstallRequest(root=Path("/"), unit_dir=Path("/etc/systemd/system"),
+                             env_source=tmp_path / "env", env_data=b"", env_target=tmp_path,
+                             rendered={}, units=[], force=False,
+                             quadlet_dir=Path("/etc/containers/systemd"))
+    lines = installer._enable_podman_socket(request)
+    assert (systemctl.calls == [("enable", "--now", "--quiet", "podman.socket")]) == enabled
+    assert bool(lines) == enabled
+    docker_request = InstallRequest(**{**request.__dict__, "quadlet_dir": None})
+    assert installer._enable_podman_socket(docker_request) == []

@@ -127,3 +127,29 @@ def test_no_verdict_while_redis_is_down():
     sim.step(0.0, working(**hung))
     decision = sim.step(60.0, working(**hung), dependencies={"redis": False})
     assert EntryKind.NOT_LIVE not in kinds(decision)
+
+
+def failing_health_check(cid: str = "id-tracardi-update") -> WorkerView:
+    base = healthy(UPDATE)
+    return replace(base, live=False, not_live_reason="its Celery worker does not answer a ping",
+                   container=container(UPDATE, cid=cid))
+
+
+def test_a_failed_health_check_restarts_a_docker_worker_once_per_container():
+    sim = Sim()
+    decision = sim.step(0.0, failing_health_check())
+    assert acts(decision) == [("restart", UPDATE)]
+    assert kinds(decision) == [EntryKind.NOT_LIVE, EntryKind.RESTART]
+    assert sim.step(10.0, failing_health_check()).actions == []
+    assert acts(sim.step(20.0, failing_health_check(cid="new"))) == [("restart", UPDATE)]
+
+
+def test_on_podman_a_failed_health_check_is_reported_and_left_to_podmans_kill():
+    """HealthOnFailure=kill: Podman kills the container and its unit restarts it; a restart
+    by the agent as well would start the worker twice."""
+    sim = Sim(Config(engine_kills_not_live=True))
+    decision = sim.step(0.0, failing_health_check())
+    assert decision.actions == []
+    entry = one_event(decision, EntryKind.NOT_LIVE)
+    assert "Podman kills it" in entry.message
+    assert kinds(sim.step(10.0, failing_health_check())) == []  # once per container

@@ -44,11 +44,13 @@ def test_podman_files_match_the_golden_files(version):
         assert text == (folder / name).read_text(), name
 
 
-def test_a_podman_install_has_no_agent_and_no_docker():
+def test_a_podman_install_has_its_agent_on_podman_and_no_docker():
     files = render(settings("0.8.1"))
-    assert "tracardi-agent.service" not in files
-    containers = [text for name, text in files.items() if name.endswith(".container")]
-    assert not any("docker run" in t or "docker.service" in t for t in containers)
+    agent = files["tracardi-agent.service"]
+    exec_start = next(line for line in agent.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.endswith(" --runtime podman")
+    assert "Wants=podman.socket" in agent and "docker.service" not in agent
+    assert not any("docker run" in t or "docker.service" in t for t in files.values())
     assert "tracardi-update.container" in files
     assert "tracardi-scheduler@.container" in files
 

@@ -29,6 +29,8 @@ DEFAULT_UNIT_DIR = "/etc/systemd/system"
 # Podman: Quadlet reads .container files here and generates tracardi-<worker>.service.
 DEFAULT_PODMAN = "/usr/bin/podman"
 DEFAULT_QUADLET_DIR = "/etc/containers/systemd"
+# Podman's API socket, which starts podman.service when the agent connects.
+PODMAN_SOCKET_UNIT = "podman.socket"
 # The Podman secret that holds the license of the commercial images (LICENSE, else
 # API_LICENSE, of the env file); created from stdin by install, never written to a file.
 LICENSE_SECRET = "tracardi-license"

@@ -40,7 +40,7 @@ from tracardi_systemd.agent.policy import (
 from tracardi_systemd.agent.watch import Stop, Watcher
 from tracardi_systemd.host.cgroup import ContainersMemory
 from tracardi_systemd.host.commands import CommandError, ContainerSource, SystemctlClient
-from tracardi_systemd.host.engine import EngineError
+from tracardi_systemd.host.engine import DEFAULT_SOCKET, PODMAN_SOCKET, EngineError
 from tracardi_systemd.host.journal import Journal, Priority
 from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.inflight import UpgradeInFlight
@@ -55,7 +55,23 @@ from tracardi_systemd.spec.addresses import Dependency, dependencies_of
 from tracardi_systemd.spec.catalog import RECOVERS_AFTER_OUTAGE, REDIS, Worker, workers_for
 from tracardi_systemd.spec.envfile import load_env_file
 
-DOCKER_DATA_DIR = "/var/lib/docker"
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the agent watches besides the units on one container runtime: the daemon whose
+    stop takes every worker down (docker.service; Podman has none, each container has its
+    conmon in its unit), where the engine's API listens, and where its images live."""
+
+    daemon: str | None
+    socket: str
+    data_dir: str
+
+
+RUNTIME_HOSTS = {
+    "docker": Runtime(DOCKER_UNIT, DEFAULT_SOCKET, "/var/lib/docker"),
+    # podman.socket starts podman.service at the first call: no outage to wait for.
+    "podman": Runtime(None, PODMAN_SOCKET, "/var/lib/containers/storage"),
+}
 
 DependencyProbe = Callable[[list[Dependency]], dict[str, bool]]
 # Told of every cycle that acted (metrics, the failure hook): the agent, what it saw and
@@ -123,6 +139,7 @@ class Agent:
     probe: DependencyProbe
     journal: Journal
     config: Config
+    runtime: Runtime = RUNTIME_HOSTS["docker"]
     state_file: Path = AGENT_STATE_FILE
     clock: Callable[[], float] = time.monotonic
     read_work: WorkProbe = read_work
@@ -212,16 +229,7 @@ class Agent:
         again only when told to, when something happened, or while docker is down (the
         Engine API must not be asked then: docker.socket would start docker again)."""
         if refresh_systemd or self.systemd_view_stale or not self._docker_active():
-            # The jobs before the states: a stop of docker that ends between the two reads
-            # then leaves it inactive, not `active` with no job queued, when the workers
-            # it took down are already deactivating.
-            docker_job = self.systemctl.jobs().get(DOCKER_UNIT, "")
-            view = read_units(self.systemctl, [*self.units, DOCKER_UNIT, TARGET],
-                              self.systemd_view, judged_by=[DOCKER_UNIT])
-            docker = view[DOCKER_UNIT]
-            if docker.active_state == "active":  # a queued stop matters only then
-                docker = replace(docker, job=docker_job)
-            self.systemd_view = view | {DOCKER_UNIT: docker}
+            self.systemd_view = self._read_systemd()
             self.systemd_view_stale = False
         shown = self.systemd_view
         containers = self.reader.read() if self._docker_active() else []
@@ -251,12 +259,26 @@ class Agent:
             containers=containers,
             dependencies=self.probe([d for needs in self.needs.values() for d in needs]),
             host_memory_percent=psutil.virtual_memory().percent,
-            docker_disk_percent=_disk_percent(DOCKER_DATA_DIR),
+            docker_disk_percent=_disk_percent(self.runtime.data_dir),
             clock_time=time.strftime("%H:%M"),
-            docker=shown[DOCKER_UNIT],
+            docker=shown[self.runtime.daemon] if self.runtime.daemon else None,
             target_active=shown[TARGET].active_state in OWNING_STATES,
             other_units=self._other_units(containers),
         )
+
+    def _read_systemd(self) -> dict[str, UnitState]:
+        daemon = self.runtime.daemon
+        if daemon is None:
+            return read_units(self.systemctl, [*self.units, TARGET], self.systemd_view)
+        # The jobs before the states: a stop of docker that ends between the two reads
+        # then leaves it inactive, not `active` with no job queued, when the workers it
+        # took down are already deactivating.
+        job = self.systemctl.jobs().get(daemon, "")
+        view = read_units(self.systemctl, [*self.units, daemon, TARGET], self.systemd_view,
+                          judged_by=[daemon])
+        if view[daemon].active_state == "active":  # a queued stop matters only then
+            view[daemon] = replace(view[daemon], job=job)
+        return view
 
     def _consumers(self, owned: dict[str, ContainerState]) -> list[Consumer]:
         """The running containers of workers that take work from a Redis queue."""
@@ -278,8 +300,12 @@ class Agent:
                    if (wait := self.history.queues.get(key)))
 
     def _docker_active(self) -> bool:
-        docker = self.systemd_view.get(DOCKER_UNIT)
-        return docker is not None and docker.up
+        """Whether the engine may be asked: on Docker while docker.service is up; always
+        on Podman."""
+        if self.runtime.daemon is None:
+            return True
+        daemon = self.systemd_view.get(self.runtime.daemon)
+        return daemon is not None and daemon.up
 
     def _other_units(self, containers: list) -> dict[str, str]:
         """The state of units that containers name but the manifest does not (one call)."""

@@ -100,6 +100,9 @@ class Config:
     # ask for work is restarted, one that does (or is busy) leaves the queue reported stuck.
     # 30 s plus a 10 s tick plus a Celery start stays within a minute of the first task.
     work_wait: float = 30.0
+    # Podman kills a container whose health check fails (HealthOnFailure=kill) and its unit
+    # restarts it: the agent only reports the verdict, or the worker would restart twice.
+    engine_kills_not_live: bool = False
 
     def memory_limit(self, worker: str) -> int:
         return self.memory_limits.get(worker, self.default_memory_limit)
@@ -402,9 +405,13 @@ class _Decider:
             return
         past.not_live = container.id
         reason = view.not_live_reason or "its liveness check fails"
-        self._entry(EntryKind.NOT_LIVE, WARNING, f"{unit} runs but is not working: {reason}",
+        killed = self.config.engine_kills_not_live
+        then = "; Podman kills it and systemd starts it again" if killed else ""
+        self._entry(EntryKind.NOT_LIVE, WARNING,
+                    f"{unit} runs but is not working: {reason}{then}",
                     **fields, TRACARDI_REASON="liveness check failed")
-        self._restart(unit, past, fields, "liveness check failed", reason)
+        if not killed:
+            self._restart(unit, past, fields, "liveness check failed", reason)
 
     def _work(self, unit: str, view: WorkerView, past: WorkerHistory,
               fields: dict[str, str]) -> None:

@@ -18,7 +18,7 @@ from tracardi_systemd.cli.options import (
 )
 from tracardi_systemd.host.commands import CommandError, Docker, Systemctl
 from tracardi_systemd.install.manifest import manifest_path
-from tracardi_systemd.names import DEFAULT_DOCKER, DEFAULT_ENV_FILE, DEFAULT_METRICS_DIR
+from tracardi_systemd.names import DEFAULT_DOCKER, DEFAULT_ENV_FILE, DEFAULT_METRICS_DIR, RUNTIMES
 from tracardi_systemd.spec.envfile import load_env_file
 from tracardi_systemd.spec.limits import LimitError, parse_memory_limits
 
@@ -99,6 +99,11 @@ def login(username: str | None, registry: str | None, token_file, env_file: Path
               help="Seconds work may wait in a Redis queue before its consumers are judged: "
               "one that is not asking Redis for work (nor busy with work it took) is "
               "restarted; if all are, the queue is reported stuck, once.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="docker", show_default=True,
+              help="The container engine of the workers (install writes the one it "
+              "installed for): docker, through dockerd's socket, held while docker.service "
+              "is down; podman, through /run/podman/podman.sock (podman.socket), whose "
+              "HealthOnFailure=kill restarts a worker that fails its health check.")
 @click.option("--docker", default=DEFAULT_DOCKER, show_default=True,
               help="Accepted for units written by earlier versions; the agent talks to "
               "dockerd's socket itself.", hidden=True)
@@ -106,7 +111,7 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
           backoff_initial: float,
           backoff_max: float, stable_after: float, grace: float, memory_limits: tuple[str, ...],
           memory_cycles: int, metrics_dir: str, on_failure: str | None, work_wait: float,
-          docker: str) -> None:
+          runtime: str, docker: str) -> None:
     """The watchdog agent (run by tracardi-agent.service, Type=notify).
 
     Each cycle it reads every installed unit and every labelled container, then re-arms
@@ -121,6 +126,7 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
     """
     # Imported here: they load psutil and sdnotify, which other commands need not pay for.
     from tracardi_systemd.agent.loop import (
+        RUNTIME_HOSTS,
         Agent,
         InputFiles,
         host_call_timeout,
@@ -139,12 +145,15 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
         raise click.UsageError("--dry-run needs --once")
     inputs = InputFiles(manifest_path(Path("/")), env_file)
     timeout = host_call_timeout()
-    engine, journal = Engine(timeout=timeout), Journal()
+    host = RUNTIME_HOSTS[runtime]
+    engine, journal = Engine(host.socket, timeout=timeout), Journal()
     try:
         config = _config(inputs.manifest, memory_limits, backoff_initial=backoff_initial,
                          backoff_max=backoff_max, stable_after=stable_after, grace=grace,
-                         memory_cycles=memory_cycles, work_wait=work_wait)
-        watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, config)
+                         memory_cycles=memory_cycles, work_wait=work_wait,
+                         engine_kills_not_live=runtime == "podman")
+        watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, config,
+                         runtime=host)
     except ManifestError as exc:
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")
     except LimitError as exc:

@@ -192,9 +192,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
         _or_fail(installer.require_live_host)
     options["tool"] = options["tool"] or installer.agent_program(running_program())
     if live and not dry_run:
-        _or_fail(lambda: installer.require_trusted(None if podman else options["tool"],
-                                                   installer.docker.program))
-    if not live and not podman:
+        _or_fail(lambda: installer.require_trusted(options["tool"], installer.docker.program))
+    if not live:
         _say_baked(installer, options["tool"])
     env_target = Path(options["installed_env_file"])
     env_source = env_file or installer.on_disk(env_target)

@@ -41,6 +41,7 @@ from tracardi_systemd.install.plan import (
 from tracardi_systemd.names import (
     AGENT_UNIT,
     DEFAULT_AGENT_PROGRAM,
+    PODMAN_SOCKET_UNIT,
     TARGET,
     generated_unit,
     is_unit_file_name,
@@ -100,6 +101,28 @@ def require_quadlet(podman: Docker) -> None:
             "for Podman")
 
 
+# Where Podman looks for the init binary of RunInit=true (`--init`): the default
+# helper_binaries_dir of containers.conf, then $PATH.
+PODMAN_HELPER_DIRS = ("/usr/local/libexec/podman", "/usr/local/lib/podman",
+                      "/usr/libexec/podman", "/usr/lib/podman")
+PODMAN_INIT = "catatonit"
+
+
+def require_podman_init(search: Iterable[str] | None = None) -> None:
+    """Refuse a Podman host without catatonit: every worker runs with RunInit=true, and
+    without it each start fails ("lookup init binary"), a crash loop install would not
+    show. `search`: the folders to look in (default: Podman's helper folders, then PATH)."""
+    folders = list(search) if search is not None else [
+        *PODMAN_HELPER_DIRS, *os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)]
+    if any(os.access(Path(folder, PODMAN_INIT), os.X_OK) for folder in folders if folder):
+        return
+    raise InstallError(
+        f"--runtime podman: Podman's init binary {PODMAN_INIT} is not on this host (looked "
+        f"in {', '.join(PODMAN_HELPER_DIRS)} and PATH); the worker units run with "
+        f"RunInit=true and would fail at every start: install it (apt-get install "
+        f"{PODMAN_INIT}, dnf install {PODMAN_INIT}); nothing was changed")
+
+
 class Transaction:
     """What install and uninstall share: one root, its host adapters, its lock."""
 
@@ -126,6 +149,7 @@ class Transaction:
                 f"needs a running systemd, or {otherwise}")
         if self.docker.program.endswith("podman"):
             require_quadlet(self.docker)
+            require_podman_init()
         elif not Path(self.docker.program).exists():
             raise InstallError(f"the docker client {self.docker.program} is missing: install "
                                "Docker (apt-get install docker.io) or pass --docker PATH")
@@ -205,17 +229,15 @@ class Installer(Transaction):
         packaged = self.on_disk(Path(DEFAULT_AGENT_PROGRAM))
         return DEFAULT_AGENT_PROGRAM if packaged.exists() else running
 
-    def require_trusted(self, agent_program: str | None, client: str) -> None:
+    def require_trusted(self, agent_program: str, client: str) -> None:
         """Refuse programs root's units would run while another user can edit them (or what
         they load): the agent program and the docker or podman client, however chosen."""
         from tracardi_systemd.install.trust import agent_program_problem, program_problem
 
         if os.geteuid() != 0:
             return  # only root runs them: nothing installed by another user is root's code
-        checks = [(client, "the worker units", program_problem(Path(client)))]
-        if agent_program:
-            checks.insert(0, (agent_program, "the agent unit",
-                              agent_program_problem(Path(agent_program))))
+        checks = [(agent_program, "the agent unit", agent_program_problem(Path(agent_program))),
+                  (client, "the worker units", program_problem(Path(client)))]
         for program, units, problem in checks:
             if problem:
                 raise InstallError(
@@ -305,6 +327,7 @@ class Installer(Transaction):
                 manifest.upgrade = {}
                 save_manifest(self.root, manifest)
             if enable:
+                lines += self._enable_podman_socket(request)
                 self.systemctl.enable(request.units)
             if start:
                 self.systemctl.start(request.units)
@@ -337,6 +360,18 @@ class Installer(Transaction):
         if workers:
             self.systemctl("try-restart", *workers)
         return lines
+
+    def _enable_podman_socket(self, request: InstallRequest) -> list[str]:
+        """The agent reaches Podman through podman.socket, which Debian 13's package leaves
+        disabled; enabled and started once, then left alone (other programs may use it)."""
+        if request.quadlet_dir is None or not self.live:
+            return []
+        shown = self.systemctl.show([PODMAN_SOCKET_UNIT], ["UnitFileState", "ActiveState"])
+        state = shown.get(PODMAN_SOCKET_UNIT, {})
+        if state.get("UnitFileState") == "enabled" and state.get("ActiveState") == "active":
+            return []
+        self.systemctl("enable", "--now", "--quiet", PODMAN_SOCKET_UNIT)
+        return [f"enabled and started {PODMAN_SOCKET_UNIT}: the agent's way to Podman's API"]
 
     def _create_secrets(self, request: InstallRequest) -> None:
         """Podman secrets from stdin: the value is in no argv and no file of the tool's."""

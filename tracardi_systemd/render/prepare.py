@@ -48,7 +48,7 @@ class Prepared:
 
     @property
     def infrastructure_units(self) -> list[str]:
-        return [TARGET] if self.settings.runtime == "podman" else [TARGET, AGENT_UNIT]
+        return [TARGET, AGENT_UNIT]
 
     @property
     def instances(self) -> list[str]:

@@ -131,6 +131,8 @@ class RenderSettings:
             argv += ["--metrics-dir", self.metrics_dir]
         if self.on_failure:
             argv += ["--on-failure", self.on_failure]
+        if self.runtime != "docker":
+            argv += ["--runtime", self.runtime]
         return argv
 
     @property
@@ -193,12 +195,11 @@ Command = list[list[str]]  # an Exec*= command's argv, program first, one group 
 @dataclass(frozen=True)
 class Runtime:
     """How one runtime's units are written: the template of each kind of catalog entry,
-    what else the template is given, whether the agent unit comes along, and whether
-    tracardi.target must want a template's instances (generated units have no [Install])."""
+    what else the template is given, and whether tracardi.target must want a template's
+    instances (generated units have no [Install])."""
 
     templates: dict[str, str]  # Worker.kind -> template
     context: Callable[[WorkerUnit, RenderSettings], dict[str, object]]
-    agent: bool
     target_wants_instances: bool
 
 
@@ -224,9 +225,8 @@ def render(settings: RenderSettings) -> dict[str, str]:
             wants += names.instance_units(worker.name, unit.replicas)
     files[TARGET] = env.get_template("tracardi.target.j2").render(settings=settings,
                                                                   wants=wants)
-    if runtime.agent:
-        files[AGENT_UNIT] = env.get_template("agent.service.j2").render(
-            settings=settings, exec_start=[[settings.tool, *settings.agent_argv]])
+    files[AGENT_UNIT] = env.get_template("agent.service.j2").render(
+        settings=settings, exec_start=[[settings.tool, *settings.agent_argv]])
     return files
 
 
@@ -266,11 +266,10 @@ def _quadlet_context(unit: WorkerUnit, settings: RenderSettings) -> dict[str, ob
 
 RUNTIME_UNITS = {
     "docker": Runtime({"service": "worker.service.j2", "run-once": "run-once.service.j2",
-                       "scheduled": "job.service.j2"}, _docker_context, agent=True,
+                       "scheduled": "job.service.j2"}, _docker_context,
                       target_wants_instances=False),
-    # No agent unit yet: the agent speaks to Docker, and is not adapted to Podman.
     "podman": Runtime(dict.fromkeys(("service", "run-once", "scheduled"), "worker.container.j2"),
-                      _quadlet_context, agent=False, target_wants_instances=True),
+                      _quadlet_context, target_wants_instances=True),
 }
 
 
@@ -309,7 +308,7 @@ def _docker_run_args(worker: Worker, settings: RenderSettings) -> Command:
         # The agent sees from Redis whether a queue consumer works (both hang variants,
         # within a minute, at no cost in the container): a ping every 300 s, 0.35 s of CPU
         # each, adds nothing there unless asked for with --liveness-interval. Podman's
-        # files keep it: no agent watches a Podman host yet.
+        # files keep it: Podman kills a container that fails it (HealthOnFailure=kill).
         check = worker.liveness
         every = f"{settings.liveness_interval}s" if settings.liveness_interval else check.interval
         groups += [["--health-cmd", check.command],

@@ -18,6 +18,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 RECORDED = Path(__file__).resolve().parent / "recorded"
 DOCKER_20 = "docker-20.10"  # Debian 12's dockerd, API 1.41
@@ -38,6 +39,14 @@ def split_response(raw: bytes) -> tuple[bytes, bytes]:
     """(status line and headers with the blank line, body)."""
     head, body = raw.split(b"\r\n\r\n", 1)
     return head + b"\r\n\r\n", body
+
+
+def recorded_json(name: str, daemon: str = DOCKER_20) -> Any:
+    """The JSON body of a recorded answer, chunked or not."""
+    head, data = split_response(recorded(name, daemon))
+    if b"Transfer-Encoding: chunked" in head:
+        data = payload(data)
+    return json.loads(data)
 
 
 def chunks(body: bytes) -> list[bytes]:

@@ -107,18 +107,21 @@ def test_status_without_an_installation_says_what_to_run(monkeypatch, tmp_path):
     assert "tracardi-systemd install" in result.output
 
 
-def test_status_and_upgrade_refuse_a_podman_install_instead_of_asking_docker(monkeypatch):
-    from tracardi_systemd.cli import upgrade as cli_upgrade
+@pytest.mark.parametrize(("options", "client", "socket"), [
+    ({"runtime": "podman"}, "/usr/bin/podman", "/run/podman/podman.sock"),
+    ({"docker": "/opt/docker/bin/docker"}, "/opt/docker/bin/docker", "/var/run/docker.sock"),
+    ({}, "/usr/bin/docker", "/var/run/docker.sock"),
+])
+def test_status_and_upgrade_speak_to_the_installed_runtime(options, client, socket):
+    """A Podman install is answered from Podman's socket and upgraded with its client, not
+    from dockerd's, which may run beside it with other containers."""
+    from tracardi_systemd.cli.options import client_of, engine_of
     from tracardi_systemd.install.manifest import Manifest
 
-    podman = Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
-                      tracardi_version="0.8.1", units=[], options={"runtime": "podman"})
-    monkeypatch.setattr(cli_module, "load_manifest", lambda root: podman)
-    monkeypatch.setattr(cli_upgrade, "load_manifest", lambda root: podman)
-    for args in (["status"], ["upgrade", "--image-tag", "0.8.2", "--dry-run"]):
-        result = invoke(*args)
-        assert result.exit_code == 1
-        assert "does not know --runtime podman installs yet" in result.stderr
+    manifest = Manifest(unit_dir="/etc/systemd/system", env_file="/etc/tracardi/.env-docker",
+                        tracardi_version="0.8.1", units=[], options=options)
+    assert client_of(manifest).program == client
+    assert engine_of(manifest).socket_path == socket
 
 
 def test_unit_states_come_from_one_list_units_call(tmp_path):

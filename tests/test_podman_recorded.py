@@ -1,33 +1,41 @@
 """What docs/podman-agent-notes.md says of Podman's answers, on the answers themselves: real
 responses of Podman's Docker-compatible API (and of some libpod calls) recorded in Debian
 VM guests (tests/recorded/podman-<version>/README.md), which the Podman dialect of
-host/engine.py is to be built on. Nothing here is mocked: the recordings are read as they
-came, and the tool's own Engine and ContainerReader are pointed at them through the fake
-dockerd's socket where a test says what works unchanged."""
+host/engine.py is built on. Nothing here is mocked: the recordings are read as they came,
+and the tool's own Engine and ContainerReader are pointed at them through the fake
+dockerd's socket where a test says what the dialect makes of them."""
 
 from __future__ import annotations
 
-import json
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dockerd_fake import (
     CLOSE,
+    DOCKER_26,
     RECORDED,
     FakeDockerd,
     Feed,
     Request,
+    chunks,
     events_in,
-    payload,
     recorded,
+    recorded_json,
     recorded_target,
     split_response,
 )
 
-from tracardi_systemd.host.engine import Engine
+from tracardi_systemd.host.engine import (
+    PODMAN_SERVICE,
+    PODMAN_SOCKET,
+    Engine,
+    EngineError,
+    EventStream,
+    StreamClosed,
+)
 from tracardi_systemd.observe.read import ContainerReader
 
 PODMANS = sorted(path.name for path in RECORDED.glob("podman-*"))
@@ -35,14 +43,6 @@ LABEL = "tracardi.managed=true"
 # The env file's dummy license (API_LICENSE); the dummy Elasticsearch password ends with it.
 LICENSE = b"dummy-not-a-secret"
 PASSWORD = b"pw-" + LICENSE
-
-
-def body(name: str, podman: str) -> Any:
-    raw = recorded(name, podman)
-    head, data = split_response(raw)
-    if b"Transfer-Encoding: chunked" in head:
-        data = payload(data)
-    return json.loads(data)
 
 
 def headers(name: str, podman: str) -> dict[str, str]:
@@ -85,7 +85,7 @@ def test_no_recording_holds_the_license(podman: str) -> None:
 # ---------------------------------------------------------------- version and ping
 
 def test_version_names_the_podman_engine_and_docker_api_versions(podman: str) -> None:
-    version = body("version.http", podman)
+    version = recorded_json("version.http", podman)
     assert isinstance(version, dict)
     assert version["Components"][0]["Name"] == "Podman Engine"
     assert version["Version"] == version_of(podman)
@@ -111,7 +111,7 @@ def test_ping_answers_ok(podman: str) -> None:
 # ---------------------------------------------------------------- the lists
 
 def test_the_compat_list_has_docker_names_and_no_health_in_status(podman: str) -> None:
-    listed = body("containers.http", podman)
+    listed = recorded_json("containers.http", podman)
     assert isinstance(listed, list) and len(listed) == 5
     for container in listed:
         assert container["Names"][0].startswith("/tracardi-")
@@ -125,11 +125,11 @@ def test_the_compat_list_has_docker_names_and_no_health_in_status(podman: str) -
 
 
 def test_the_libpod_list_carries_health_and_pid(podman: str) -> None:
-    listed = body("containers-libpod.http", podman)
+    listed = recorded_json("containers-libpod.http", podman)
     assert isinstance(listed, list)
     by_name = {container["Names"][0]: container for container in listed}
     assert sorted(by_name) == sorted(c["Names"][0].lstrip("/")
-                                     for c in body("containers.http", podman))
+                                     for c in recorded_json("containers.http", podman))
     assert by_name["tracardi-update"]["Status"] == "healthy"  # the one with HealthCmd
     assert {c["Status"] for name, c in by_name.items() if name != "tracardi-update"} == {""}
     for container in listed:
@@ -146,29 +146,58 @@ def test_libpod_routes_need_a_version_in_the_path(podman: str) -> None:
     assert status("containers-libpod.http", podman) == 200
 
 
-def test_the_reader_of_today_sees_no_health_on_podman(fake: FakeDockerd, podman: str) -> None:
-    """The compat list is all ContainerReader reads health from: on Podman it finds none,
-    although the libpod list says the update worker is healthy."""
-    inspected = recorded_target("inspect.http", podman).split("/")[3]
+def serve_podman(fake: FakeDockerd, podman: str) -> str:
+    """Have the fake answer GET /version as this Podman did; its negotiated API version."""
     fake.answer("GET", "/version", recorded("version.http", podman))
-    api = body("version.http", podman)["ApiVersion"]
-    fake.answer("GET", f"/v{api}/containers/json", recorded("containers.http", podman))
-    for container in body("containers.http", podman):
+    return str(recorded_json("version.http", podman)["ApiVersion"])
+
+
+def test_an_engine_knows_podman_by_its_version_component(fake: FakeDockerd,
+                                                         podman: str) -> None:
+    serve_podman(fake, podman)
+    engine = Engine(str(fake.path), timeout=2)
+    assert engine.podman is True and engine.podman is True
+    assert [r.target for r in fake.requests] == ["/version"]  # asked once
+
+
+def test_dockerd_is_not_podman(fake: FakeDockerd) -> None:
+    fake.answer("GET", "/version", recorded("version.http", DOCKER_26))
+    assert Engine(str(fake.path), timeout=2).podman is False
+
+
+def test_the_reader_sees_podmans_health_through_the_libpod_list(fake: FakeDockerd,
+                                                                podman: str) -> None:
+    """One libpod list, handed over in the compat list's shape with the health at the end of
+    Status, so ContainerReader reads health as it does from dockerd."""
+    api = serve_podman(fake, podman)
+    libpod_list = recorded_target("containers-libpod.http", podman)
+    fake.answer("GET", Request("GET", libpod_list).path,
+                recorded("containers-libpod.http", podman))
+    for container in recorded_json("containers-libpod.http", podman):
         fake.answer("GET", f"/v{api}/containers/{container['Id']}/json",
                     recorded("inspect.http", podman))
+    engine = Engine(str(fake.path), timeout=2)
 
-    states = ContainerReader(Engine(str(fake.path), timeout=2)).read()
+    listed = engine.containers(LABEL)
+    states = ContainerReader(engine).read()
 
-    update = next(state for state in states if state.name == "tracardi-update")
-    assert update.id == inspected
-    assert update.status == "running" and update.pid > 0 and update.network == "host"
-    assert [state.health for state in states] == [""] * 5
+    assert fake.calls[0].target == libpod_list  # all=true, the label filter
+    assert not [r for r in fake.calls if r.path.endswith("/containers/json")
+                and "/libpod/" not in r.path]
+    update = next(entry for entry in listed if entry["Names"] == ["/tracardi-update"])
+    assert update["Status"] == "Up (healthy)" and update["State"] == "running"
+    assert all(entry["ImageID"].startswith("sha256:") for entry in listed)
+    health = {state.name: state.health for state in states}
+    assert health.pop("tracardi-update") == "healthy"
+    assert len(health) == 4 and set(health.values()) == {""}
+    assert {state.status for state in states} == {"running"}
+    assert all(state.image.startswith("docker.io/tracardi/") for state in states)
 
 
 # ---------------------------------------------------------------- inspect and remove
 
 def test_compat_inspect_has_what_the_reader_needs_and_no_conmon_pid(podman: str) -> None:
-    inspect = body("inspect.http", podman)
+    inspect = recorded_json("inspect.http", podman)
     assert isinstance(inspect, dict)
     state = inspect["State"]
     assert state["Running"] is True and state["Pid"] > 0
@@ -179,7 +208,7 @@ def test_compat_inspect_has_what_the_reader_needs_and_no_conmon_pid(podman: str)
 
 
 def test_libpod_inspect_names_conmon_and_the_payload_cgroup_in_the_unit(podman: str) -> None:
-    inspect = body("inspect-libpod.http", podman)
+    inspect = recorded_json("inspect-libpod.http", podman)
     assert isinstance(inspect, dict)
     state = inspect["State"]
     assert 0 < state["ConmonPid"] < state["Pid"]
@@ -190,7 +219,7 @@ def test_libpod_inspect_names_conmon_and_the_payload_cgroup_in_the_unit(podman: 
 def test_a_missing_container_is_404_on_inspect_and_remove(podman: str) -> None:
     for name in ("inspect-404.http", "remove-404.http"):
         assert status(name, podman) == 404
-        assert body(name, podman)["cause"] == "no such container"
+        assert recorded_json(name, podman)["cause"] == "no such container"
 
 
 def test_compat_remove_is_204_and_libpod_remove_200_with_the_id(podman: str) -> None:
@@ -200,7 +229,38 @@ def test_compat_remove_is_204_and_libpod_remove_200_with_the_id(podman: str) -> 
         removed = recorded_target(name, podman).split("/")[4].split("?")[0]
         assert recorded_target(name, podman).endswith("?force=true&timeout=0")
         assert status(name, podman) == 200
-        assert body(name, podman) == [{"Id": removed}]
+        assert recorded_json(name, podman) == [{"Id": removed}]
+
+
+def test_remove_asks_libpod_to_kill_at_once(fake: FakeDockerd, podman: str) -> None:
+    """The compat DELETE waits the container's StopTimeout (12.9 s recorded), longer than
+    the Engine's timeout: on Podman, remove() asks libpod for timeout=0."""
+    serve_podman(fake, podman)
+    target = recorded_target("remove-libpod.http", podman)
+    removed = Request("DELETE", target).path.split("/")[-1]
+    missing = Request("DELETE", target).path.replace(removed, "no-such-container")
+    fake.answer("DELETE", Request("DELETE", target).path, recorded("remove-libpod.http", podman))
+    fake.answer("DELETE", missing, recorded("remove-404.http", podman))
+    engine = Engine(str(fake.path), timeout=2)
+
+    assert engine.remove(removed) is True
+    assert engine.remove("no-such-container") is False
+    assert [r.target for r in fake.calls] == [target, f"{missing}?force=true&timeout=0"]
+
+
+def test_an_unreachable_podman_socket_names_podman_socket(tmp_path: Path) -> None:
+    assert Engine(PODMAN_SOCKET).daemon == PODMAN_SERVICE
+    missing = Engine(str(tmp_path / "podman.sock"), daemon=PODMAN_SERVICE)
+    with pytest.raises(EngineError, match=r"podman\.sock does not exist: is Podman installed "
+                       r"and podman\.socket enabled\? \(systemctl enable --now podman\.socket\)"):
+        missing.containers(LABEL)
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(tmp_path / "podman.sock"))  # bound, never listening: refused
+        with pytest.raises(EngineError, match=r"nothing listens on .*enable --now podman\.socket"):
+            missing.events()
+        with pytest.raises(EngineError) as refused:
+            missing.version()
+        assert "docker" not in str(refused.value)
 
 
 # ---------------------------------------------------------------- events
@@ -288,19 +348,115 @@ def test_both_sides_of_the_rounding_are_recorded() -> None:
     assert sides == {True, False}
 
 
-def test_the_engine_of_today_reads_podmans_event_stream(fake: FakeDockerd,
-                                                        podman: str) -> None:
-    """Negotiation, framing and parsing work unchanged: what the dialect must add is in the
-    events' content, not in how they come."""
-    api = body("version.http", podman)["ApiVersion"]
+def serve_events(fake: FakeDockerd, podman: str, *feeds: Feed) -> Engine:
+    api = serve_podman(fake, podman)
+    fake.answer("GET", f"/v{api}/events", *feeds)
+    return Engine(str(fake.path), timeout=2)
+
+
+def recorded_feed(podman: str, *items: bytes | object) -> Feed:
     head, data = split_response(recorded("events.http", podman))
-    fake.answer("GET", "/version", recorded("version.http", podman))
-    fake.answer("GET", f"/v{api}/events", Feed(head, data, CLOSE))
-    engine = Engine(str(fake.path), timeout=2)
+    return Feed(head, data, *items)
 
-    stream = engine.events(label=LABEL)
-    received = [stream.poll(5) for _ in events(podman)]
 
-    assert engine.api_version == api
-    assert received == events(podman)
-    assert fake.calls[0].filters["event"] == ["die", "oom", "start", "destroy", "health_status"]
+def drain(stream: EventStream) -> list[dict]:
+    handed = []
+    while (event := stream.poll(0.5)) is not None:
+        handed.append(event)
+    return handed
+
+
+def actions_of(events: list[dict], container: str) -> list[tuple[str, str | None]]:
+    return [(event["Action"], event["Actor"]["Attributes"].get("exitCode"))
+            for event in events if event["Actor"]["ID"] == container]
+
+
+def died_and_health_killed(podman: str) -> tuple[str, str]:
+    """The ids of the SIGKILLed scheduler (die, remove) and the health-killed update worker
+    (remove only) of the recording."""
+    found = events(podman)
+    died = next(event for event in found if event["Action"] == "die")
+    killed = next(event for event in found if event.get("HealthStatus") == "unhealthy")
+    return died["Actor"]["ID"], killed["Actor"]["ID"]
+
+
+def test_podmans_events_come_in_dockers_shapes(fake: FakeDockerd, podman: str) -> None:
+    """remove is destroy; the health kill's lone remove is a die (137) and a destroy; a die
+    and its remove are a die and a destroy, not two dies; health checks do not wake."""
+    engine = serve_events(fake, podman, recorded_feed(podman))
+    died, health_killed = died_and_health_killed(podman)
+
+    handed = drain(engine.events(label=LABEL))
+
+    assert fake.calls[0].filters == {"type": ["container"], "event": ["die", "start", "remove"],
+                                     "label": [LABEL]}
+    assert {event["Action"] for event in handed} == {"die", "start", "destroy"}
+    assert actions_of(handed, died) == [("die", "137"), ("destroy", None)]
+    assert actions_of(handed, health_killed) == [("die", "137"), ("destroy", None)]
+    assert all(event["status"] == event["Action"] for event in handed)
+    starts = [event for event in events(podman) if event["Action"] == "start"]
+    assert [event for event in handed if event["Action"] == "start"] == starts
+
+
+def test_a_reconnect_keeps_the_dialect_and_the_die_it_saw(fake: FakeDockerd,
+                                                          podman: str) -> None:
+    """The scheduler's die before the break and its remove after it: no second die."""
+    head, data = split_response(recorded("events.http", podman))
+    found = chunks(data)
+    died, _ = died_and_health_killed(podman)
+    at_die = next(i for i, event in enumerate(events(podman))
+                  if event["Action"] == "die") + 1
+    engine = serve_events(fake, podman, Feed(head, *found[:at_die], CLOSE),
+                          Feed(head, *found[at_die:]))
+    stream = engine.events(label=LABEL, since=events(podman)[0]["time"] - 1)
+    before = []
+    with pytest.raises(StreamClosed):
+        while (event := stream.poll(5)) is not None:
+            before.append(event)
+
+    after = drain(stream.reconnect())
+
+    assert fake.calls[1].filters == fake.calls[0].filters
+    assert actions_of(before, died) == [("die", "137")]
+    assert actions_of(after, died) == [("destroy", None)]
+
+
+def test_a_reconnect_hands_over_the_rest_of_a_translated_event(fake: FakeDockerd,
+                                                                podman: str) -> None:
+    """The health kill's remove is a die and a destroy; a reconnect after the die resumes
+    past the remove (the cursor), so the destroy comes from what the old stream kept."""
+    head, data = split_response(recorded("events.http", podman))
+    _, health_killed = died_and_health_killed(podman)
+    removed = next(i for i, event in enumerate(events(podman)) if event["Action"] == "remove"
+                   and event["Actor"]["ID"] == health_killed) + 1
+    engine = serve_events(fake, podman, Feed(head, *chunks(data)[:removed]), Feed(head))
+    stream = engine.events(label=LABEL, actions=["die", "destroy"])
+    while (event := stream.poll(5)) is not None and event["Actor"]["ID"] != health_killed:
+        pass
+    assert event is not None and event["Action"] == "die"
+
+    assert actions_of(drain(stream.reconnect()), health_killed) == [("destroy", None)]
+
+
+def test_health_status_asked_for_carries_the_verdict_as_dockers_does(fake: FakeDockerd,
+                                                                    podman: str) -> None:
+    engine = serve_events(fake, podman, recorded_feed(podman))
+
+    handed = drain(engine.events(label=LABEL, actions=["health_status"]))
+
+    assert fake.calls[0].filters["event"] == ["health_status"]
+    verdicts = [event.get("HealthStatus") for event in events(podman)
+                if event["Action"] == "health_status"]
+    assert [event["Action"] for event in handed] == [f"health_status: {v}" for v in verdicts]
+
+
+def test_asking_for_deaths_only_asks_podman_for_removes_too(fake: FakeDockerd,
+                                                           podman: str) -> None:
+    engine = serve_events(fake, podman, recorded_feed(podman))
+    died, health_killed = died_and_health_killed(podman)
+
+    handed = drain(engine.events(label=LABEL, actions=["die"]))
+
+    assert fake.calls[0].filters["event"] == ["die", "remove"]
+    assert [event["Actor"]["ID"] for event in handed] == [died, health_killed]
+    assert {event["Action"] for event in handed} == {"die"}

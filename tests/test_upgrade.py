@@ -805,3 +805,16 @@ def test_a_signal_before_the_upgrade_began_changes_nothing_and_exits_3(root, mon
     assert outcome.lines == ["interrupted by SIGHUP before anything was changed"]
     assert host.calls == []
     assert sorted((p, p.read_bytes()) for p in root.rglob("*") if p.is_file()) == before
+
+
+@pytest.mark.parametrize("printed", ["sha256:4f1e", "4f1e"])
+def test_an_image_id_is_compared_as_the_engine_lists_it_whichever_client_printed_it(printed):
+    """`podman image inspect` prints the id without docker's sha256: prefix, which the
+    Engine API's list (and so a rollback's gate) carries on both runtimes."""
+    from tracardi_systemd.upgrade.run import _inspect
+
+    def client(*args: str) -> str:
+        return f"{printed} docker.io/tracardi/update-worker@sha256:aa \n"
+
+    assert _inspect(client, "docker.io/tracardi/update-worker:0.8.1") == (
+        "sha256:4f1e", "docker.io/tracardi/update-worker@sha256:aa")

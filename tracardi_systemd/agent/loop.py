@@ -40,7 +40,7 @@ from tracardi_systemd.agent.policy import (
 from tracardi_systemd.agent.watch import Stop, Watcher
 from tracardi_systemd.host.cgroup import ContainersMemory
 from tracardi_systemd.host.commands import CommandError, ContainerSource, SystemctlClient
-from tracardi_systemd.host.engine import DEFAULT_SOCKET, PODMAN_SOCKET, EngineError
+from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.host.journal import Journal, Priority
 from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.inflight import UpgradeInFlight
@@ -60,17 +60,16 @@ from tracardi_systemd.spec.envfile import load_env_file
 class Runtime:
     """What the agent watches besides the units on one container runtime: the daemon whose
     stop takes every worker down (docker.service; Podman has none, each container has its
-    conmon in its unit), where the engine's API listens, and where its images live."""
+    conmon in its unit, and podman.socket starts the API's service at the first call),
+    and where its images live."""
 
     daemon: str | None
-    socket: str
     data_dir: str
 
 
 RUNTIME_HOSTS = {
-    "docker": Runtime(DOCKER_UNIT, DEFAULT_SOCKET, "/var/lib/docker"),
-    # podman.socket starts podman.service at the first call: no outage to wait for.
-    "podman": Runtime(None, PODMAN_SOCKET, "/var/lib/containers/storage"),
+    "docker": Runtime(DOCKER_UNIT, "/var/lib/docker"),
+    "podman": Runtime(None, "/var/lib/containers/storage"),
 }
 
 DependencyProbe = Callable[[list[Dependency]], dict[str, bool]]

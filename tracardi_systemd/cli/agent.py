@@ -136,7 +136,7 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
     from tracardi_systemd.agent.on_failure import FailureHook
     from tracardi_systemd.agent.watch import Watcher
     from tracardi_systemd.cli.table import describe_cycle
-    from tracardi_systemd.host.engine import Engine, EngineError
+    from tracardi_systemd.host.engine import RUNTIME_SOCKETS, Engine, EngineError
     from tracardi_systemd.host.journal import Journal
     from tracardi_systemd.install.manifest import ManifestError
     from tracardi_systemd.spec.addresses import probe
@@ -145,15 +145,14 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
         raise click.UsageError("--dry-run needs --once")
     inputs = InputFiles(manifest_path(Path("/")), env_file)
     timeout = host_call_timeout()
-    host = RUNTIME_HOSTS[runtime]
-    engine, journal = Engine(host.socket, timeout=timeout), Journal()
+    engine, journal = Engine(RUNTIME_SOCKETS[runtime], timeout=timeout), Journal()
     try:
         config = _config(inputs.manifest, memory_limits, backoff_initial=backoff_initial,
                          backoff_max=backoff_max, stable_after=stable_after, grace=grace,
                          memory_cycles=memory_cycles, work_wait=work_wait,
                          engine_kills_not_live=runtime == "podman")
         watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, config,
-                         runtime=host)
+                         runtime=RUNTIME_HOSTS[runtime])
     except ManifestError as exc:
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")
     except LimitError as exc:

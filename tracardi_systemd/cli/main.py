@@ -16,13 +16,13 @@ from tracardi_systemd.cli.events import events
 from tracardi_systemd.cli.options import (
     absolute,
     as_flags,
+    engine_of,
     env_file_option,
     fail,
     given_options,
     network_option,
     pull_option,
     render_options,
-    require_docker_runtime,
     running_program,
     selection_options,
     usage_fail,
@@ -316,12 +316,10 @@ def status(as_json: bool) -> None:
     active with its container running and the agent is running, 1 otherwise.
     """
     from tracardi_systemd.cli.table import format_table
-    from tracardi_systemd.host.engine import Engine
     from tracardi_systemd.observe.status import collect
 
     manifest = _installed_manifest()
-    require_docker_runtime(manifest, "status")
-    report = collect(manifest, Systemctl(), Engine())
+    report = collect(manifest, Systemctl(), engine_of(manifest))
     click.echo(report.to_json() if as_json else format_table(report))
     sys.exit(0 if report.healthy else 1)
 

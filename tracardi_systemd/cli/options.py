@@ -14,13 +14,15 @@ from typing import Any, NoReturn
 import click
 from click.core import ParameterSource
 
-from tracardi_systemd.host.commands import PULL_POLICIES
+from tracardi_systemd.host.commands import PULL_POLICIES, Docker
+from tracardi_systemd.host.engine import RUNTIME_SOCKETS, Engine
 from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
     DEFAULT_DOCKER,
     DEFAULT_ENV_FILE,
     DEFAULT_METRICS_DIR,
+    DEFAULT_PODMAN,
     RUNTIMES,
     is_hook_unit,
 )
@@ -202,10 +204,17 @@ def running_program() -> str:
     return shutil.which("tracardi-systemd") or DEFAULT_AGENT_PROGRAM
 
 
-def require_docker_runtime(manifest: Manifest, command: str) -> None:
-    """`status`, `upgrade` and the agent speak Docker's API; a Podman install is refused
-    with what to use instead, rather than answered from the wrong engine."""
-    if manifest.options.get("runtime", "docker") != "docker":
-        fail(f"{command} does not know --runtime {manifest.options['runtime']} installs yet: "
-             "use  systemctl status 'tracardi-*'  and  podman ps --filter "
-             "label=tracardi.managed=true")
+def client_of(manifest: Manifest | None) -> Docker:
+    """The client the installed units run: podman on a Podman install, else the docker
+    client the last install was given."""
+    if manifest is None:
+        return Docker(DEFAULT_DOCKER)
+    if manifest.options.get("runtime") == "podman":
+        return Docker(DEFAULT_PODMAN)
+    return Docker(str(manifest.options.get("docker", DEFAULT_DOCKER)))
+
+
+def engine_of(manifest: Manifest | None) -> Engine:
+    """The Engine API of the installed runtime: dockerd's socket, or podman.socket's."""
+    runtime = str(manifest.options.get("runtime", "docker")) if manifest else "docker"
+    return Engine(RUNTIME_SOCKETS.get(runtime, RUNTIME_SOCKETS["docker"]))

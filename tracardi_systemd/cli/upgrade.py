@@ -7,13 +7,11 @@ from pathlib import Path
 
 import click
 
-from tracardi_systemd.cli.options import fail, pull_option, require_docker_runtime
-from tracardi_systemd.host.commands import Docker, Systemctl
-from tracardi_systemd.host.engine import Engine
+from tracardi_systemd.cli.options import client_of, engine_of, fail, pull_option
+from tracardi_systemd.host.commands import Systemctl
 from tracardi_systemd.host.journal import Journal
 from tracardi_systemd.install.manifest import ManifestError, load_manifest
 from tracardi_systemd.install.transaction import Installer, InstallError
-from tracardi_systemd.names import DEFAULT_DOCKER
 from tracardi_systemd.upgrade.run import (
     Upgrade,
     UpgradeError,
@@ -72,15 +70,11 @@ def upgrade(image_tag: str | None, rollback: bool, window: float, start_timeout:
         raise click.UsageError("give either --image-tag TAG or --rollback")
     try:
         manifest = load_manifest(Path("/"))
-        if manifest is not None:
-            require_docker_runtime(manifest, "upgrade")
-        docker = str(manifest.options.get("docker", DEFAULT_DOCKER)) if manifest else \
-            DEFAULT_DOCKER
-        installer = Installer(None, Systemctl(), Docker(docker))
+        installer = Installer(None, Systemctl(), client_of(manifest))
         if not dry_run:
             installer.require_live_host("upgrade", "see the plan with --dry-run")
         say = (lambda line: None) if dry_run else (lambda line: click.echo(line, err=True))
-        run = Upgrade(installer, Journal(), say, Engine())
+        run = Upgrade(installer, Journal(), say, engine_of(manifest))
         tag = rollback_tag(run.manifest) if rollback else str(image_tag)
         settings = UpgradeSettings(window, start_timeout, liveness_timeout, pull,
                                    pull_timeout, init_timeout)

@@ -1,4 +1,5 @@
-"""The Docker Engine API over dockerd's UNIX socket, with the standard library only.
+"""The Docker Engine API over dockerd's (or Podman's) UNIX socket, with the standard
+library only.
 
 One HTTP request over `/var/run/docker.sock` answers what `docker ps` plus `docker inspect`
 answer with two Go client processes. Every call opens its own connection (connect(2) on a
@@ -57,10 +58,34 @@ against, so that a newer dockerd answers in the shapes the parsers know. A docke
 accepts nothing that old (its `MinAPIVersion` above ours, as Docker 29 refuses everything
 below 1.44), or that speaks nothing as new as `OLDEST_API_VERSION`, is refused with an
 `EngineError` naming both versions and what to do.
+
+Podman
+------
+`Engine(PODMAN_SOCKET)` speaks to Podman's Docker-compatible API on podman.socket (which
+starts podman.service at the first connect; an open event stream keeps it running), and
+its errors name podman.socket instead of dockerd. `Engine.podman` tells Podman by the
+"Podman Engine" component of its GET /version (ApiVersion 1.41 on 5.4, 1.44 on 5.8: the
+negotiation is the same), and on Podman three calls speak its dialect, handing callers
+Docker's shapes (docs/podman-agent-notes.md has the measurements):
+
+- `containers()` lists through libpod (`/v<libpod version>/libpod/containers/json`; libpod
+  routes need a version in the path), because the compat list's Status has no health:
+  the entries get the compat list's names, `/` and `sha256:` prefixes, and the health at
+  the end of Status as Docker writes it ("Up (healthy)").
+- `remove()` deletes through libpod with timeout=0: the compat DELETE stops a running
+  container with its StopTimeout first (12.9 s measured), beyond the Engine's timeout.
+- `events()` asks for die, start and remove by default: Podman sends no oom, and a
+  health_status on every check run, not on a change. Its `remove` is handed over as
+  Docker's `destroy`. A container its health check kills gets no `die` (that process's
+  events never reach the journal Podman reads events from), only a `remove` with
+  containerExitCode: a `remove` with no `die` of its container before it in the stream
+  (reconnects included) is handed over as a `die` with that exit status, then the
+  `destroy`. `since=` is read by Podman as a float64, so the dedupe at the cursor holds.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import http.client
 import json
@@ -69,15 +94,20 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 PODMAN_SOCKET = "/run/podman/podman.sock"
+RUNTIME_SOCKETS = {"docker": DEFAULT_SOCKET, "podman": PODMAN_SOCKET}
 NEWEST_API_VERSION = "1.45"  # Debian 13's dockerd 26.1: the newest the tests run against
 OLDEST_API_VERSION = "1.41"  # Debian 12's dockerd 20.10: the oldest
 DEFAULT_TIMEOUT = 10.0
 EVENT_ACTIONS = ("die", "oom", "start", "destroy", "health_status")
+# Podman never sends oom, and sends health_status on every check run, not on a change.
+PODMAN_EVENT_ACTIONS = ("die", "start", "destroy")
+PODMAN_ENGINE = "Podman Engine"  # the component of GET /version that tells Podman
 MAX_HEAD = 64 * 1024  # bytes of status line and headers before the response is refused
 NS = 10**9
 EVENTS_CALL = "GET /events"
@@ -103,6 +133,22 @@ class StreamClosed(EngineError):
     """The events stream ended without docker ending it: reconnect (EventStream.reconnect)."""
 
 
+@dataclass(frozen=True)
+class Daemon:
+    """Who serves the socket, as error messages name it and what to do when it is away."""
+
+    name: str    # what answers on the socket
+    hint: str    # what to check, and the command that makes it answer
+    group: str   # who owns the socket
+
+
+DOCKERD = Daemon("dockerd", "is Docker installed and dockerd running? (systemctl start "
+                 "docker)", "usually docker")
+# podman.socket starts podman.service at the first connect; Debian leaves it disabled.
+PODMAN_SERVICE = Daemon("podman.service", "is Podman installed and podman.socket enabled? "
+                        "(systemctl enable --now podman.socket)", "root, as podman.socket makes it")
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """http.client over an AF_UNIX stream socket."""
 
@@ -123,11 +169,15 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 class Engine:
     """A client of dockerd's Engine API on `socket_path`, speaking the API version it
-    negotiates with dockerd (`api_version`)."""
+    negotiates with dockerd (`api_version`), or Podman's dialect of it (`podman`).
+    `daemon` is who error messages name: by default podman.service on PODMAN_SOCKET,
+    dockerd elsewhere."""
 
-    def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout: float = DEFAULT_TIMEOUT,
+                 *, daemon: Daemon | None = None):
         self.socket_path = socket_path
         self.timeout = timeout
+        self.daemon = daemon or (PODMAN_SERVICE if socket_path == PODMAN_SOCKET else DOCKERD)
         self._daemon: dict | None = None  # dockerd's GET /version, until it goes away
         self._asking = threading.Lock()
 
@@ -136,20 +186,39 @@ class Engine:
         """The version every call speaks: see `negotiate` (asks dockerd the first time)."""
         return negotiate(self.version())
 
+    @property
+    def podman(self) -> bool:
+        """Whether Podman serves the socket: its GET /version names a "Podman Engine"."""
+        return _podman_component(self.version()) is not None
+
     # ------------------------------------------------------------------ calls
 
     def containers(self, label: str, all: bool = True) -> list[dict]:
         """Containers carrying `label` ("key" or "key=value"), stopped ones too unless not
-        `all`: one GET /containers/json (no State.Pid there: see inspect)."""
-        params = {"all": "1" if all else "0", "filters": _filters({"label": [label]})}
-        return self._json("GET", "/containers/json", params)
+        `all`: one GET /containers/json (no State.Pid there: see inspect). On Podman, one
+        GET /libpod/containers/json in Docker's shape: the compat list has no health."""
+        filters = _filters({"label": [label]})
+        if self.podman:
+            params = {"all": "true" if all else "false", "filters": filters}
+            listed = self._json("GET", self._libpod("/containers/json"), params,
+                                versioned=False)
+            return [_docker_listed(entry) for entry in listed]
+        return self._json("GET", "/containers/json",
+                          {"all": "1" if all else "0", "filters": filters})
 
     def inspect(self, container: str) -> dict:
         """GET /containers/{id}/json; EngineError with status 404 if there is no such one."""
         return self._json("GET", f"/containers/{_quote(container)}/json")
 
     def remove(self, container: str, force: bool = True) -> bool:
-        """DELETE /containers/{id}: True if removed, False if there was no such container."""
+        """DELETE /containers/{id}: True if removed, False if there was no such container.
+        On Podman through libpod with timeout=0: the compat route stops a running container
+        as `podman stop` does, waiting its StopTimeout, longer than our timeout."""
+        if self.podman:
+            params = {"force": "true" if force else "false", "timeout": "0"}
+            status, _ = self._call("DELETE", self._libpod(f"/containers/{_quote(container)}"),
+                                   params, accept=(200, 404), versioned=False)
+            return status == 200
         params = {"force": "1" if force else "0"}
         status, _ = self._call("DELETE", f"/containers/{_quote(container)}", params,
                                accept=(204, 404))
@@ -181,19 +250,32 @@ class Engine:
     def events(self, since: Since | None = None, until: Since | None = None,
                filters: Mapping[str, Sequence[str]] | None = None, *,
                label: str | None = None,
-               actions: Sequence[str] = EVENT_ACTIONS) -> EventStream:
+               actions: Sequence[str] | None = None) -> EventStream:
         """Open GET /events for containers: with `label`, only containers carrying it; only
-        `actions` (empty: all); `filters` adds or replaces docker filters. Without `since`
-        only new events come; with `until` docker ends the stream at that time."""
+        `actions` (empty: all; None: EVENT_ACTIONS, PODMAN_EVENT_ACTIONS on Podman);
+        `filters` adds or replaces docker filters. Without `since` only new events come;
+        with `until` docker ends the stream at that time. On Podman the events are handed
+        over in Docker's shapes (see the module's docstring)."""
+        podman = self.podman
+        if actions is None:
+            actions = PODMAN_EVENT_ACTIONS if podman else EVENT_ACTIONS
         merged: dict[str, list[str]] = {"type": ["container"]}
         if actions:
-            merged["event"] = list(actions)
+            merged["event"] = _podman_actions(actions) if podman else list(actions)
         if label:
             merged["label"] = [label]
         merged.update({key: list(values) for key, values in (filters or {}).items()})
-        return EventStream(self, merged, _nanoseconds(since), _nanoseconds(until))
+        dialect = _PodmanEvents(actions) if podman else None
+        return EventStream(self, merged, _nanoseconds(since), _nanoseconds(until),
+                           dialect=dialect)
 
     # ------------------------------------------------------------------ plumbing
+
+    def _libpod(self, path: str) -> str:
+        """A libpod route: under /v<libpod's API version>, the version in the path
+        (unversioned, libpod routes are 404); the caller passes versioned=False."""
+        details = (_podman_component(self.version()) or {}).get("Details") or {}
+        return f"/v{details.get('APIVersion') or self.version().get('Version')}/libpod{path}"
 
     def _json(self, method: str, path: str, params: Mapping[str, str] | None = None, *,
               versioned: bool = True) -> Any:
@@ -213,9 +295,11 @@ class Engine:
             response = connection.getresponse()
             body = response.read()
         except TimeoutError:
-            raise EngineError(call, f"no answer from dockerd within {self.timeout:g} s") from None
+            raise EngineError(call, f"no answer from {self.daemon.name} within "
+                              f"{self.timeout:g} s") from None
         except (OSError, http.client.HTTPException) as exc:
-            raise EngineError(call, f"the connection to dockerd failed: {exc!r}") from None
+            raise EngineError(call, f"the connection to {self.daemon.name} failed: {exc!r}"
+                              ) from None
         finally:
             connection.close()
         if response.status not in accept:
@@ -232,17 +316,17 @@ class Engine:
         return connection
 
     def _unreachable(self, exc: OSError) -> str:
-        path = self.socket_path
+        path, daemon = self.socket_path, self.daemon
         if isinstance(exc, FileNotFoundError):
-            return (f"{path} does not exist: is Docker installed and dockerd running? "
-                    "(systemctl start docker)")
+            return f"{path} does not exist: {daemon.hint}"
         if isinstance(exc, PermissionError):
             return (f"permission denied on {path}: run as root, or as a member of the "
-                    "group owning the socket (usually docker)")
+                    f"group owning the socket ({daemon.group})")
         if isinstance(exc, ConnectionRefusedError):
-            return f"nothing listens on {path}: is dockerd running? (systemctl start docker)"
+            return f"nothing listens on {path}: {daemon.hint}"
         if isinstance(exc, TimeoutError):
-            return f"dockerd did not accept a connection on {path} within {self.timeout:g} s"
+            return (f"{daemon.name} did not accept a connection on {path} within "
+                    f"{self.timeout:g} s")
         return f"cannot connect to {path}: {exc}"
 
     def _target(self, path: str, params: Mapping[str, str] | None = None,
@@ -256,9 +340,12 @@ class EventStream(Iterator[dict]):
     """One GET /events connection, read as events arrive (see the module's docstring)."""
 
     def __init__(self, engine: Engine, filters: dict[str, list[str]], since_ns: int | None,
-                 until_ns: int | None, skip: frozenset[tuple] = frozenset()):
+                 until_ns: int | None, skip: frozenset[tuple] = frozenset(), *,
+                 dialect: _PodmanEvents | None = None):
         self.engine, self.filters, self.until_ns = engine, filters, until_ns
         self.ended = False  # docker ended the stream (only with until=)
+        self._dialect = dialect
+        self._ready: collections.deque[dict] = collections.deque()  # translated, not handed
         # Where a reconnect resumes: the last event handed over, else where this began.
         self._cursor_ns = since_ns if since_ns is not None else time.time_ns()
         self._at_cursor: set[tuple] = set(skip)
@@ -303,8 +390,10 @@ class EventStream(Iterator[dict]):
         """A new stream with the same filters from `cursor`, without the events at exactly
         `cursor` that this one handed over. EngineError while dockerd does not answer."""
         self.close()
-        return EventStream(self.engine, self.filters, self._cursor_ns, self.until_ns,
-                           frozenset(self._at_cursor))
+        stream = EventStream(self.engine, self.filters, self._cursor_ns, self.until_ns,
+                             frozenset(self._at_cursor), dialect=self._dialect)
+        stream._ready = self._ready  # the rest of a translated event the cursor is past
+        return stream
 
     def close(self) -> None:
         if self._sock is not None:
@@ -346,8 +435,8 @@ class EventStream(Iterator[dict]):
             if len(self._received) > MAX_HEAD:
                 raise EngineError(EVENTS_CALL, "response headers too long")
             if not self._receive_raw(deadline):
-                raise EngineError(EVENTS_CALL, "no answer from dockerd within "
-                                  f"{self.engine.timeout:g} s")
+                raise EngineError(EVENTS_CALL, f"no answer from {self.engine.daemon.name} "
+                                  f"within {self.engine.timeout:g} s")
         head, _, rest = bytes(self._received).partition(b"\r\n\r\n")
         self._received = bytearray(rest)
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -404,18 +493,18 @@ class EventStream(Iterator[dict]):
             if eof_ok and self._chunks is None and self.until_ns is not None:
                 self.ended = True  # no chunked framing: the end of the body is the close
                 return True
-            raise self._closed("dockerd closed the connection")
+            raise self._closed(f"{self.engine.daemon.name} closed the connection")
         self._received += data
         return True
 
     def _closed(self, why: str) -> StreamClosed:
         self.close()
         self.engine.forget_version()
-        return StreamClosed(EVENTS_CALL, f"{why} (dockerd stopped or restarted?); resume with "
-                            f"reconnect(), since={self.cursor}")
+        return StreamClosed(EVENTS_CALL, f"{why} ({self.engine.daemon.name} stopped or "
+                            f"restarted?); resume with reconnect(), since={self.cursor}")
 
     def _next_buffered(self) -> dict | None:
-        while (end := self._payload.find(b"\n")) >= 0:
+        while not self._ready and (end := self._payload.find(b"\n")) >= 0:
             line = bytes(self._payload[:end]).strip()
             del self._payload[:end + 1]
             if not line:
@@ -426,8 +515,8 @@ class EventStream(Iterator[dict]):
                 raise EngineError(EVENTS_CALL, f"docker sent a line that is not JSON: "
                                   f"{line[:200]!r}") from None
             if self._take(event):
-                return event
-        return None
+                self._ready += self._dialect.translate(event) if self._dialect else [event]
+        return self._ready.popleft() if self._ready else None
 
     def _take(self, event: dict) -> bool:
         """Move the cursor to the event; False for one a previous stream handed over."""
@@ -441,6 +530,87 @@ class EventStream(Iterator[dict]):
         if when == self._cursor_ns:
             self._at_cursor.add(key)
         return True
+
+
+class _PodmanEvents:
+    """Podman's events in Docker's shapes, for one stream and its reconnects. `remove` is
+    Docker's `destroy`. A `remove` with no `die` of its container before it is handed over
+    as a `die` (exit status: the remove's containerExitCode) and then the `destroy`: the
+    `die` of a container its health check killed never reaches the journal Podman reads
+    events from. A health_status carries its verdict in the action, as Docker's does.
+    Only the `wanted` actions are handed over (empty: all)."""
+
+    def __init__(self, wanted: Sequence[str]):
+        self.wanted = frozenset(wanted)
+        self._died: set[str] = set()  # containers whose die came, until their remove
+
+    def translate(self, event: dict) -> list[dict]:
+        action = event.get("Action") or event.get("status") or ""
+        container = (event.get("Actor") or {}).get("ID", "")
+        found = [event]
+        if action == "die":
+            self._died.add(container)
+        elif action == "remove":
+            found = [_with_action(event, "destroy")]
+            if container not in self._died:
+                attributes = (event.get("Actor") or {}).get("Attributes", {})
+                found.insert(0, _with_action(event, "die",
+                                             exitCode=attributes.get("containerExitCode", "?")))
+            self._died.discard(container)
+        elif action == "health_status" and event.get("HealthStatus"):
+            found = [_with_action(event, f"health_status: {event['HealthStatus']}")]
+        return [each for each in found if not self.wanted
+                or each["Action"].split(":")[0] in self.wanted]
+
+
+def _with_action(event: dict, action: str, **attributes: str) -> dict:
+    actor = event.get("Actor") or {}
+    return {**event, "Action": action, "status": action,
+            "Actor": {**actor, "Attributes": {**actor.get("Attributes", {}), **attributes}}}
+
+
+def _podman_actions(actions: Sequence[str]) -> list[str]:
+    """The event filter asking Podman for `actions`: its `remove` for Docker's `destroy`,
+    and for `die` too (a health check's kill sends only the `remove`)."""
+    asked = [action for action in actions if action != "destroy"]
+    if "die" in actions or "destroy" in actions:
+        asked.append("remove")
+    return list(dict.fromkeys(asked))
+
+
+HEALTH_SUFFIXES = {"healthy": " (healthy)", "unhealthy": " (unhealthy)",
+                   "starting": " (health: starting)"}
+
+
+def _docker_listed(entry: Mapping[str, Any]) -> dict:
+    """An entry of libpod's container list as the compat list gives it, but with the health
+    (libpod's Status) at the end of Status as Docker writes it: "Up (healthy)"."""
+    state = entry.get("State") or ""
+    state = "created" if state == "initialized" else state  # as the compat list says it
+    if state in ("running", "paused"):
+        status = "Up"
+    elif state in ("exited", "stopped"):
+        status = f"Exited ({entry.get('ExitCode', 0)})"
+    else:
+        status = state.capitalize()
+    image_id = entry.get("ImageID") or ""
+    return {
+        "Id": entry.get("Id", ""),
+        "Names": [f"/{name}" for name in entry.get("Names") or []],
+        "Image": entry.get("Image", ""),
+        "ImageID": image_id if image_id.startswith("sha256:") else f"sha256:{image_id}",
+        "Labels": entry.get("Labels") or {},
+        "State": state,
+        "Status": status + HEALTH_SUFFIXES.get(entry.get("Status") or "", ""),
+    }
+
+
+def _podman_component(daemon: Mapping[str, Any]) -> dict | None:
+    """The "Podman Engine" component of a GET /version answer, if there is one."""
+    for component in daemon.get("Components") or []:
+        if isinstance(component, dict) and component.get("Name") == PODMAN_ENGINE:
+            return component
+    return None
 
 
 class _ChunkDecoder:

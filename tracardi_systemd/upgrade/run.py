@@ -562,7 +562,7 @@ def _workers(prepared: Prepared) -> list[str]:
 def _target(unit: str, prepared: Prepared, images: dict[str, str] | None = None) -> Target:
     worker = next(w for w in prepared.settings.workers if w.name == worker_of_unit(unit))
     liveness = worker.liveness if prepared.settings.liveness else None
-    image = f"{worker.image}:{prepared.settings.tag}"
+    image = prepared.settings.image_of(worker)  # as the container lists it (docker.io/...)
     return Target(unit, image, liveness, (images or {}).get(image, ""))
 
 
@@ -572,12 +572,16 @@ def _shown(workers: dict[str, ContainerState]) -> dict[str, dict[str, str]]:
 
 
 def _inspect(docker: Callable[..., str], image: str) -> tuple[str, str] | None:
-    """An image's id and its first repo digest ("" when it has none); None if absent."""
+    """An image's id (sha256:..., as the Engine API lists it; podman's has no prefix) and its
+    first repo digest ("" when it has none); None if absent."""
     try:
         out = docker("image", "inspect", "--format",
                      "{{.Id}} {{range .RepoDigests}}{{.}} {{end}}", image)
     except CommandError:
         return None
     words = out.split()
-    return (words[0], words[1] if len(words) > 1 else "") if words else None
+    if not words:
+        return None
+    image_id = words[0] if words[0].startswith("sha256:") else f"sha256:{words[0]}"
+    return image_id, words[1] if len(words) > 1 else ""
 

@@ -140,13 +140,16 @@ def build_standin_images(
     crash: bool = False,
     liveness_fails: bool = False,
     podman: bool = False,
+    also_tags: tuple[str, ...] = (),
 ) -> None:
     """Build one stand-in image per name, tagged `<image>:<tag>`, in the sandbox's docker.
 
     crash: the image exits with status 3 at once, whatever its settings (a release that
     crash-loops); liveness_fails: it runs, but its liveness check (celery ping) fails;
     podman: into Podman's store instead, under the fully qualified name a registry's pull
-    would give it (`docker.io/<image>:<tag>`, as Quadlet's Image= names it).
+    would give it (`docker.io/<image>:<tag>`, as Quadlet's Image= names it); also_tags:
+    an image of its own (its /standin-image names it) under each of these tags too, from the
+    same root (whose busybox links take seconds to make under emulation).
     """
     root = "/tmp/standin-rootfs"
     baked = [name for name, wanted in (("standin-crash", crash),
@@ -160,8 +163,9 @@ def build_standin_images(
     )
     sandbox.run(f"cat > {root}/bin/celery && chmod 755 {root}/bin/celery", input=CELERY_SH)
     engine, registry = ("podman", "docker.io/") if podman else (DOCKER, "")
-    for image in images:
-        ref = shlex.quote(f"{registry}{image}:{tag}")
+    images = list(images)
+    for image, each in [(i, t) for t in (tag, *also_tags) for i in images]:
+        ref = shlex.quote(f"{registry}{image}:{each}")
         kind = "once" if image in RUN_ONCE_IMAGES else "service"
         sandbox.run(
             f"echo {shlex.quote(worker_of(image))} > {root}/standin-worker && "

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from .guest import Guest
 from .host import Host
 from .operator import uninstall_everything
 from .releases import VARIABLE as RELEASE_VARIABLE
@@ -21,6 +22,8 @@ from .releases import Release, ReleaseError, prepare, selected
 from .sandbox import Sandbox, missing_programs
 from .standin import build_standin_images, start_fake_elasticsearch, start_redis
 from .vm import REPORT as VM_REPORT
+from .vm import PreparationError, provisioned_guest, report, selected_vm_releases
+from .vm import prepare as prepare_vm
 
 E2E_DIR = Path(__file__).resolve().parent
 
@@ -37,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "vm: boots Debian VMs under qemu (test_vm.py); "
                             "run only when -m names it")
+    config.addinivalue_line("markers", "vm_releases(*names): runs on the guests of these "
+                            "VM releases only (vm_guest's); left out on the others")
     # SIGTERM ends the run as Ctrl-C does: the fixtures' teardown still shuts the sandboxes
     # and guests down (scripts/test stops a VM tier this way when a sandbox tier failed).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -64,6 +69,10 @@ def _runs_on(item: pytest.Item, release: Release, vm_tier: bool) -> bool:
         return False
     only = item.get_closest_marker("releases")
     if only is not None and release.name not in only.args:
+        return False
+    guests = item.get_closest_marker("vm_releases")
+    callspec = getattr(item, "callspec", None)
+    if guests is not None and callspec and callspec.params.get("vm_guest") not in guests.args:
         return False
     return release.is_machine or not item.get_closest_marker("machine_release_only")
 
@@ -142,10 +151,38 @@ def boot_host(lower_root: Path) -> Iterator[Callable[..., Sandbox]]:
         shutil.rmtree(disk, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", params=selected_vm_releases())
+def vm_guest(request: pytest.FixtureRequest) -> Iterator[Guest]:
+    """The VM tier's host: one VM per release, booted once for the whole session, so that
+    every VM module's tests of one release run on it one after the other (pytest orders
+    them by this parameter)."""
+    if os.geteuid() != 0:
+        pytest.skip("the VM tier runs as root (scripts/test)")
+    release = request.param
+    try:
+        image, deb = prepare_vm(release)
+    except PreparationError as exc:
+        if release != "sid":
+            raise
+        # Unstable may be mid-transition: that tier alone is skipped, and says so.
+        message = f"DEBIAN UNSTABLE NOT TESTED: its VM could not be built:\n{exc}"
+        report(release, message)
+        pytest.skip(message)
+    with provisioned_guest(release, image, deb) as guest:
+        yield guest
+
+
 @dataclass
 class AgentHost:
     host: Host  # the session's sandbox, or the VM tier's guest
     since: str  # the session's journal is shared: read only what this test caused
+
+    @classmethod
+    def from_now(cls, host: Host) -> AgentHost:
+        """The agent of `host`, whose journal is read from this second on."""
+        since = host.run("date +%s").stdout.strip()
+        time.sleep(1)  # --since has a resolution of one second
+        return cls(host, since)
 
     def entries(self, *matches: str) -> list[dict]:
         out = self.host.run(
@@ -163,8 +200,6 @@ class AgentHost:
 def agent_host(sandbox):
     """All workers and the agent running; a TCP listener stands in for Elasticsearch."""
     start_fake_elasticsearch(sandbox)
-    since = sandbox.run("date +%s").stdout.strip()
-    time.sleep(1)  # --since has a resolution of one second
-    yield AgentHost(sandbox, since)
+    yield AgentHost.from_now(sandbox)
     uninstall_everything(sandbox)
     sandbox.run("systemctl start redis-server")

@@ -52,29 +52,31 @@ def install(host: Host, extra: str = "", check: bool = True):
     return tool(host, f"install --env-file {ENV_SOURCE} --network host {extra}", check=check)
 
 
-def uninstall_everything(host: Host) -> None:
-    """Leave the host as the session found it, whatever a test did."""
+def uninstall_everything(host: Host, engine: str = "docker") -> None:
+    """Leave the host as the session found it, whatever a test did. `engine`: the client
+    of the containers' engine (docker or podman; every helper here takes it so)."""
     tool(host, "uninstall --purge", check=False)
     host.run(
         "systemctl reset-failed 'tracardi-*' 2>/dev/null; "
-        "ids=$(docker ps -aq --filter label=tracardi.managed=true); "
-        '[ -z "$ids" ] || docker rm -f $ids >/dev/null',
+        f"ids=$({engine} ps -aq --filter label=tracardi.managed=true); "
+        f'[ -z "$ids" ] || {engine} rm -f $ids >/dev/null',
         check=False,
     )
 
 
-def container(host: Host, name: str) -> dict | None:
-    result = host.run(f"docker inspect --type container {shlex.quote(name)}", check=False)
+def container(host: Host, name: str, engine: str = "docker") -> dict | None:
+    result = host.run(f"{engine} inspect --type container {shlex.quote(name)}", check=False)
     return json.loads(result.stdout)[0] if result.returncode == 0 else None
 
 
-def wait_running(host: Host, name: str, timeout: float = 30, other_than: str = "") -> str:
+def wait_running(host: Host, name: str, timeout: float = 30, other_than: str = "",
+                 engine: str = "docker") -> str:
     """Wait until container `name` keeps running (a new one when `other_than` is its old id).
 
     Running means the same container is up in two looks half a second apart: a stand-in
     told to fail is up for a few milliseconds before it exits.
     """
-    look = f"docker inspect -f '{{{{if .State.Running}}}}{{{{.Id}}}}{{{{end}}}}' {name}"
+    look = f"{engine} inspect -f '{{{{if .State.Running}}}}{{{{.Id}}}}{{{{end}}}}' {name}"
     return host.wait_until(
         f"a=$({look}) && sleep 0.5 && b=$({look}) && [ -n \"$a\" ] && [ \"$a\" = \"$b\" ] "
         f"&& [ \"$a\" != '{other_than}' ] && echo $a",
@@ -113,24 +115,25 @@ def wait_unit(host: Host, unit: str, timeout: float = 30, **state: str) -> None:
         for name, value in state.items()), timeout=timeout)
 
 
-def wait_running_tag(host: Host, tag: str, timeout: float = 30) -> None:
+def wait_running_tag(host: Host, tag: str, timeout: float = 30, engine: str = "docker") -> None:
     """Until every worker unit is active with a running container of image tag `tag`."""
     for unit in WORKER_UNITS:
-        host.wait_until(f"systemctl is-active -q {unit} && docker inspect -f "
+        host.wait_until(f"systemctl is-active -q {unit} && {engine} inspect -f "
                         f"'{{{{.State.Running}}}} {{{{.Config.Image}}}}' "
                         f"{unit.removesuffix('.service')} | grep -qx 'true .*:{tag}'",
                         timeout=timeout)
 
 
-def wait_no_labelled_container(host: Host, timeout: float = 30) -> None:
+def wait_no_labelled_container(host: Host, timeout: float = 30, engine: str = "docker") -> None:
     """Until no container carries the tool's label."""
-    host.wait_until("[ -z \"$(docker ps -aq --filter label=tracardi.managed=true)\" ]",
+    host.wait_until(f"[ -z \"$({engine} ps -aq --filter label=tracardi.managed=true)\" ]",
                     timeout=timeout)
 
 
-def wait_labelled_containers(host: Host, names: Iterable[str], timeout: float = 30) -> None:
+def wait_labelled_containers(host: Host, names: Iterable[str], timeout: float = 30,
+                             engine: str = "docker") -> None:
     """Until the containers that carry the tool's label are `names`, and no other."""
-    host.wait_until("[ \"$(docker ps -a --filter label=tracardi.managed=true --format "
+    host.wait_until(f"[ \"$({engine} ps -a --filter label=tracardi.managed=true --format "
                     "'{{.Names}}' | LC_ALL=C sort | xargs)\" = "
                     f"'{' '.join(sorted(names))}' ]", timeout=timeout)
 
@@ -141,7 +144,8 @@ def wait_gone(host: Host, name: str, timeout: float = 30) -> None:
                     timeout=timeout)
 
 
-def start_all(host: Host) -> dict[str, str]:
+def start_all(host: Host, engine: str = "docker", timeout: float = 30) -> dict[str, str]:
     """Start tracardi.target; the running container id of each worker unit."""
     host.run("systemctl start tracardi.target")
-    return {unit: wait_running(host, unit.removesuffix(".service")) for unit in WORKER_UNITS}
+    return {unit: wait_running(host, unit.removesuffix(".service"), timeout, engine=engine)
+            for unit in WORKER_UNITS}

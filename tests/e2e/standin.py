@@ -139,11 +139,17 @@ def build_standin_images(
     tag: str = TRACARDI_TAG,
     crash: bool = False,
     liveness_fails: bool = False,
+    podman: bool = False,
+    also_tags: tuple[str, ...] = (),
 ) -> None:
     """Build one stand-in image per name, tagged `<image>:<tag>`, in the sandbox's docker.
 
     crash: the image exits with status 3 at once, whatever its settings (a release that
-    crash-loops); liveness_fails: it runs, but its liveness check (celery ping) fails.
+    crash-loops); liveness_fails: it runs, but its liveness check (celery ping) fails;
+    podman: into Podman's store instead, under the fully qualified name a registry's pull
+    would give it (`docker.io/<image>:<tag>`, as Quadlet's Image= names it); also_tags:
+    an image of its own (its /standin-image names it) under each of these tags too, from the
+    same root (whose busybox links take seconds to make under emulation).
     """
     root = "/tmp/standin-rootfs"
     baked = [name for name, wanted in (("standin-crash", crash),
@@ -156,13 +162,15 @@ def build_standin_images(
         input=STANDIN_SH,
     )
     sandbox.run(f"cat > {root}/bin/celery && chmod 755 {root}/bin/celery", input=CELERY_SH)
-    for image in images:
-        ref = shlex.quote(f"{image}:{tag}")
+    engine, registry = ("podman", "docker.io/") if podman else (DOCKER, "")
+    images = list(images)
+    for image, each in [(i, t) for t in (tag, *also_tags) for i in images]:
+        ref = shlex.quote(f"{registry}{image}:{each}")
         kind = "once" if image in RUN_ONCE_IMAGES else "service"
         sandbox.run(
             f"echo {shlex.quote(worker_of(image))} > {root}/standin-worker && "
             f"echo {ref} > {root}/standin-image && echo {kind} > {root}/standin-kind && "
-            f"tar -C {root} -c . | {DOCKER} import -c 'CMD [\"/standin.sh\"]' - {ref}"
+            f"tar -C {root} -c . | {engine} import -c 'CMD [\"/standin.sh\"]' - {ref}"
         )
 
 

@@ -31,10 +31,12 @@ def set_installed(host, name: str, value: str) -> None:
     host.run(f"sed -i '/^{name}=/d' {INSTALLED_ENV} && echo '{name}={value}' >> {INSTALLED_ENV}")
 
 
-def gave_up_on(unit: str, host: Host) -> None:
+def gave_up_on(unit: str, host: Host, since: str = "") -> None:
     """Wait until systemd's start limit stopped the unit's restarts (252 keeps the
-    Result of the last exit, e.g. exit-code, rather than start-limit-hit)."""
-    host.wait_until(f"systemctl is-failed -q {unit} && journalctl -u {unit} -o cat "
+    Result of the last exit, e.g. exit-code, rather than start-limit-hit); only what the
+    journal says `since` (epoch seconds) counts, where given."""
+    after = f"--since @{since}" if since else ""
+    host.wait_until(f"systemctl is-failed -q {unit} && journalctl -u {unit} {after} -o cat "
                     "| grep -q 'Start request repeated too quickly'", timeout=60)
 
 
@@ -50,11 +52,19 @@ def test_agent_rearms_a_unit_systemd_gave_up_on(agent_host):
     write_env(host, STANDIN_FAIL_SCHEDULER="1")
     install(host, f"--agent-interval {INTERVAL}")
     host.run("systemctl start tracardi.target")
-    gave_up_on("tracardi-scheduler", host)
+    rearmed_until_fixed(agent_host)
+
+
+def rearmed_until_fixed(agent_host, engine: str = "docker") -> None:
+    """The scheduler crash-loops (STANDIN_FAIL_SCHEDULER=1 in the installed env file) until
+    systemd gives up; the agent re-arms it with a backoff, and once fixed it runs. The VM
+    tier's Podman install runs it too."""
+    host = agent_host.host
+    gave_up_on("tracardi-scheduler", host, agent_host.since)
     agent_host.wait_for_entry("TRACARDI_ACTION=rearm", timeout=40)
 
     set_installed(host, "STANDIN_FAIL_SCHEDULER", "0")
-    wait_running(host, "tracardi-scheduler", timeout=120)
+    wait_running(host, "tracardi-scheduler", timeout=120, engine=engine)
 
     unit = "TRACARDI_UNIT=tracardi-scheduler.service"
     agent_host.wait_for_entry("TRACARDI_ACTION=gave_up", unit, timeout=30)
@@ -72,16 +82,24 @@ def test_restarts_are_held_while_redis_is_down(agent_host):
     host = agent_host.host
     write_env(host, STANDIN_REQUIRE_REDIS="1")
     start_everything(host)
+    held_while_redis_is_down(agent_host)
 
+
+def held_while_redis_is_down(agent_host, engine: str = "docker") -> None:
+    """With the workers running and needing Redis at start (STANDIN_REQUIRE_REDIS=1):
+    Redis stopped and the update worker killed, systemd gives up on its restarts and the
+    agent holds it (no re-arm) until Redis is back, then it runs again. The VM tier's
+    Podman install runs it too."""
+    host = agent_host.host
     host.run("systemctl stop redis-server")
-    host.run("docker kill tracardi-update")  # its restarts now fail: no Redis
-    gave_up_on("tracardi-update", host)
+    host.run(f"{engine} kill tracardi-update")  # its restarts now fail: no Redis
+    gave_up_on("tracardi-update", host, agent_host.since)
     time.sleep(4 * INTERVAL)
     assert agent_host.entries("TRACARDI_ACTION=rearm") == []
     assert host.run("systemctl is-failed -q tracardi-update", check=False).returncode == 0
 
     host.run("systemctl start redis-server")
-    wait_running(host, "tracardi-update", timeout=60)
+    wait_running(host, "tracardi-update", timeout=60, engine=engine)
 
     # the address the update worker connects to (0.8.1: the port from REDIS_HOST)
     redis = "'TRACARDI_DEPENDENCY=redis 127.0.0.1:6379'"

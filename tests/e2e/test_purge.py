@@ -28,16 +28,18 @@ def files(host: Host) -> set[str]:
     return set(out.split("\n"))
 
 
-def purge_leaves_nothing(host: Host, before: set[str], also_churn: tuple[str, ...] = ()) -> None:
+def purge_leaves_nothing(host: Host, before: set[str], also_churn: tuple[str, ...] = (),
+                         engine: str = "docker") -> None:
     """`uninstall --purge` warns of nothing and leaves no file that was not there `before`
-    (but under `also_churn`), no unit and no labelled container. The VM tier runs it too."""
+    (but under `also_churn`), no unit and no labelled container (of `engine`). The VM tier
+    runs it too."""
     result = tool(host, "uninstall --purge")
 
     assert "warning" not in result.stdout + result.stderr
     left = sorted(path for path in files(host) - before if not path.startswith(also_churn))
     assert left == [], f"left behind: {left}"
     host.wait_until("[ -z \"$(systemctl list-units --all --no-legend 'tracardi*')\" ]")
-    wait_no_labelled_container(host)
+    wait_no_labelled_container(host, engine=engine)
 
 
 def test_uninstall_purge_after_a_run_leaves_nothing(sandbox: Sandbox) -> None:

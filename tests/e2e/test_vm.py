@@ -14,10 +14,10 @@ default); other runs leave it out.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import time
 from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +55,7 @@ from .test_cgroup import stats_bytes
 from .test_hardening import AGENT, AGENT_MAX, WORKER_MAX, exposure
 from .vm import (
     VM_RELEASES,
-    PreparationError,
-    prepare,
-    provisioned_guest,
     report,
-    selected_vm_releases,
 )
 
 pytestmark = pytest.mark.vm
@@ -79,23 +75,10 @@ REDIS_OUTAGE = 20
 host = hardening_tests.host
 
 
-@pytest.fixture(scope="module", params=selected_vm_releases())
-def sandbox(request: pytest.FixtureRequest) -> Iterator[Guest]:
-    """This module's host, in place of conftest's sandbox: one VM per release, booted once."""
-    if os.geteuid() != 0:
-        pytest.skip("the VM tier runs as root (scripts/test)")
-    release = request.param
-    try:
-        image, deb = prepare(release)
-    except PreparationError as exc:
-        if release != "sid":
-            raise
-        # Unstable may be mid-transition: that tier alone is skipped, and says so.
-        message = f"DEBIAN UNSTABLE NOT TESTED: its VM could not be built:\n{exc}"
-        report(release, message)
-        pytest.skip(message)
-    with provisioned_guest(release, image, deb) as guest:
-        yield guest
+@pytest.fixture(scope="module")
+def sandbox(vm_guest: Guest) -> Guest:
+    """This module's host, in place of conftest's sandbox: the release's VM (vm_guest)."""
+    return vm_guest
 
 
 def test_the_guest_runs_its_release_on_cgroup_v2_with_apparmor(sandbox: Guest) -> None:
@@ -143,19 +126,23 @@ print(json.dumps({"version": version, "memory": containers_memory(pids),
 # --- the sandbox tier's tests, each with an install of its own -------------------------------
 
 
-# A failing start of a worker takes 5-12 s under emulation, so the shipped start limit (5
-# starts in 60 s) may never be reached: the operator's drop-in widens its window.
-START_LIMIT_DROPIN = "/etc/systemd/system/tracardi-scheduler.service.d/start-limit.conf"
+@contextmanager
+def start_limit_widened(host: Guest, *units: str) -> Iterator[None]:
+    """A failing start of a worker takes 5-12 s under emulation, so the shipped start limit
+    (5 starts in 60 s) may never be reached: the operator's drop-in widens its window."""
+    folders = " ".join(f"/etc/systemd/system/{unit}.d" for unit in units)
+    host.run(f"for d in {folders}; do mkdir -p $d && printf '[Unit]\\n"
+             "StartLimitIntervalSec=600\\n' > $d/start-limit.conf; done && "
+             "systemctl daemon-reload")
+    try:
+        yield
+    finally:
+        host.run(f"rm -rf {folders} && systemctl daemon-reload")
 
 
 def test_agent_rearms_a_unit_systemd_gave_up_on(agent_host) -> None:
-    host = agent_host.host
-    host.run(f"mkdir -p $(dirname {START_LIMIT_DROPIN}) && printf '[Unit]\\n"
-             f"StartLimitIntervalSec=600\\n' > {START_LIMIT_DROPIN}")
-    try:
+    with start_limit_widened(agent_host.host, "tracardi-scheduler.service"):
         agent_tests.test_agent_rearms_a_unit_systemd_gave_up_on(agent_host)
-    finally:
-        host.run(f"rm -rf $(dirname {START_LIMIT_DROPIN}) && systemctl daemon-reload")
 
 
 def test_a_worker_over_its_memory_limit_is_restarted(agent_host) -> None:
@@ -174,12 +161,14 @@ class Installed:
     host: Guest
     files_before: set[str]  # every file of the places purge must leave as they were
     ids: dict[str, str]  # unit -> the id of its running container
+    engine: str = "docker"  # the client of the workers' containers
 
     def running(self, fresh: Collection[str] = (), timeout: float = 120) -> None:
         """Every worker running; those of the `fresh` units in a new container."""
         self.ids = {unit: wait_running(self.host, unit.removesuffix(".service"),
                                        timeout=timeout,
-                                       other_than=self.ids[unit] if unit in fresh else "")
+                                       other_than=self.ids[unit] if unit in fresh else "",
+                                       engine=self.engine)
                     for unit in WORKER_UNITS}
 
 

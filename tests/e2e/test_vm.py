@@ -255,16 +255,22 @@ def test_a_sigkilled_worker_is_back(installed) -> None:
 
 
 def test_a_removed_container_and_a_stray_one_are_repaired(installed) -> None:
-    host = installed.host
+    removed_and_stray_repaired(installed, "tracardi/com-tracardi-scheduler-worker:0.8.1")
+
+
+def removed_and_stray_repaired(installed: Installed, image: str) -> None:
+    """A worker's container removed behind systemd's back comes back, and a labelled
+    container no unit owns is removed by the agent, on either engine."""
+    host, engine = installed.host, installed.engine
     since = host.run("date +%s").stdout.strip()
-    host.run("docker rm -f tracardi-scheduler")
-    host.run("docker run -d --name ghost --network host --label tracardi.managed=true "
+    host.run(f"{engine} rm -f tracardi-scheduler")
+    host.run(f"{engine} run -d --name ghost --network host --label tracardi.managed=true "
              "--label tracardi.worker=scheduler --label tracardi.unit=tracardi-ghost.service "
-             "tracardi/com-tracardi-scheduler-worker:0.8.1")
+             f"{image}")
     started = time.monotonic()
     installed.running(fresh=["tracardi-scheduler.service"], timeout=30)
-    host.wait_until("! docker inspect ghost >/dev/null 2>&1", timeout=30)
-    report(host.release, f"removed container back and stray one removed in "
+    host.wait_until(f"! {engine} inspect ghost >/dev/null 2>&1", timeout=30)
+    report(host.release, f"{engine}: removed container back and stray one removed in "
            f"{time.monotonic() - started:.1f} s")
     removed = host.run(f"journalctl -o json --since @{since} "
                        "TRACARDI_ACTION=orphan_removed").stdout.splitlines()

@@ -50,7 +50,8 @@ from .standin import (
     worker_of,
 )
 from .test_agent import set_installed
-from .test_vm import Installed, healthy, start_limit_widened
+from .test_hardening import AGENT, AGENT_MAX, exposure
+from .test_vm import MIB, Installed, healthy, removed_and_stray_repaired, start_limit_widened
 from .vm import report, timed
 
 # Bookworm's Podman 4.3 has no Quadlet. scripts/test runs these on trixie only, for CI's
@@ -133,11 +134,22 @@ def test_every_worker_runs_its_fully_qualified_image_under_quadlet(installed) ->
                                   for line in images.split()), images
 
 
-def test_the_agent_runs_and_status_is_healthy(installed) -> None:
+def test_the_agent_runs_hardened_and_status_is_healthy_with_memory(installed) -> None:
     host = installed.host
     host.wait_until("systemctl is-active -q tracardi-agent.service podman.socket", timeout=60)
     status = healthy(host)
     assert [worker["unit"] for worker in status["workers"]] == WORKER_UNITS
+    # memory from each container's cgroup (Quadlet's libpod-payload-<id> in the unit's)
+    assert all((worker["memory_bytes"] or 0) > MIB for worker in status["workers"]), status
+    assert exposure(host, AGENT) <= AGENT_MAX
+    again = install(host, f"--runtime podman --agent-interval {INTERVAL} "
+                          f"--liveness-interval {LIVENESS_INTERVAL}")
+    assert again.stdout.strip() == "nothing to change", again.stdout
+
+
+def test_a_removed_container_and_a_stray_one_are_repaired(installed) -> None:
+    removed_and_stray_repaired(
+        installed, f"docker.io/tracardi/com-tracardi-scheduler-worker:{TRACARDI_TAG}")
 
 
 def test_a_sigkilled_worker_is_back(installed) -> None:

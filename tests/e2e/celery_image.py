@@ -25,6 +25,7 @@ from .standin import TRACARDI_TAG
 RECIPE = Path(__file__).resolve().parent / "celery_app"
 CACHE_DIR = Path("/var/tmp/tracardi-e2e-cache")
 IMAGE = "tracardi/update-worker"
+PODMAN = "podman"
 APP = "tracardi.worker.celery_worker"
 # What Tracardi's Dockerfile runs (there as ENTRYPOINT; a CMD here, like the stand-ins).
 WORKER_COMMAND = ["celery", "-A", APP, "worker", "-l", "info", "--uid=nobody", "--gid=nogroup"]
@@ -77,11 +78,19 @@ def rootfs_tar(cache_dir: Path = CACHE_DIR) -> tuple[Path, float | None]:
         return tar, time.monotonic() - started
 
 
-def import_image(sandbox: Sandbox, tar: Path, tag: str = TRACARDI_TAG) -> str:
-    """`docker import` the tar inside the sandbox as tracardi/update-worker:<tag>."""
-    ref = f"{IMAGE}:{tag}"
+def image_ref(engine: str = DOCKER, tag: str = TRACARDI_TAG) -> str:
+    """The image's name in the engine's store: on Podman fully qualified, as a registry's
+    pull names it (and as Quadlet's Image= of the update worker does)."""
+    return f"{'docker.io/' if engine == PODMAN else ''}{IMAGE}:{tag}"
+
+
+def import_image(sandbox: Sandbox, tar: Path, tag: str = TRACARDI_TAG,
+                 engine: str = DOCKER) -> str:
+    """`docker import` (or `podman import`) the tar inside the sandbox as the update
+    worker's image at `tag` (image_ref)."""
+    ref = image_ref(engine, tag)
     changes = " ".join(f"-c {shlex.quote(change)}" for change in IMAGE_CHANGES)
-    sandbox.run(f"{DOCKER} import {changes} {shlex.quote(str(tar))} {ref}", timeout=300)
+    sandbox.run(f"{engine} import {changes} {shlex.quote(str(tar))} {ref}", timeout=300)
     return ref
 
 

@@ -11,9 +11,8 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from .celery_image import APP, IMAGE
+from .celery_image import APP, image_ref
 from .sandbox import DOCKER, Sandbox
-from .standin import TRACARDI_TAG
 
 UNIT = "tracardi-update.service"
 CONTAINER = "tracardi-update"
@@ -22,21 +21,23 @@ QUEUE = "celery"  # the worker's only queue (Celery's default)
 RECONNECTED = "Connected to redis://"
 
 
-def one_off(host: Sandbox, python: str, *args: str, env: dict[str, str] | None = None) -> str:
+def one_off(host: Sandbox, python: str, *args: str, env: dict[str, str] | None = None,
+            engine: str = DOCKER) -> str:
     """Run a python snippet in a throw-away container of the worker image (argv: args)."""
     env = {"REDIS_HOST": "127.0.0.1"} if env is None else env
     options = " ".join(f"-e {shlex.quote(f'{k}={v}')}" for k, v in env.items())
     argv = " ".join(shlex.quote(a) for a in args)
     return host.run(
-        f"{DOCKER} run --rm --network host {options} "
-        f"{IMAGE}:{TRACARDI_TAG} python -c {shlex.quote(python)} {argv}"
+        f"{engine} run --rm --network host {options} "
+        f"{image_ref(engine)} python -c {shlex.quote(python)} {argv}"
     ).stdout.strip()
 
 
-def queue_touch(host: Sandbox, key: str) -> str:
+def queue_touch(host: Sandbox, key: str, engine: str = DOCKER) -> str:
     """Queue touch(key) as a Tracardi API would (`.delay()` on the broker); the task id."""
     return one_off(
-        host, f"import sys; from {APP} import touch; print(touch.delay(sys.argv[1]).id)", key
+        host, f"import sys; from {APP} import touch; print(touch.delay(sys.argv[1]).id)", key,
+        engine=engine,
     )
 
 
@@ -47,11 +48,11 @@ def queue_holds(host: Sandbox, seconds: float, count: int) -> None:
             str(seconds), str(count))
 
 
-def control(host: Sandbox, *args: str) -> str:
+def control(host: Sandbox, *args: str, engine: str = DOCKER) -> str:
     """`celery control ...` from a throw-away container, as an operator would run it."""
     argv = " ".join(shlex.quote(a) for a in args)
     return host.run(
-        f"{DOCKER} run --rm --network host -e REDIS_HOST=127.0.0.1 {IMAGE}:{TRACARDI_TAG} "
+        f"{engine} run --rm --network host -e REDIS_HOST=127.0.0.1 {image_ref(engine)} "
         f"celery -A {APP} control {argv}", timeout=120
     ).stdout
 
@@ -76,9 +77,9 @@ def consumed_within(host: Sandbox, key: str, timeout: float) -> float | None:
         time.sleep(0.2)
 
 
-def node_name(host: Sandbox, container: str = CONTAINER) -> str:
+def node_name(host: Sandbox, container: str = CONTAINER, engine: str = DOCKER) -> str:
     """celery@<hostname>: the name the worker answers to (the host's under --network host)."""
-    hostname = host.run(f"{DOCKER} inspect -f '{{{{.Config.Hostname}}}}' {container}")
+    hostname = host.run(f"{engine} inspect -f '{{{{.Config.Hostname}}}}' {container}")
     return f"celery@{hostname.stdout.strip()}"
 
 

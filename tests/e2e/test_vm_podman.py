@@ -9,7 +9,8 @@ one after the other, each leaving every worker running: the target started and `
 healthy, a SIGKILLed worker back, a crash loop past the start limit re-armed by the agent,
 a failing health check that has Podman kill the worker, a Redis outage held and released,
 an upgrade and its rollback, a reboot, the license looked for where it must not be, and
-`uninstall --purge` last. Each step's seconds go into the VM report (vm.report).
+`uninstall --purge`. Last, the real Celery update worker installed alone: its work-based
+liveness. Each step's seconds go into the VM report (vm.report).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -26,12 +28,25 @@ from tracardi_systemd.names import DEFAULT_QUADLET_DIR, LICENSE_SECRET
 
 from . import test_agent as agent_tests
 from . import test_purge as purge_tests
+from .celery_image import import_image, rootfs_tar
+from .celery_ops import (
+    CONTAINER,
+    REDIS_CLI,
+    UNIT,
+    consumed_within,
+    control,
+    entries_since,
+    node_name,
+    queue_touch,
+    wait_ready,
+)
 from .conftest import AgentHost
 from .guest import Guest
 from .operator import (
     INSTALLED_ENV,
     WORKER_NAMES,
     WORKER_UNITS,
+    container,
     install,
     journal,
     sha256,
@@ -39,6 +54,7 @@ from .operator import (
     tool,
     uninstall_everything,
     wait_labelled_containers,
+    wait_running,
     wait_unit,
     write_env,
 )
@@ -50,12 +66,12 @@ from .standin import (
     worker_of,
 )
 from .test_agent import set_installed
+from .test_celery_worker import LIVENESS_BOUND, NOT_LIVE, RESTART
 from .test_hardening import AGENT, AGENT_MAX, exposure
 from .test_vm import Installed, healthy, removed_and_stray_repaired, start_limit_widened
 from .vm import report, timed
 
-# Bookworm's Podman 4.3 has no Quadlet. scripts/test runs these on trixie only, for CI's
-# 60 minutes (8.5 minutes a release); TRACARDI_VM_PODMAN_RELEASES="trixie sid" adds sid.
+# Bookworm's Podman 4.3 has no Quadlet. TRACARDI_VM_PODMAN_RELEASES narrows the releases.
 PODMAN_RELEASES = tuple(os.environ.get("TRACARDI_VM_PODMAN_RELEASES", "trixie sid").split())
 pytestmark = [pytest.mark.vm, pytest.mark.vm_releases(*PODMAN_RELEASES)]
 
@@ -304,3 +320,53 @@ def test_uninstall_purge_leaves_no_unit_container_or_secret(installed) -> None:
                                      engine=PODMAN)
     report(host.release, f"Podman: uninstall --purge {time.monotonic() - started:.1f} s")
     assert host.run("podman secret ls --format '{{.Name}}'").stdout.strip() == ""
+
+
+# --- last: the real Celery update worker, whose image then bears the stand-in's name ------
+
+@pytest.fixture(scope="module")
+def celery_worker(vm_guest: Guest) -> Iterator[Guest]:
+    """The image the Celery tier builds (Tracardi 0.8.1's update worker), imported into
+    Podman's store, installed alone with the agent, started and ready."""
+    host = vm_guest
+    with timed(host.release, "Podman: real Celery image imported"):
+        tar, _ = rootfs_tar()
+        host.put(tar, "/root/celery-rootfs.tar")
+        import_image(host, Path("/root/celery-rootfs.tar"), engine=PODMAN)
+        host.run("rm /root/celery-rootfs.tar")
+    uninstall_everything(host, PODMAN)  # whatever a failed test before left
+    host.run(f"{REDIS_CLI} flushall")
+    write_env(host)
+    install(host, f"--runtime podman --worker update --agent-interval {INTERVAL}")
+    try:
+        host.run("systemctl start tracardi.target")
+        wait_running(host, CONTAINER, timeout=60, engine=PODMAN)
+        wait_ready(host, timeout=60 * host.slowness)
+        yield host
+    finally:
+        uninstall_everything(host, PODMAN)
+
+
+def test_work_based_liveness_restarts_the_real_celery_worker_that_takes_no_work(
+        celery_worker: Guest) -> None:
+    """The sandbox Celery tier's worker that answers pings but takes no work (its consumer
+    cancelled through Celery's remote control): Podman's health check (a ping) sees nothing
+    wrong, the agent's work-based liveness restarts it, and the task is consumed."""
+    host = celery_worker
+    since = host.run("date +%s").stdout.strip()
+    before = container(host, CONTAINER, PODMAN)["Id"]
+    control(host, "cancel_consumer", "celery", "-d", node_name(host, engine=PODMAN),
+            engine=PODMAN)
+    queue_touch(host, "after-cancel", engine=PODMAN)
+    queued = time.monotonic()
+    assert consumed_within(host, "after-cancel", 5) is None, "it still takes tasks"
+    took = consumed_within(host, "after-cancel", LIVENESS_BOUND * host.slowness)
+    assert took is not None, "the task queued after the cancel was never consumed"
+    report(host.release, f"Podman: real Celery worker taking no work restarted, the task "
+           f"consumed {time.monotonic() - queued:.1f} s after it was queued")
+    assert container(host, CONTAINER, PODMAN)["Id"] != before
+    not_live = entries_since(host, since, NOT_LIVE, UNIT)
+    assert len(not_live) == 1 and "has not asked Redis for work" in not_live[0], not_live
+    restarts = entries_since(host, since, RESTART, UNIT)
+    assert any("not taking work" in line or "work has waited" in line
+               for line in restarts), restarts

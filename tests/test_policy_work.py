@@ -153,3 +153,20 @@ def test_on_podman_a_failed_health_check_is_reported_and_left_to_podmans_kill():
     entry = one_event(decision, EntryKind.NOT_LIVE)
     assert "Podman kills it" in entry.message
     assert kinds(sim.step(10.0, failing_health_check())) == []  # once per container
+
+
+def test_on_podman_a_worker_taking_no_work_is_restarted_unless_podman_kills_it():
+    """Podman's health check (a ping) does not see a worker whose pidbox answers but takes
+    no work: the work verdict restarts it. A container whose failed health check was
+    reported is Podman's to kill: its work verdict restarts nothing."""
+    sim = Sim(Config(work_wait=30, engine_kills_not_live=True))
+    answering = working(waiting=1, consuming_idle=None, broadcast=True)
+    sim.step(0.0, answering)
+    assert acts(sim.step(31.0, answering)) == [("restart", UPDATE)]
+
+    sim = Sim(Config(work_wait=30, engine_kills_not_live=True))
+    hung = replace(working(waiting=1, consuming_idle=None, broadcast=False),
+                   live=False, not_live_reason="its Celery worker does not answer a ping")
+    assert kinds(sim.step(0.0, hung)) == [EntryKind.NOT_LIVE]
+    decision = sim.step(31.0, hung)
+    assert decision.actions == [] and sim.past(UPDATE).work == "not live"

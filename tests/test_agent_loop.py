@@ -11,11 +11,12 @@ import pytest
 from fakes import FakeClock, FakeEngine, FakeSystemctl, inspected, unit_props
 
 from tracardi_systemd.agent import loop as agent_module
-from tracardi_systemd.agent.loop import RUNTIME_HOSTS, Agent, InputFiles, needs_of, worker_of
+from tracardi_systemd.agent.loop import Agent, InputFiles, needs_of, worker_of
 from tracardi_systemd.agent.policy import Config, EntryKind, History, State
 from tracardi_systemd.cli.table import describe_cycle
 from tracardi_systemd.host.commands import CommandError
 from tracardi_systemd.host.journal import Journal
+from tracardi_systemd.host.runtimes import RUNTIME_HOSTS
 from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import AGENT_UNIT, DOCKER_UNIT, LABEL_MANAGED, TARGET
 from tracardi_systemd.observe.model import QueueReading, WorkReading

@@ -109,6 +109,8 @@ def test_status_without_an_installation_says_what_to_run(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize(("options", "client", "socket"), [
     ({"runtime": "podman"}, "/usr/bin/podman", "/run/podman/podman.sock"),
+    ({"runtime": "podman", "docker": "/opt/docker/bin/docker"}, "/usr/bin/podman",
+     "/run/podman/podman.sock"),
     ({"docker": "/opt/docker/bin/docker"}, "/opt/docker/bin/docker", "/var/run/docker.sock"),
     ({}, "/usr/bin/docker", "/var/run/docker.sock"),
 ])
@@ -122,6 +124,14 @@ def test_status_and_upgrade_speak_to_the_installed_runtime(options, client, sock
                         tracardi_version="0.8.1", units=[], options=options)
     assert client_of(manifest).program == client
     assert engine_of(manifest).socket_path == socket
+
+
+def test_every_runtime_has_its_units_and_its_host_facts():
+    from tracardi_systemd.host.runtimes import RUNTIME_HOSTS
+    from tracardi_systemd.names import RUNTIMES
+    from tracardi_systemd.render.units import RUNTIME_UNITS
+
+    assert tuple(RUNTIME_UNITS) == tuple(RUNTIME_HOSTS) == RUNTIMES
 
 
 def test_unit_states_come_from_one_list_units_call(tmp_path):

@@ -42,10 +42,11 @@ from tracardi_systemd.host.cgroup import ContainersMemory
 from tracardi_systemd.host.commands import CommandError, ContainerSource, SystemctlClient
 from tracardi_systemd.host.engine import EngineError
 from tracardi_systemd.host.journal import Journal, Priority
+from tracardi_systemd.host.runtimes import RUNTIME_HOSTS, ContainerRuntime
 from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.inflight import UpgradeInFlight
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest_file
-from tracardi_systemd.names import AGENT_STATE_FILE, DOCKER_UNIT, TARGET, is_worker_unit
+from tracardi_systemd.names import AGENT_STATE_FILE, TARGET, is_worker_unit
 from tracardi_systemd.names import worker_of_unit as unit_worker_name
 from tracardi_systemd.observe.agent_state import AgentReport, WorkerReport
 from tracardi_systemd.observe.model import ContainerState, UnitState, WorkReading
@@ -54,23 +55,6 @@ from tracardi_systemd.observe.work import Consumer, read_work
 from tracardi_systemd.spec.addresses import Dependency, dependencies_of
 from tracardi_systemd.spec.catalog import RECOVERS_AFTER_OUTAGE, REDIS, Worker, workers_for
 from tracardi_systemd.spec.envfile import load_env_file
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """What the agent watches besides the units on one container runtime: the daemon whose
-    stop takes every worker down (docker.service; Podman has none, each container has its
-    conmon in its unit, and podman.socket starts the API's service at the first call),
-    and where its images live."""
-
-    daemon: str | None
-    data_dir: str
-
-
-RUNTIME_HOSTS = {
-    "docker": Runtime(DOCKER_UNIT, "/var/lib/docker"),
-    "podman": Runtime(None, "/var/lib/containers/storage"),
-}
 
 DependencyProbe = Callable[[list[Dependency]], dict[str, bool]]
 # Told of every cycle that acted (metrics, the failure hook): the agent, what it saw and
@@ -138,7 +122,7 @@ class Agent:
     probe: DependencyProbe
     journal: Journal
     config: Config
-    runtime: Runtime = RUNTIME_HOSTS["docker"]
+    runtime: ContainerRuntime = RUNTIME_HOSTS["docker"]
     state_file: Path = AGENT_STATE_FILE
     clock: Callable[[], float] = time.monotonic
     read_work: WorkProbe = read_work

@@ -125,19 +125,14 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
     structured journal entry.
     """
     # Imported here: they load psutil and sdnotify, which other commands need not pay for.
-    from tracardi_systemd.agent.loop import (
-        RUNTIME_HOSTS,
-        Agent,
-        InputFiles,
-        host_call_timeout,
-        stop_on_signals,
-    )
+    from tracardi_systemd.agent.loop import Agent, InputFiles, host_call_timeout, stop_on_signals
     from tracardi_systemd.agent.metrics import MetricsFile
     from tracardi_systemd.agent.on_failure import FailureHook
     from tracardi_systemd.agent.watch import Watcher
     from tracardi_systemd.cli.table import describe_cycle
-    from tracardi_systemd.host.engine import RUNTIME_SOCKETS, Engine, EngineError
+    from tracardi_systemd.host.engine import Engine, EngineError
     from tracardi_systemd.host.journal import Journal
+    from tracardi_systemd.host.runtimes import RUNTIME_HOSTS
     from tracardi_systemd.install.manifest import ManifestError
     from tracardi_systemd.spec.addresses import probe
 
@@ -145,14 +140,15 @@ def agent(env_file: Path, once: bool, dry_run: bool, interval: float, reconcile_
         raise click.UsageError("--dry-run needs --once")
     inputs = InputFiles(manifest_path(Path("/")), env_file)
     timeout = host_call_timeout()
-    engine, journal = Engine(RUNTIME_SOCKETS[runtime], timeout=timeout), Journal()
+    host_runtime = RUNTIME_HOSTS[runtime]
+    engine, journal = Engine(host_runtime.socket, timeout=timeout), Journal()
     try:
         config = _config(inputs.manifest, memory_limits, backoff_initial=backoff_initial,
                          backoff_max=backoff_max, stable_after=stable_after, grace=grace,
                          memory_cycles=memory_cycles, work_wait=work_wait,
-                         engine_kills_not_live=runtime == "podman")
+                         engine_kills_not_live=host_runtime.kills_not_live)
         watchdog = Agent(inputs, Systemctl(timeout=timeout), engine, probe, journal, config,
-                         runtime=RUNTIME_HOSTS[runtime])
+                         runtime=host_runtime)
     except ManifestError as exc:
         fail(f"{exc} (run  sudo tracardi-systemd install --env-file FILE)")
     except LimitError as exc:

@@ -16,6 +16,7 @@ from tracardi_systemd.cli.events import events
 from tracardi_systemd.cli.options import (
     absolute,
     as_flags,
+    client_of,
     engine_of,
     env_file_option,
     fail,
@@ -29,6 +30,7 @@ from tracardi_systemd.cli.options import (
 )
 from tracardi_systemd.cli.upgrade import upgrade
 from tracardi_systemd.host.commands import Docker, Systemctl
+from tracardi_systemd.host.runtimes import RUNTIME_HOSTS
 from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.journal_catalog import install_catalog, remove_catalog
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest
@@ -39,7 +41,6 @@ from tracardi_systemd.install.uninstall import Uninstaller
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
     DEFAULT_METRICS_DIR,
-    DEFAULT_PODMAN,
     DEFAULT_UNIT_DIR,
     METRICS_FILE,
 )
@@ -186,8 +187,8 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
                            None if reset else previous,
                            DEFAULT_AGENT_PROGRAM if packaged else None)
     _say_reuse(ctx.command, reuse, reset and previous is not None)
-    podman = options["runtime"] == "podman"  # the last install's when not given
-    installer.docker = Docker(DEFAULT_PODMAN if podman else options["docker"])  # reused too
+    # the last install's runtime and client when not given
+    installer.docker = Docker(RUNTIME_HOSTS[options["runtime"]].client_or(options["docker"]))
     if live and not dry_run:
         _or_fail(installer.require_live_host)
     options["tool"] = options["tool"] or installer.agent_program(running_program())
@@ -271,8 +272,7 @@ def uninstall(purge: bool, force: bool, dry_run: bool, root: Path | None) -> Non
         fail("uninstall changes the system and needs root: run it with sudo")
     uninstaller = Uninstaller(root, Systemctl(root), Docker())
     previous = _or_fail(uninstaller.previous)
-    if previous is not None and previous.quadlet_dir:
-        uninstaller.docker = Docker(DEFAULT_PODMAN)  # for its license secret
+    uninstaller.docker = client_of(previous)  # podman removes its license secret
     _or_fail(lambda: uninstaller.run(purge, force, click.echo, dry_run=dry_run))
     if dry_run:
         return

@@ -15,14 +15,14 @@ import click
 from click.core import ParameterSource
 
 from tracardi_systemd.host.commands import PULL_POLICIES, Docker
-from tracardi_systemd.host.engine import RUNTIME_SOCKETS, Engine
+from tracardi_systemd.host.engine import Engine
+from tracardi_systemd.host.runtimes import RUNTIME_HOSTS, ContainerRuntime
 from tracardi_systemd.install.manifest import Manifest
 from tracardi_systemd.names import (
     DEFAULT_AGENT_PROGRAM,
     DEFAULT_DOCKER,
     DEFAULT_ENV_FILE,
     DEFAULT_METRICS_DIR,
-    DEFAULT_PODMAN,
     RUNTIMES,
     is_hook_unit,
 )
@@ -204,17 +204,19 @@ def running_program() -> str:
     return shutil.which("tracardi-systemd") or DEFAULT_AGENT_PROGRAM
 
 
+def runtime_of(manifest: Manifest | None) -> ContainerRuntime:
+    """The runtime of the last install (Docker when there was none)."""
+    runtime = str(manifest.options.get("runtime", "docker")) if manifest else "docker"
+    return RUNTIME_HOSTS.get(runtime, RUNTIME_HOSTS["docker"])
+
+
 def client_of(manifest: Manifest | None) -> Docker:
     """The client the installed units run: podman on a Podman install, else the docker
     client the last install was given."""
-    if manifest is None:
-        return Docker(DEFAULT_DOCKER)
-    if manifest.options.get("runtime") == "podman":
-        return Docker(DEFAULT_PODMAN)
-    return Docker(str(manifest.options.get("docker", DEFAULT_DOCKER)))
+    docker = str(manifest.options.get("docker", DEFAULT_DOCKER)) if manifest else DEFAULT_DOCKER
+    return Docker(runtime_of(manifest).client_or(docker))
 
 
 def engine_of(manifest: Manifest | None) -> Engine:
     """The Engine API of the installed runtime: dockerd's socket, or podman.socket's."""
-    runtime = str(manifest.options.get("runtime", "docker")) if manifest else "docker"
-    return Engine(RUNTIME_SOCKETS.get(runtime, RUNTIME_SOCKETS["docker"]))
+    return Engine(runtime_of(manifest).socket)

@@ -100,7 +100,6 @@ from typing import Any
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 PODMAN_SOCKET = "/run/podman/podman.sock"
-RUNTIME_SOCKETS = {"docker": DEFAULT_SOCKET, "podman": PODMAN_SOCKET}
 NEWEST_API_VERSION = "1.45"  # Debian 13's dockerd 26.1: the newest the tests run against
 OLDEST_API_VERSION = "1.41"  # Debian 12's dockerd 20.10: the oldest
 DEFAULT_TIMEOUT = 10.0

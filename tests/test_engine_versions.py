@@ -102,6 +102,27 @@ def test_a_daemon_older_than_the_oldest_this_tool_needs_is_refused() -> None:
         negotiate({"Version": "19.03.15", "ApiVersion": "1.40", "MinAPIVersion": "1.12"})
 
 
+PODMAN_COMPONENTS = [{"Name": "Podman Engine", "Version": "3.4.4"}]
+
+
+def test_a_podman_too_old_is_named_and_podman_is_what_to_upgrade() -> None:
+    with pytest.raises(EngineError) as raised:
+        negotiate({"Version": "3.4.4", "ApiVersion": "1.40", "MinAPIVersion": "1.24",
+                   "Components": PODMAN_COMPONENTS})
+    message = str(raised.value)
+    assert message == ("GET /version: podman 3.4.4 speaks Engine API 1.40 at most, and "
+                       "tracardi-systemd needs 1.41 or newer: upgrade Podman")
+
+
+def test_a_podman_that_refuses_our_newest_version_gets_no_dockerd_advice() -> None:
+    with pytest.raises(EngineError) as raised:
+        negotiate({"Version": "9.0.0", "ApiVersion": "1.60", "MinAPIVersion": "1.50",
+                   "Components": PODMAN_COMPONENTS})
+    message = str(raised.value)
+    assert message.startswith("GET /version: podman 9.0.0 refuses Engine API versions")
+    assert message.endswith("upgrade tracardi-systemd") and "dockerd" not in message
+
+
 @pytest.mark.parametrize("daemon", [{}, {"ApiVersion": 1.45}, {"ApiVersion": "v1"},
                                     {"ApiVersion": "1.45", "MinAPIVersion": "x"}])
 def test_a_version_answer_without_a_readable_api_version_is_refused(daemon) -> None:

@@ -671,29 +671,32 @@ class _ChunkDecoder:
 
 
 def negotiate(daemon: Mapping[str, Any]) -> str:
-    """The API version to speak with a dockerd whose GET /version answered `daemon`: its
-    ApiVersion capped at NEWEST_API_VERSION; EngineError if it accepts nothing that old
-    (MinAPIVersion) or speaks nothing as new as OLDEST_API_VERSION."""
+    """The API version to speak with a dockerd (or Podman) whose GET /version answered
+    `daemon`: its ApiVersion capped at NEWEST_API_VERSION; EngineError if it accepts nothing
+    that old (MinAPIVersion) or speaks nothing as new as OLDEST_API_VERSION."""
     speaks = daemon.get("ApiVersion")
     accepts = daemon.get("MinAPIVersion") or OLDEST_API_VERSION  # absent: no floor
-    docker = f"dockerd {daemon.get('Version') or '(version unknown)'}"
+    podman = _podman_component(daemon) is not None
+    server = f"{'podman' if podman else 'dockerd'} {daemon.get('Version') or '(version unknown)'}"
     try:
         speaks_at, accepts_at = _api_tuple(speaks), _api_tuple(accepts)
     except ValueError:
-        raise EngineError(VERSION_CALL, f"{docker} answered no Engine API version this tool "
+        raise EngineError(VERSION_CALL, f"{server} answered no Engine API version this tool "
                           f"can read (ApiVersion {speaks!r}, MinAPIVersion {accepts!r})"
                           ) from None
     if accepts_at > _api_tuple(NEWEST_API_VERSION):
-        raise EngineError(VERSION_CALL, f"{docker} refuses Engine API versions older than "
+        or_dockerd = "" if podman else (
+            f", or let dockerd accept {NEWEST_API_VERSION} (DOCKER_MIN_API_VERSION="
+            f"{NEWEST_API_VERSION} in docker.service's environment)")
+        raise EngineError(VERSION_CALL, f"{server} refuses Engine API versions older than "
                           f"{accepts} (its MinAPIVersion), and the newest this "
                           f"tracardi-systemd speaks is {NEWEST_API_VERSION}: upgrade "
-                          "tracardi-systemd, or let dockerd accept "
-                          f"{NEWEST_API_VERSION} (DOCKER_MIN_API_VERSION={NEWEST_API_VERSION} "
-                          "in docker.service's environment)")
+                          f"tracardi-systemd{or_dockerd}")
     if speaks_at < _api_tuple(OLDEST_API_VERSION):
-        raise EngineError(VERSION_CALL, f"{docker} speaks Engine API {speaks} at most, and "
-                          f"tracardi-systemd needs {OLDEST_API_VERSION} (Docker 20.10) or "
-                          "newer: upgrade Docker")
+        upgrade = ("or newer: upgrade Podman" if podman
+                   else "(Docker 20.10) or newer: upgrade Docker")
+        raise EngineError(VERSION_CALL, f"{server} speaks Engine API {speaks} at most, and "
+                          f"tracardi-systemd needs {OLDEST_API_VERSION} {upgrade}")
     return min(str(speaks), NEWEST_API_VERSION, key=_api_tuple)
 
 

@@ -89,6 +89,19 @@ def test_template_instances_are_wanted_by_the_target_not_installed():
     assert "WantedBy=tracardi.target" in files["tracardi-update.container"]
 
 
+def test_on_failure_reaches_every_container_file_and_the_agent():
+    """Quadlet passes [Unit] on as it is: the generated services get OnFailure= too."""
+    files = render(settings("0.8.1", on_failure="tracardi-notify@.service"))
+    containers = [name for name in files if name.endswith(".container")]
+    assert containers
+    for name in containers:
+        unit = files[name].split("[Container]")[0]
+        assert "\nOnFailure=tracardi-notify@%n.service\n" in unit, name
+    agent = files["tracardi-agent.service"]
+    assert "\nOnFailure=tracardi-notify@%n.service\n" in agent
+    assert "--on-failure tracardi-notify@.service --runtime podman\n" in agent
+
+
 def test_values_are_escaped_for_systemd_after_quadlet():
     files = render(settings("0.8.1", worker_env={"X": 'a "b" %c $d'}))
     text = files["tracardi-update.container"]

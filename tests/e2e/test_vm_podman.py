@@ -58,6 +58,7 @@ from .operator import (
     wait_unit,
     write_env,
 )
+from .sandbox import CHECKOUT
 from .standin import (
     RUN_ONCE_IMAGES,
     TRACARDI_081_IMAGES,
@@ -81,6 +82,9 @@ LICENSE = "LIC-podman-e2e-5e1f0b-do-not-leak-27182"
 UPGRADE_TAG = "0.8.2"
 INTERVAL = agent_tests.INTERVAL  # the agent's cycle
 LIVENESS_INTERVAL = 5  # the update worker's health check; its start period is 120 s
+HOOK = CHECKOUT / "examples" / "tracardi-notify@.service"
+INSTALL = (f"--runtime podman --agent-interval {INTERVAL} --liveness-interval "
+           f"{LIVENESS_INTERVAL} --on-failure {HOOK.name}")
 # What purge leaves by design: Podman's own files (its store of images, containers and
 # secrets, its run-time state), and podman.socket, which install enabled and uninstall
 # leaves enabled (README: other programs may use it); Redis's dump, saved at the reboot.
@@ -124,11 +128,11 @@ def installed(vm_guest: Guest) -> Iterator[PodmanInstalled]:
     # Present from the start, so the units pass them (by name); tests flip their values.
     write_env(host, API_LICENSE=LICENSE, STANDIN_FAIL_SCHEDULER="0",
               STANDIN_REQUIRE_REDIS="0")
+    host.put(HOOK, f"/etc/systemd/system/{HOOK.name}")  # the operator's, kept by purge
     files_before = purge_tests.files(host)
     since = host.run("date +%s").stdout.strip()
     started = time.monotonic()
-    install(host, f"--runtime podman --agent-interval {INTERVAL} "
-                  f"--liveness-interval {LIVENESS_INTERVAL}")
+    install(host, INSTALL)
     state = PodmanInstalled(host, files_before, start_all(host, PODMAN, timeout=60), PODMAN,
                             since)
     report(host.release, f"Podman: install + start of 5 workers: "
@@ -160,8 +164,7 @@ def test_the_agent_runs_hardened_and_status_is_healthy_with_memory(installed) ->
     memory = {worker["unit"]: worker["memory_bytes"] for worker in status["workers"]}
     assert all(memory.values()), (memory, cgroups_of_workers(host))
     assert exposure(host, AGENT) <= AGENT_MAX
-    again = install(host, f"--runtime podman --agent-interval {INTERVAL} "
-                          f"--liveness-interval {LIVENESS_INTERVAL}")
+    again = install(host, INSTALL)
     assert again.stdout.strip() == "nothing to change", again.stdout
 
 
@@ -192,6 +195,7 @@ def test_a_sigkilled_worker_is_back(installed) -> None:
 def test_a_crash_loop_past_the_start_limit_is_rearmed_by_the_agent(installed) -> None:
     host = installed.host
     agent = AgentHost.from_now(host)
+    since = host.run("date +%s").stdout.strip()
     with start_limit_widened(host, "tracardi-scheduler.service"):
         set_installed(host, "STANDIN_FAIL_SCHEDULER", "1")
         started = time.monotonic()
@@ -200,6 +204,10 @@ def test_a_crash_loop_past_the_start_limit_is_rearmed_by_the_agent(installed) ->
     report(host.release, f"Podman: crash loop past the start limit, re-armed and running "
            f"once fixed {time.monotonic() - started:.1f} s after it began")
     installed.running(fresh=["tracardi-scheduler.service"])
+    # --on-failure: the hook ran for the worker systemd gave up on (OnFailure= of Quadlet's
+    # generated unit, and the agent's own start of it; test_monitoring.py tells them apart)
+    host.wait_until(f"journalctl -q -t tracardi-notify --since @{since} -o cat | grep -q "
+                    "'^tracardi-scheduler.service failed'", timeout=30)
 
 
 def test_a_failing_health_check_has_podman_kill_the_worker_and_systemd_restart_it(

@@ -358,8 +358,6 @@ def _check_monitoring(settings: RenderSettings) -> None:
             f"--on-failure {settings.on_failure!r} is not a unit name: give a service or "
             "target such as notify.service, or a template such as notify@.service (it gets "
             "the failed unit's name as its instance)")
-    if settings.on_failure and settings.runtime == "podman":
-        raise UnsafeValue("--on-failure is not supported with --runtime podman yet")
     metrics_dir = settings.metrics_directory
     if not metrics_dir.startswith("/") or any(c.isspace() for c in metrics_dir):
         raise UnsafeValue(f"--metrics-dir {metrics_dir!r}: give an absolute path without "

@@ -72,7 +72,8 @@ from .test_hardening import AGENT, AGENT_MAX, exposure
 from .test_vm import Installed, healthy, removed_and_stray_repaired, start_limit_widened
 from .vm import report, timed
 
-# Bookworm's Podman 4.3 has no Quadlet. TRACARDI_VM_PODMAN_RELEASES narrows the releases.
+# Bookworm's Podman 4.3 has no Quadlet. scripts/test runs these on trixie only, for CI's
+# 60 minutes (11 minutes a release); TRACARDI_VM_PODMAN_RELEASES="trixie sid" adds sid.
 PODMAN_RELEASES = tuple(os.environ.get("TRACARDI_VM_PODMAN_RELEASES", "trixie sid").split())
 pytestmark = [pytest.mark.vm, pytest.mark.vm_releases(*PODMAN_RELEASES)]
 

@@ -31,6 +31,11 @@ Memory: what stays resident per unit beside the container: the Quadlet unit's Ma
 (conmon) and the Docker unit's MainPID (the foreground `docker run` client), RSS and PSS from
 /proc/PID/smaps_rollup, medians over the units; and, for reference, the per-container
 processes outside any unit (containerd-shim for c, conmon for b).
+Listing: the agent's call of every tick, the managed containers, `--calls` times each way:
+through Podman's API as the agent makes it (engine.py's libpod list on podman.socket, the
+service resident) and through the CLI (`podman ps -a --filter label=... --format json`, a
+podman process per call); the CPU of the caller (this process, or the CLI's children) and
+of podman.service (its cgroup's cpu.stat), per call.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -72,6 +79,9 @@ from tests.e2e.vm import prepare, provisioned_guest
 
 RELEASE = "trixie"
 KILLS = 20  # per setup
+CALLS = 100  # listings per way
+MANAGED = "tracardi.managed=true"
+PODMAN_SERVICE_CPU = Path("/sys/fs/cgroup/system.slice/podman.service/cpu.stat")
 PER_SETUP = 3
 MIN_SPACING = 15.0  # seconds between two kills of one container
 BOUND = 60.0  # seconds a replacement is waited for before the kill counts as "never back"
@@ -162,9 +172,53 @@ def memory(units: dict[str, list[str]], containers: dict[str, tuple[str, list[st
     return result
 
 
+def service_cpu() -> float:
+    """CPU seconds podman.service has used (0 while it is not running)."""
+    try:
+        stat = PODMAN_SERVICE_CPU.read_text()
+    except OSError:
+        return 0.0
+    return next(int(line.split()[1]) for line in stat.splitlines()
+                if line.startswith("usage_usec ")) / 1e6
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def listing(calls: int) -> dict:
+    """Per way: the wall median, and CPU seconds per call of the caller and podman.service."""
+    from tracardi_systemd.host.engine import PODMAN_SOCKET, Engine  # the deb's, in the guest
+
+    engine = Engine(PODMAN_SOCKET)
+    listed = len(engine.containers(MANAGED))  # also starts podman.service
+
+    def api() -> None:
+        engine.containers(MANAGED)
+
+    def cli() -> None:
+        subprocess.run(["podman", "ps", "-a", "--filter", f"label={MANAGED}",
+                        "--format", "json"], capture_output=True, check=True)
+
+    result: dict = {"containers": listed}
+    for way, call, own_cpu in (("api", api, time.process_time), ("cli", cli, children_cpu)):
+        walls = []
+        cpu, service = own_cpu(), service_cpu()
+        for _ in range(calls):
+            started = time.perf_counter()
+            call()
+            walls.append(time.perf_counter() - started)
+        result[way] = {"wall": median(walls), "caller": (own_cpu() - cpu) / calls,
+                       "service": (service_cpu() - service) / calls}
+    return result
+
+
 def run_inside(argv: list[str]) -> None:
     spec = json.loads(argv[1])
-    if argv[0] == "kills":
+    if argv[0] == "listing":
+        emit(listing(spec["calls"]))
+    elif argv[0] == "kills":
         emit(kills(spec["total"], {k: (e, n) for k, (e, n) in spec["setups"].items()}))
     elif argv[0] == "memory":
         emit(memory(spec["units"], {k: (e, n) for k, (e, n) in spec["containers"].items()}))
@@ -230,7 +284,7 @@ def stop_agent(guest: Guest) -> str:
     return state
 
 
-def measure(kill_count: int, per_setup: int) -> dict:
+def measure(kill_count: int, per_setup: int, calls: int) -> dict:
     image, deb = prepare(RELEASE)
     with provisioned_guest(RELEASE, image, deb) as guest:
         log("guest up; the three setups")
@@ -247,6 +301,9 @@ def measure(kill_count: int, per_setup: int) -> dict:
         result["memory"] = inside(guest, __file__, "memory", json.dumps(
             {"units": units, "containers": {k: (SETUPS[k][0], containers[k])
                                             for k in ("b", "c")}}), python=guest.python)
+        log(f"listing: {calls} calls each way")
+        result["listing"] = inside(guest, __file__, "listing", json.dumps({"calls": calls}),
+                                   python=guest.python)
         log(f"kills: {kill_count} per setup")
         result["load_before"] = os.getloadavg()
         result["kills"] = inside(guest, __file__, "kills", json.dumps(
@@ -345,8 +402,27 @@ def report(result: dict) -> str:
             table(["process", "is", "n", "RSS", "PSS"], mem_rows), "",
             f"conmon / the `docker run` client: RSS {ratio('rss')}, PSS {ratio('pss')}. PSS "
             "divides the pages shared by processes of the same binary, so it falls as units "
-            f"are added ({result['per_setup']} per setup here); RSS does not."]
-    return "\n".join(out)
+            f"are added ({result['per_setup']} per setup here); RSS does not.", ""]
+    return "\n".join(out + listing_report(result["listing"]))
+
+
+def listing_report(listing: dict) -> list[str]:
+    def total(way: str) -> float:
+        return listing[way]["caller"] + listing[way]["service"]
+
+    def tenths(seconds: float) -> str:
+        return f"{seconds * 1000:.1f} ms"
+
+    rows = [[label, tenths(listing[way]["wall"]), tenths(listing[way]["caller"]),
+             tenths(listing[way]["service"]), tenths(total(way))]
+            for way, label in (("api", "Podman's API (the agent's way)"),
+                               ("cli", "`podman ps --format json`"))]
+    return ["### Listing the managed containers, the agent's call every tick (per call, "
+            f"{listing['containers']} containers listed)", "",
+            table(["way", "wall median", "CPU: caller", "CPU: podman.service", "CPU: both"],
+                  rows), "",
+            f"CPU per call, the CLI's over the API's: {total('cli') / total('api'):.1f}x; "
+            f"wall {listing['cli']['wall'] / listing['api']['wall']:.1f}x."]
 
 
 def main() -> None:
@@ -357,9 +433,11 @@ def main() -> None:
         parser.add_argument("--kills", type=int, default=KILLS, help="kills per setup")
         parser.add_argument("--per-setup", type=int, default=PER_SETUP,
                             help="containers per setup")
+        parser.add_argument("--calls", type=int, default=CALLS,
+                            help="listings of the managed containers per way")
         parser.add_argument("--json", help="also write the raw figures here")
         args = parser.parse_args()
-        print_result(measure(args.kills, args.per_setup), report, args.json)
+        print_result(measure(args.kills, args.per_setup, args.calls), report, args.json)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ from .test_hardening import AGENT, AGENT_MAX, WORKER_MAX, exposure
 from .vm import (
     VM_RELEASES,
     report,
+    timed,
 )
 
 pytestmark = pytest.mark.vm
@@ -336,26 +337,36 @@ def test_the_tool_works_with_a_dockerd_that_refuses_api_1_41(sandbox: Guest) -> 
 
 # --- last: the real Celery update worker, whose image then bears the stand-in's name ------
 
+@contextmanager
+def real_celery_worker(host: Guest, engine: str = "docker", options: str = "") -> Iterator[None]:
+    """The image the Celery tier builds (Tracardi 0.8.1's update worker) imported into the
+    engine's store under the update worker's name, installed alone with the agent (and
+    `options`), started and ready; everything uninstalled at the end."""
+    with timed(host.release, f"{engine}: real Celery image imported"):
+        tar, _ = rootfs_tar()
+        host.put(tar, "/root/celery-rootfs.tar")
+        import_image(host, Path("/root/celery-rootfs.tar"), engine=engine)
+        host.run("rm /root/celery-rootfs.tar")
+    uninstall_everything(host, engine)  # whatever the tests before left (sid's API floor's)
+    host.run(f"{REDIS_CLI} flushall")
+    write_env(host)
+    install(host, f"{options} --worker update --agent-interval 2".strip())
+    try:
+        host.run("systemctl start tracardi.target")
+        wait_running(host, CONTAINER, timeout=60, engine=engine)
+        wait_ready(host, timeout=60 * host.slowness)
+        yield
+    finally:
+        uninstall_everything(host, engine)
+
+
 # Not on trixie, for CI's 60 minutes: test_vm_podman.py runs the real worker there.
 @pytest.mark.vm_releases("bookworm", "sid")
 def test_the_real_celery_worker_is_healed_after_a_redis_outage(sandbox: Guest) -> None:
     """The image the Celery tier builds (Tracardi 0.8.1's update worker), loaded into the
     guest: through a Redis outage, then restarted by the agent and taking a task."""
     host = sandbox
-    tar, _ = rootfs_tar()
-    started = time.monotonic()
-    host.put(tar, "/root/celery-rootfs.tar")
-    import_image(host, Path("/root/celery-rootfs.tar"))
-    host.run("rm /root/celery-rootfs.tar")
-    report(host.release, f"real Celery image loaded: {time.monotonic() - started:.1f} s")
-    uninstall_everything(host)  # whatever the tests before left (sid's API floor test's)
-    host.run(f"{REDIS_CLI} flushall")
-    write_env(host)
-    install(host, "--worker update --agent-interval 2")
-    try:
-        host.run("systemctl start tracardi.target")
-        wait_running(host, CONTAINER, timeout=60)
-        wait_ready(host, timeout=60 * host.slowness)
+    with real_celery_worker(host):
         since = host.run("date +%s").stdout.strip()
         redis_outage(host, REDIS_OUTAGE)
         back = time.monotonic()
@@ -369,5 +380,3 @@ def test_the_real_celery_worker_is_healed_after_a_redis_outage(sandbox: Guest) -
         restarts = entries_since(host, since, RESTART, "tracardi-update.service")
         assert restarts and all("redis 127.0.0.1:6379 is back after an outage" in line
                                 for line in restarts), restarts
-    finally:
-        uninstall_everything(host)

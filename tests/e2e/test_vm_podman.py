@@ -20,7 +20,6 @@ import shlex
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -28,17 +27,14 @@ from tracardi_systemd.names import DEFAULT_QUADLET_DIR, LICENSE_SECRET
 
 from . import test_agent as agent_tests
 from . import test_purge as purge_tests
-from .celery_image import import_image, rootfs_tar
 from .celery_ops import (
     CONTAINER,
-    REDIS_CLI,
     UNIT,
     consumed_within,
     control,
     entries_since,
     node_name,
     queue_touch,
-    wait_ready,
 )
 from .conftest import AgentHost
 from .guest import Guest
@@ -54,7 +50,6 @@ from .operator import (
     tool,
     uninstall_everything,
     wait_labelled_containers,
-    wait_running,
     wait_unit,
     write_env,
 )
@@ -69,7 +64,13 @@ from .standin import (
 from .test_agent import set_installed
 from .test_celery_worker import LIVENESS_BOUND, NOT_LIVE, RESTART
 from .test_hardening import AGENT, AGENT_MAX, exposure
-from .test_vm import Installed, healthy, removed_and_stray_repaired, start_limit_widened
+from .test_vm import (
+    Installed,
+    healthy,
+    real_celery_worker,
+    removed_and_stray_repaired,
+    start_limit_widened,
+)
 from .vm import report, timed
 
 # Bookworm's Podman 4.3 has no Quadlet. scripts/test runs these on trixie only, for CI's
@@ -335,25 +336,8 @@ def test_uninstall_purge_leaves_no_unit_container_or_secret(installed) -> None:
 
 @pytest.fixture(scope="module")
 def celery_worker(vm_guest: Guest) -> Iterator[Guest]:
-    """The image the Celery tier builds (Tracardi 0.8.1's update worker), imported into
-    Podman's store, installed alone with the agent, started and ready."""
-    host = vm_guest
-    with timed(host.release, "Podman: real Celery image imported"):
-        tar, _ = rootfs_tar()
-        host.put(tar, "/root/celery-rootfs.tar")
-        import_image(host, Path("/root/celery-rootfs.tar"), engine=PODMAN)
-        host.run("rm /root/celery-rootfs.tar")
-    uninstall_everything(host, PODMAN)  # whatever a failed test before left
-    host.run(f"{REDIS_CLI} flushall")
-    write_env(host)
-    install(host, f"--runtime podman --worker update --agent-interval {INTERVAL}")
-    try:
-        host.run("systemctl start tracardi.target")
-        wait_running(host, CONTAINER, timeout=60, engine=PODMAN)
-        wait_ready(host, timeout=60 * host.slowness)
-        yield host
-    finally:
-        uninstall_everything(host, PODMAN)
+    with real_celery_worker(vm_guest, PODMAN, "--runtime podman"):
+        yield vm_guest
 
 
 def test_work_based_liveness_restarts_the_real_celery_worker_that_takes_no_work(

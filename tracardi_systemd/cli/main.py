@@ -16,6 +16,7 @@ from tracardi_systemd.cli.events import events
 from tracardi_systemd.cli.options import (
     absolute,
     as_flags,
+    client_in,
     client_of,
     engine_of,
     env_file_option,
@@ -30,7 +31,6 @@ from tracardi_systemd.cli.options import (
 )
 from tracardi_systemd.cli.upgrade import upgrade
 from tracardi_systemd.host.commands import Docker, Systemctl
-from tracardi_systemd.host.runtimes import RUNTIME_HOSTS
 from tracardi_systemd.install.files import write_atomic
 from tracardi_systemd.install.journal_catalog import install_catalog, remove_catalog
 from tracardi_systemd.install.manifest import Manifest, ManifestError, load_manifest
@@ -187,8 +187,7 @@ def install(ctx: click.Context, env_file: Path | None, unit_dir: str, root: Path
                            None if reset else previous,
                            DEFAULT_AGENT_PROGRAM if packaged else None)
     _say_reuse(ctx.command, reuse, reset and previous is not None)
-    # the last install's runtime and client when not given
-    installer.docker = Docker(RUNTIME_HOSTS[options["runtime"]].client_or(options["docker"]))
+    installer.docker = client_in(options)  # the last install's runtime and client if not given
     if live and not dry_run:
         _or_fail(installer.require_live_host)
     options["tool"] = options["tool"] or installer.agent_program(running_program())

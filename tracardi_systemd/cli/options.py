@@ -7,7 +7,7 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -204,19 +204,22 @@ def running_program() -> str:
     return shutil.which("tracardi-systemd") or DEFAULT_AGENT_PROGRAM
 
 
-def runtime_of(manifest: Manifest | None) -> ContainerRuntime:
-    """The runtime of the last install (Docker when there was none)."""
-    runtime = str(manifest.options.get("runtime", "docker")) if manifest else "docker"
-    return RUNTIME_HOSTS.get(runtime, RUNTIME_HOSTS["docker"])
+def runtime_in(options: Mapping[str, object]) -> ContainerRuntime:
+    """The runtime install's options name (Docker when they name none)."""
+    return RUNTIME_HOSTS.get(str(options.get("runtime", "docker")), RUNTIME_HOSTS["docker"])
+
+
+def client_in(options: Mapping[str, object]) -> Docker:
+    """The client the units of install's options run: podman on Podman, else the docker
+    client they were given."""
+    return Docker(runtime_in(options).client_or(str(options.get("docker", DEFAULT_DOCKER))))
 
 
 def client_of(manifest: Manifest | None) -> Docker:
-    """The client the installed units run: podman on a Podman install, else the docker
-    client the last install was given."""
-    docker = str(manifest.options.get("docker", DEFAULT_DOCKER)) if manifest else DEFAULT_DOCKER
-    return Docker(runtime_of(manifest).client_or(docker))
+    """The client the installed units run (the last install's options)."""
+    return client_in(manifest.options if manifest else {})
 
 
 def engine_of(manifest: Manifest | None) -> Engine:
     """The Engine API of the installed runtime: dockerd's socket, or podman.socket's."""
-    return Engine(runtime_of(manifest).socket)
+    return Engine(runtime_in(manifest.options if manifest else {}).socket)

@@ -54,6 +54,7 @@ from .test_celery_worker import HEAL_BOUND, RESTART
 from .test_cgroup import stats_bytes
 from .test_hardening import AGENT, AGENT_MAX, WORKER_MAX, exposure
 from .vm import (
+    DOCKER_ONLY,
     VM_RELEASES,
     report,
     timed,
@@ -141,6 +142,8 @@ def start_limit_widened(host: Guest, *units: str) -> Iterator[None]:
         host.run(f"rm -rf {folders} && systemctl daemon-reload")
 
 
+# Where test_vm_podman.py runs, its crash loop is re-armed on the same systemd (vm.py).
+@pytest.mark.vm_releases(*DOCKER_ONLY)
 def test_agent_rearms_a_unit_systemd_gave_up_on(agent_host) -> None:
     with start_limit_widened(agent_host.host, "tracardi-scheduler.service"):
         agent_tests.test_agent_rearms_a_unit_systemd_gave_up_on(agent_host)
@@ -287,7 +290,10 @@ def test_docker_stopped_then_started_under_the_agent(installed) -> None:
     installed.running()
 
 
-@pytest.mark.parametrize("outage", ["reboot", "power loss"])
+# The reboot where test_vm_podman.py does not reboot the guest (vm.py); a power loss, which
+# leaves dockerd's state saying the containers run, on every release.
+@pytest.mark.parametrize("outage", [
+    pytest.param("reboot", marks=pytest.mark.vm_releases(*DOCKER_ONLY)), "power loss"])
 def test_every_worker_is_back_after_a_reboot_or_a_power_loss(installed, outage: str) -> None:
     """A real reboot (`systemctl reboot` in the guest), or a power loss: qemu killed, so
     dockerd's state says the containers run, then the same disk booted again. Every worker
@@ -360,8 +366,8 @@ def real_celery_worker(host: Guest, engine: str = "docker", options: str = "") -
         uninstall_everything(host, engine)
 
 
-# Not on trixie, for CI's 60 minutes: test_vm_podman.py runs the real worker there.
-@pytest.mark.vm_releases("bookworm", "sid")
+# Where test_vm_podman.py runs, it runs the real worker under Podman (vm.py).
+@pytest.mark.vm_releases(*DOCKER_ONLY)
 def test_the_real_celery_worker_is_healed_after_a_redis_outage(sandbox: Guest) -> None:
     """The image the Celery tier builds (Tracardi 0.8.1's update worker), loaded into the
     guest: through a Redis outage, then restarted by the agent and taking a task."""

@@ -15,7 +15,6 @@ liveness. Each step's seconds go into the VM report (vm.report).
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from collections.abc import Iterator
@@ -71,11 +70,8 @@ from .test_vm import (
     removed_and_stray_repaired,
     start_limit_widened,
 )
-from .vm import report, timed
+from .vm import PODMAN_RELEASES, report, timed
 
-# Bookworm's Podman 4.3 has no Quadlet. scripts/test runs these on trixie only, for CI's
-# 60 minutes (11 minutes a release); TRACARDI_VM_PODMAN_RELEASES="trixie sid" adds sid.
-PODMAN_RELEASES = tuple(os.environ.get("TRACARDI_VM_PODMAN_RELEASES", "trixie sid").split())
 pytestmark = [pytest.mark.vm, pytest.mark.vm_releases(*PODMAN_RELEASES)]
 
 PODMAN = "podman"

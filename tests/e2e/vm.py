@@ -3,9 +3,11 @@ the tests: its disk (scripts/vm-image, cached), the checkout's deb for that rele
 (packaging/build), the deb installed, the stand-in images built, Redis and a stand-in
 Elasticsearch up.
 
-TRACARDI_VM_RELEASES picks the releases (default: all three, in this order). Every step is
-timed; what each guest printed (versions) and the times go into REPORT, which the e2e
-conftest prints at the end of the run.
+TRACARDI_VM_RELEASES picks the releases (default: all three, in this order), and
+TRACARDI_VM_PODMAN_RELEASES those of them that run the Podman tests too (default: 13 and
+unstable, the two whose Podman has Quadlet). Every step is timed; what each guest printed
+(versions) and the times go into REPORT, which the e2e conftest prints at the end of the
+run.
 """
 
 from __future__ import annotations
@@ -42,15 +44,32 @@ VM_RELEASES = {
     # Unstable moves: any systemd from 258 (which no longer boots on cgroup v1).
     "sid": VmRelease("sid", "forky", range(258, 300), "2", "3.14"),
 }
+PODMAN_VARIABLE = "TRACARDI_VM_PODMAN_RELEASES"
+QUADLET_RELEASES = ("trixie", "sid")
 REPORT: list[str] = []
 
 
-def selected_vm_releases() -> list[str]:
-    names = os.environ.get(VARIABLE, " ".join(VM_RELEASES)).split()
-    unknown = [name for name in names if name not in VM_RELEASES]
+def _named(variable: str, allowed: tuple[str, ...]) -> list[str]:
+    """The releases `variable` names (all of `allowed` when unset); a name not allowed is
+    refused."""
+    names = os.environ.get(variable, " ".join(allowed)).split()
+    unknown = [name for name in names if name not in allowed]
     if unknown:
-        raise ValueError(f"{VARIABLE}: {' '.join(unknown)} not among {' '.join(VM_RELEASES)}")
+        raise ValueError(f"{variable}: {' '.join(unknown)} not among {' '.join(allowed)}")
     return names
+
+
+def selected_vm_releases() -> list[str]:
+    return _named(VARIABLE, tuple(VM_RELEASES))
+
+
+# The releases whose guest runs test_vm_podman.py after test_vm.py (default: both whose
+# Podman has Quadlet; Debian 12's 4.3 has none). Its tests there prove on the release's
+# systemd what test_vm.py's re-arm, reboot and real Celery worker prove, so those three run
+# with Docker on the other releases only (DOCKER_ONLY), for CI's 60 minutes; the sandbox
+# tiers run them with Docker on Debian 12's and 13's systemd and dockerd.
+PODMAN_RELEASES = _named(PODMAN_VARIABLE, QUADLET_RELEASES)
+DOCKER_ONLY = [name for name in VM_RELEASES if name not in PODMAN_RELEASES]
 
 
 def report(release: str, line: str) -> None:

@@ -32,11 +32,15 @@ class Clock:
 
 
 class FakeStream:
-    """Hands over the queued events, then waits out the timeout (advancing the clock)."""
+    """Hands over the queued events, then waits out the timeout (advancing the clock), or
+    breaks if it `closes`; its reconnect is the stream `resumed_by` (an error when None)."""
 
-    def __init__(self, clock: Clock, events: list[dict] | None = None, closes: bool = False):
+    def __init__(self, clock: Clock, events: list[dict] | None = None, closes: bool = False,
+                 resumed_by: FakeStream | None = None):
         self.clock, self.events, self.closes = clock, list(events or []), closes
+        self.resumed_by = resumed_by
         self.closed = False
+        self.reconnects = 0
 
     def poll(self, timeout: float):
         if self.events:
@@ -49,6 +53,13 @@ class FakeStream:
     def within(self, seconds: float):
         while self.events:
             yield self.events.pop(0)
+
+    def reconnect(self) -> FakeStream:
+        self.reconnects += 1
+        self.closed = True
+        if self.resumed_by is None:
+            raise EngineError("GET /events", "dockerd does not answer")
+        return self.resumed_by
 
     def close(self) -> None:
         self.closed = True
@@ -154,13 +165,25 @@ def test_a_health_verdict_wakes_the_agent_without_asking_systemd(tmp_path):
     assert systemctl.state_lists == []
 
 
-def test_a_broken_stream_is_reopened_and_the_agent_reconciles_in_full(tmp_path):
+def test_a_broken_stream_is_resumed_and_the_agent_reconciles_in_full(tmp_path):
+    """Resumed, not opened anew: the deaths in the gap reach the journal, and none twice
+    (test_podman_recorded.py has what a resumed stream hands over)."""
     clock = Clock()
-    streams = [FakeStream(clock, closes=True), FakeStream(clock)]
-    agent, systemctl, engine, watcher, _ = rig(tmp_path, streams, clock)
+    gap = FakeStream(clock, [die("tracardi-trigger")])
+    broken = FakeStream(clock, closes=True, resumed_by=gap)
+    agent, systemctl, engine, watcher, stderr = rig(tmp_path, [broken], clock)
     run_for(agent, watcher, clock, 30)
-    assert engine.opened == 2
+    assert (engine.opened, broken.reconnects) == (1, 1)
+    assert "container tracardi-trigger died (exit status 137)" in stderr.getvalue()
     assert len(systemctl.shows) + len(systemctl.state_lists) >= 2
+
+
+def test_a_stream_that_cannot_be_resumed_is_tried_again_from_where_it_broke(tmp_path):
+    clock = Clock()
+    broken = FakeStream(clock, closes=True)
+    agent, _, engine, watcher, _ = rig(tmp_path, [broken], clock)
+    run_for(agent, watcher, clock, 30)
+    assert engine.opened == 1 and broken.reconnects >= 2
 
 
 def test_no_stream_is_opened_while_docker_service_is_stopped(tmp_path):
@@ -213,7 +236,8 @@ def test_after_a_failed_cycle_the_stream_is_not_reopened_on_a_stale_view(tmp_pat
     systemd said `active` a moment before. Reopening the stream then would start docker
     again through docker.socket; it waits for a cycle that asked systemd afresh."""
     clock = Clock()
-    agent, _, engine, watcher, _ = rig(tmp_path, [FakeStream(clock, closes=True)], clock)
+    broken = FakeStream(clock, closes=True)
+    agent, _, engine, watcher, _ = rig(tmp_path, [broken], clock)
     calls = 0
     listing = engine.containers
 
@@ -228,6 +252,7 @@ def test_after_a_failed_cycle_the_stream_is_not_reopened_on_a_stale_view(tmp_pat
     run_for(agent, watcher, clock, 60)
     assert calls > 3  # the agent kept trying its cycle...
     assert engine.opened == 1  # ...but never reconnected the stream on a stale view
+    assert broken.reconnects == 0
 
 
 def test_while_the_stream_cannot_be_opened_systemd_is_asked_every_tick(tmp_path):

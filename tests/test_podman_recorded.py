@@ -7,8 +7,10 @@ dockerd's socket where a test says what the dialect makes of them."""
 
 from __future__ import annotations
 
+import io
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from dockerd_fake import (
     split_response,
 )
 
+from tracardi_systemd.agent.watch import Stop, Watcher
 from tracardi_systemd.host.engine import (
     PODMAN_SERVICE,
     PODMAN_SOCKET,
@@ -36,6 +39,7 @@ from tracardi_systemd.host.engine import (
     EventStream,
     StreamClosed,
 )
+from tracardi_systemd.host.journal import Journal
 from tracardi_systemd.observe.read import ContainerReader
 
 PODMANS = sorted(path.name for path in RECORDED.glob("podman-*"))
@@ -398,16 +402,22 @@ def test_podmans_events_come_in_dockers_shapes(fake: FakeDockerd, podman: str) -
     assert [event for event in handed if event["Action"] == "start"] == starts
 
 
+def broken_after_the_die(fake: FakeDockerd, podman: str) -> Engine:
+    """An engine whose first events stream breaks right after the scheduler's die; the
+    next one hands over the rest (its remove, then the other events)."""
+    head, data = split_response(recorded("events.http", podman))
+    found = chunks(data)
+    at_die = next(i for i, event in enumerate(events(podman))
+                  if event["Action"] == "die") + 1
+    return serve_events(fake, podman, Feed(head, *found[:at_die], CLOSE),
+                        Feed(head, *found[at_die:]))
+
+
 def test_a_reconnect_keeps_the_dialect_and_the_die_it_saw(fake: FakeDockerd,
                                                           podman: str) -> None:
     """The scheduler's die before the break and its remove after it: no second die."""
-    head, data = split_response(recorded("events.http", podman))
-    found = chunks(data)
     died, _ = died_and_health_killed(podman)
-    at_die = next(i for i, event in enumerate(events(podman))
-                  if event["Action"] == "die") + 1
-    engine = serve_events(fake, podman, Feed(head, *found[:at_die], CLOSE),
-                          Feed(head, *found[at_die:]))
+    engine = broken_after_the_die(fake, podman)
     stream = engine.events(label=LABEL, since=events(podman)[0]["time"] - 1)
     before = []
     with pytest.raises(StreamClosed):
@@ -419,6 +429,25 @@ def test_a_reconnect_keeps_the_dialect_and_the_die_it_saw(fake: FakeDockerd,
     assert fake.calls[1].filters == fake.calls[0].filters
     assert actions_of(before, died) == [("die", "137")]
     assert actions_of(after, died) == [("destroy", None)]
+
+
+def test_the_agent_journals_each_death_once_across_a_break(fake: FakeDockerd, podman: str,
+                                                          tmp_path: Path) -> None:
+    """The agent's watcher over the same break resumes the stream: the scheduler's death
+    is one journal entry (its remove after the break is no second one), and the health
+    kill's lone remove after the break is one too."""
+    engine = broken_after_the_die(fake, podman)
+    stderr = io.StringIO()
+    watcher = Watcher(engine, Journal(str(tmp_path / "no-journald"), stderr))
+    woke = [watcher.wait(time.monotonic() + 2, Stop(), docker_active=True) for _ in range(3)]
+    watcher.close()
+
+    names = {event["Actor"]["ID"]: event["Actor"]["Attributes"]["name"]
+             for event in events(podman)}
+    died, health_killed = died_and_health_killed(podman)
+    deaths = re.findall(r"container (\S+) died \(exit status (\d+)\)", stderr.getvalue())
+    assert deaths == [(names[died], "137"), (names[health_killed], "137")]
+    assert woke[:2] == [True, True] and len(fake.calls) == 2
 
 
 def test_a_reconnect_hands_over_the_rest_of_a_translated_event(fake: FakeDockerd,

@@ -2,9 +2,11 @@
 
 One long-lived `GET /events` stream, filtered to the tool's label, wakes the agent within
 milliseconds of a container's death instead of at its next tick; a stream that breaks
-(dockerd stopped or restarted) is opened again at a later wait, and the agent reconciles
-in full then, which is what catches anything the gap hid. The journal gets one entry per
-death, so an operator sees when the agent learnt of it.
+(dockerd stopped or restarted) is resumed where it ended at a later wait, and the agent
+reconciles in full then, which is what catches anything the gap hid. The journal gets one
+entry per death, so an operator sees when the agent learnt of it: a death in the gap when
+the stream resumes, and none twice (on Podman, the resumed stream remembers whose `die`
+it handed over before the break, so their `remove` after it is not one more death).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Watcher:
                  sleep: Callable[[threading.Event, float], object] = threading.Event.wait):
         self.engine, self.journal, self.clock, self.sleep = engine, journal, clock, sleep
         self.stream: EventStream | None = None
+        self.broken: EventStream | None = None  # the last stream that broke, to resume
 
     def wait(self, deadline: float, stop: Stop, docker_active: bool) -> bool:
         """Block until `deadline`, a container event or `stop`; True when systemd's view
@@ -73,9 +76,9 @@ class Watcher:
         unopened = False
         if self.stream is None and docker_active:
             try:
-                self.stream = self.engine.events(label=f"{LABEL_MANAGED}=true")
+                self.stream = self._opened()
             except EngineError:
-                self.stream, unopened = None, True
+                unopened = True
         while not stop.is_set() and (left := deadline - self.clock()) > 0:
             if self.stream is None:
                 self.sleep(stop, left)  # set() by the signal handler ends it
@@ -89,9 +92,17 @@ class Watcher:
                         health_only = health_only and _action(each).startswith("health_status")
                     return not health_only
             except StreamClosed:
-                self.stream = None
+                self.broken, self.stream = self.stream, None
                 return True  # dockerd went away or restarted: reconcile in full
         return unopened
+
+    def _opened(self) -> EventStream:
+        """The broken stream resumed from its last event, else a new one from now."""
+        if self.broken is None:
+            return self.engine.events(label=f"{LABEL_MANAGED}=true")
+        stream = self.broken.reconnect()
+        self.broken = None
+        return stream
 
     def _report(self, event: dict) -> None:
         action = _action(event)
@@ -114,9 +125,10 @@ class Watcher:
         entry.send(self.journal)
 
     def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None
+        for stream in (self.stream, self.broken):
+            if stream is not None:
+                stream.close()
+        self.stream = self.broken = None
 
 
 def _action(event: dict) -> str:

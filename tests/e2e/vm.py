@@ -64,10 +64,11 @@ def selected_vm_releases() -> list[str]:
 
 
 # The releases whose guest runs test_vm_podman.py after test_vm.py (default: both whose
-# Podman has Quadlet; Debian 12's 4.3 has none). Its tests there prove on the release's
-# systemd what test_vm.py's re-arm, reboot and real Celery worker prove, so those three run
+# Podman has Quadlet; Debian 12's 4.3 has none). It re-arms a crash loop, reboots and runs
+# the real Celery worker on the release's systemd, so test_vm.py's re-arm, reboot and real
+# Celery worker (through a Redis outage, a heal the same on every release and engine) run
 # with Docker on the other releases only (DOCKER_ONLY), for CI's 60 minutes; the sandbox
-# tiers run them with Docker on Debian 12's and 13's systemd and dockerd.
+# tiers run all three with Docker on Debian 12's and 13's systemd and dockerd.
 PODMAN_RELEASES = _named(PODMAN_VARIABLE, QUADLET_RELEASES)
 DOCKER_ONLY = [name for name in VM_RELEASES if name not in PODMAN_RELEASES]
 

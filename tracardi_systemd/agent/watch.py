@@ -125,10 +125,9 @@ class Watcher:
         entry.send(self.journal)
 
     def close(self) -> None:
-        for stream in (self.stream, self.broken):
-            if stream is not None:
-                stream.close()
-        self.stream = self.broken = None
+        if self.stream is not None:
+            self.stream.close()
+        self.stream = self.broken = None  # a broken stream closed its socket as it broke
 
 
 def _action(event: dict) -> str:
